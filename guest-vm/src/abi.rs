@@ -1,0 +1,79 @@
+//! The wasm ABI (version 1): the only unsafe code of the crate.
+//!
+//! The host drives one execution per instance:
+//!
+//! 1. `avap_alloc(len)` — the guest allocates `len` bytes and returns the
+//!    pointer (0 on failure or when `len` is negative or above 16 MiB). The
+//!    host writes the input JSON there. The guest owns this memory.
+//! 2. `avap_run(ptr, len)` — the guest takes back the buffer returned by
+//!    `avap_alloc(len)` (and frees it), runs [`crate::run_json`] and returns
+//!    `(out_ptr << 32) | out_len`. The output buffer is leaked: it lives until
+//!    the host drops the instance (one call per instance).
+//!
+//! `avap_abi_version()` returns [`crate::ABI_VERSION`];
+//! `avap_guest_version()` returns `(ptr << 32) | len` of the static UTF-8
+//! [`crate::GUEST_VERSION`].
+//!
+//! Pointers are wasm32 addresses (u32), packed unsigned into the i64.
+#![allow(unsafe_code)]
+
+use std::alloc::{Layout, alloc, dealloc};
+
+/// Largest input the guest accepts.
+const MAX_INPUT: i32 = 16 << 20;
+
+fn pack(ptr: *const u8, len: usize) -> i64 {
+    ((ptr as usize as u32 as i64) << 32) | (len as u32 as i64)
+}
+
+/// The layout of an input buffer of `len` bytes (at least 1 byte, so the
+/// pointer is never dangling or zero).
+fn layout(len: usize) -> Option<Layout> {
+    Layout::array::<u8>(len.max(1)).ok()
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn avap_abi_version() -> i32 {
+    crate::ABI_VERSION as i32
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn avap_guest_version() -> i64 {
+    pack(crate::GUEST_VERSION.as_ptr(), crate::GUEST_VERSION.len())
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn avap_alloc(len: i32) -> i32 {
+    if !(0..=MAX_INPUT).contains(&len) {
+        return 0;
+    }
+    let Some(layout) = layout(len as usize) else {
+        return 0;
+    };
+    // SAFETY: the layout has a non-zero size.
+    let ptr = unsafe { alloc(layout) };
+    ptr as usize as i32
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn avap_run(ptr: i32, len: i32) -> i64 {
+    let output = if ptr == 0 || !(0..=MAX_INPUT).contains(&len) {
+        crate::run_json(b"")
+    } else {
+        let len = len as usize;
+        let p = ptr as u32 as usize as *mut u8;
+        // SAFETY: the host contract: `ptr` was returned by `avap_alloc(len)`
+        // with this same `len`, was filled by the host, and is used once.
+        let input = unsafe { std::slice::from_raw_parts(p, len) };
+        let out = crate::run_json(input);
+        if let Some(layout) = layout(len) {
+            // SAFETY: allocated by `avap_alloc` with this same layout.
+            unsafe { dealloc(p, layout) };
+        }
+        out
+    };
+    let output = output.into_boxed_slice();
+    let len = output.len();
+    let leaked: &'static mut [u8] = Box::leak(output);
+    pack(leaked.as_ptr(), len)
+}

@@ -1,0 +1,108 @@
+//! Errors and diagnostics.
+//!
+//! Every error has a [`ErrorKind`]; syntax errors carry one [`Diagnostic`]
+//! (line and 1-based column) per problem found, runtime errors carry the line
+//! of the statement that failed.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// One syntax problem, with its 1-based line and column (columns count
+/// Unicode scalar values, not bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(line: usize, column: usize, message: impl Into<String>) -> Self {
+        Diagnostic { line, column, message: message.into() }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// What went wrong, as reported in the output's `kind` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorKind {
+    /// The script was rejected before anything ran.
+    Syntax,
+    /// A statement failed at run time (catchable by `try()`).
+    Runtime,
+    /// A resource limit was exceeded (never catchable by `try()`).
+    Limit,
+    /// The input JSON was malformed.
+    Input,
+}
+
+/// An error that ends an execution (or, for runtime errors, is caught by a
+/// `try()` block).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    /// One-line message without the line prefix.
+    pub message: String,
+    /// The line of the statement that failed, when known.
+    pub line: Option<usize>,
+    /// Every syntax problem (syntax errors only).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Error {
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Error { kind: ErrorKind::Runtime, message: message.into(), line: None, diagnostics: Vec::new() }
+    }
+
+    pub fn input(message: impl Into<String>) -> Self {
+        Error { kind: ErrorKind::Input, message: message.into(), line: None, diagnostics: Vec::new() }
+    }
+
+    /// A limit violation: the message names the limit and its value.
+    pub fn limit(name: &str, value: impl fmt::Display) -> Self {
+        Error {
+            kind: ErrorKind::Limit,
+            message: format!("limit exceeded: {name} ({value})"),
+            line: None,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    /// All syntax problems of a script; the message summarises the first.
+    pub fn syntax(mut diagnostics: Vec<Diagnostic>) -> Self {
+        diagnostics.sort_by_key(|d| (d.line, d.column));
+        let message = match diagnostics.first() {
+            Some(first) if diagnostics.len() > 1 => {
+                format!("syntax error at {first} (and {} more)", diagnostics.len() - 1)
+            }
+            Some(first) => format!("syntax error at {first}"),
+            None => "syntax error".to_string(),
+        };
+        Error { kind: ErrorKind::Syntax, message, line: diagnostics.first().map(|d| d.line), diagnostics }
+    }
+
+    /// Whether a `try()` block may catch this error.
+    pub fn is_catchable(&self) -> bool {
+        self.kind == ErrorKind::Runtime
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.kind, self.line) {
+            (ErrorKind::Runtime | ErrorKind::Limit, Some(line)) => {
+                write!(f, "line {line}: {}", self.message)
+            }
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,225 @@
+//! # avap-guest-vm — the AVAP interpreter
+//!
+//! A small, sandbox-friendly interpreter for AVAP scripts (see
+//! `shared/spec/LANGUAGE.md`). The pipeline is one file per stage:
+//!
+//! `tokenizer` -> `parser` -> `ast` -> `eval`, with `value` (values and JSON),
+//! `commands` (the command table and implementations), `limits` (the one
+//! [`Limits`] struct), `error` and, on wasm32 only, `abi` (the only unsafe
+//! code: the guest ABI the host calls).
+//!
+//! The interpreter never panics on any input: it uses no unchecked
+//! arithmetic on script data, bounds all recursion, and every resource has a
+//! named limit.
+//!
+//! ```
+//! let out = avap_guest_vm::run_json(br#"{"script": "addVar(a, 40)\nb = a + 2\naddResult(b)"}"#);
+//! let out: serde_json::Value = serde_json::from_slice(&out).unwrap();
+//! assert_eq!(out["result"]["b"], 42);
+//! ```
+
+pub mod ast;
+pub mod commands;
+pub mod error;
+pub mod eval;
+pub mod limits;
+pub mod parser;
+pub mod tokenizer;
+pub mod value;
+
+#[cfg(target_arch = "wasm32")]
+mod abi;
+
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+
+pub use error::{Diagnostic, Error, ErrorKind};
+pub use eval::{LogEntry, Outcome, Request, Success};
+pub use limits::Limits;
+pub use value::{Map, Value};
+
+/// Version of the wasm ABI (`avap_abi_version`).
+pub const ABI_VERSION: u32 = 1;
+/// Version of this crate (`avap_guest_version`).
+pub const GUEST_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Validates a script without running it: `Err` holds every syntax problem.
+pub fn check(script: &str) -> Result<(), Vec<Diagnostic>> {
+    parser::parse(script).map(|_| ())
+}
+
+/// The input JSON (host -> guest), read by hand from a `serde_json::Value`
+/// (derived struct deserializers cost ~35 KB of wasm).
+struct Input {
+    script: String,
+    variables: Map,
+    query: Vec<(String, String)>,
+    body: Map,
+    limits: Limits,
+}
+
+fn object_field(obj: &mut serde_json::Map<String, serde_json::Value>, name: &str) -> Result<Map, Error> {
+    match obj.remove(name) {
+        None | Some(serde_json::Value::Null) => Ok(Map::new()),
+        Some(serde_json::Value::Object(m)) => Ok(m.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect()),
+        Some(_) => Err(Error::input(format!("'{name}' must be an object"))),
+    }
+}
+
+fn parse_input(bytes: &[u8]) -> Result<Input, Error> {
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| Error::input(format!("invalid input JSON: {e}")))?;
+    let serde_json::Value::Object(mut obj) = json else {
+        return Err(Error::input("the input must be a JSON object"));
+    };
+    let script = match obj.remove("script") {
+        Some(serde_json::Value::String(s)) => s,
+        Some(_) => return Err(Error::input("'script' must be a string")),
+        None => return Err(Error::input("missing field 'script'")),
+    };
+    let variables = object_field(&mut obj, "variables")?;
+    let body = object_field(&mut obj, "body")?;
+    let query = match obj.remove("query") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(items)) => {
+            let mut pairs = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    serde_json::Value::Array(pair) => match <[serde_json::Value; 2]>::try_from(pair) {
+                        Ok([serde_json::Value::String(k), serde_json::Value::String(v)]) => pairs.push((k, v)),
+                        _ => {
+                            return Err(Error::input("'query' items must be [name, value] string pairs"));
+                        }
+                    },
+                    _ => {
+                        return Err(Error::input("'query' items must be [name, value] string pairs"));
+                    }
+                }
+            }
+            pairs
+        }
+        Some(_) => {
+            return Err(Error::input("'query' must be a list of [name, value] pairs"));
+        }
+    };
+    let limits = match obj.remove("limits") {
+        None | Some(serde_json::Value::Null) => Limits::default(),
+        Some(serde_json::Value::Object(m)) => Limits::from_json(m)?,
+        Some(_) => return Err(Error::input("'limits' must be an object")),
+    };
+    if let Some(k) = obj.keys().next() {
+        return Err(Error::input(format!("unknown input field '{k}'")));
+    }
+    Ok(Input { script, variables, query, body, limits })
+}
+
+/// Parses and runs one script with the given request and limits.
+pub fn execute(script: &str, request: &Request, limits: &Limits) -> Outcome {
+    let fail = |e: Error| Outcome { result: Err(e), logs: Vec::new(), logs_truncated: false };
+    if script.len() > limits.max_script_bytes {
+        return fail(limits.script_error());
+    }
+    if script.trim().is_empty() {
+        return fail(Error::input("the script is empty"));
+    }
+    match parser::parse(script) {
+        Ok(program) if program.main.is_empty() && program.functions.is_empty() => {
+            fail(Error::input("the script is empty (it has no statements)"))
+        }
+        Ok(program) => eval::execute(&program, request, limits),
+        Err(diags) => fail(Error::syntax(diags)),
+    }
+}
+
+#[derive(Serialize)]
+struct SuccessOut<'a> {
+    ok: bool,
+    status: u16,
+    result: &'a Map,
+    variables: &'a Map,
+    logs: &'a [LogEntry],
+    logs_truncated: bool,
+}
+
+#[derive(Serialize)]
+struct FailureOut<'a> {
+    ok: bool,
+    kind: ErrorKind,
+    error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "<[Diagnostic]>::is_empty")]
+    diagnostics: &'a [Diagnostic],
+    logs: &'a [LogEntry],
+    logs_truncated: bool,
+}
+
+fn failure_json(e: &Error, logs: &[LogEntry], logs_truncated: bool, cap: usize) -> Vec<u8> {
+    let out = FailureOut {
+        ok: false,
+        kind: e.kind,
+        error: e.to_string(),
+        line: e.line,
+        diagnostics: &e.diagnostics,
+        logs,
+        logs_truncated,
+    };
+    value::to_json_capped(&out, cap).unwrap_or_else(|_| small_error(&Limits::default().output_error_for(cap)))
+}
+
+/// A minimal error output that always fits.
+fn small_error(e: &Error) -> Vec<u8> {
+    let out = FailureOut {
+        ok: false,
+        kind: e.kind,
+        error: e.to_string(),
+        line: e.line,
+        diagnostics: &[],
+        logs: &[],
+        logs_truncated: false,
+    };
+    serde_json::to_vec(&out).unwrap_or_else(|_| br#"{"ok":false,"kind":"limit","error":"output error"}"#.to_vec())
+}
+
+/// Turns an [`Outcome`] into the output JSON, within `max_output_bytes`.
+pub fn outcome_json(outcome: &Outcome, limits: &Limits) -> Vec<u8> {
+    let cap = limits.max_output_bytes;
+    match &outcome.result {
+        Ok(s) => {
+            let out = SuccessOut {
+                ok: true,
+                status: s.status,
+                result: &s.result,
+                variables: &s.variables,
+                logs: &outcome.logs,
+                logs_truncated: outcome.logs_truncated,
+            };
+            value::to_json_capped(&out, cap).unwrap_or_else(|_| small_error(&limits.output_error()))
+        }
+        Err(e) => failure_json(e, &outcome.logs, outcome.logs_truncated, cap),
+    }
+}
+
+/// Runs one execution. `input` is the UTF-8 JSON input
+/// (`{"script", "variables"?, "query"?, "body"?, "limits"?}`); returns the
+/// UTF-8 JSON output (`{"ok": true, "status", "result", "variables", "logs",
+/// "logs_truncated"}` or `{"ok": false, "kind", "error", "line"?,
+/// "diagnostics"?, "logs", "logs_truncated"}`). Never panics.
+pub fn run_json(input: &[u8]) -> Vec<u8> {
+    let input = match parse_input(input) {
+        Ok(i) => i,
+        Err(e) => return small_error(&e),
+    };
+    let limits = input.limits;
+    let request = Request { variables: input.variables, query: input.query, body: input.body };
+    let outcome = execute(&input.script, &request, &limits);
+    outcome_json(&outcome, &limits)
+}
+
+impl Limits {
+    fn output_error_for(&self, cap: usize) -> Error {
+        Error::limit("max_output_bytes", cap)
+    }
+}
