@@ -1,0 +1,75 @@
+//! Command-line flags and environment variables of `avap-host`. Every limit
+//! has a default that is safe to run with; see README.md for the table.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::sandbox::Limits;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "avap-host", version, about = "AVAP execution host: runs AVAP scripts in a wasmtime sandbox")]
+pub struct Config {
+    /// TCP port of the HTTP API.
+    #[arg(long, env = "PORT", default_value_t = 8888)]
+    pub port: u16,
+
+    /// Address to listen on (all interfaces by default).
+    #[arg(long, env = "AVAP_BIND", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind: IpAddr,
+
+    /// Cap on one execution's linear memory, in MiB.
+    #[arg(long, env = "AVAP_MAX_MEMORY_MB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4095))]
+    pub max_memory_mb: u32,
+
+    /// Fuel per execution: a deterministic CPU budget (about one unit per
+    /// wasm instruction; 2e9 is roughly half a second of interpreter work).
+    #[arg(long, env = "AVAP_FUEL", default_value_t = 2_000_000_000)]
+    pub fuel: u64,
+
+    /// Wall-clock deadline per execution, in milliseconds.
+    #[arg(long, env = "AVAP_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub timeout_ms: u64,
+
+    /// Executions that may run at once; more wait in a short queue.
+    #[arg(long, env = "AVAP_MAX_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrency: u32,
+
+    /// How long a request may wait for an execution slot before it gets 503.
+    #[arg(long, env = "AVAP_QUEUE_TIMEOUT_MS", default_value_t = 200)]
+    pub queue_timeout_ms: u64,
+
+    /// Largest accepted request body, in bytes (larger ones get 413).
+    #[arg(long, env = "AVAP_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Largest output document read back from the guest, in bytes.
+    #[arg(long, env = "AVAP_MAX_OUTPUT_BYTES", default_value_t = 8 << 20)]
+    pub max_output_bytes: usize,
+}
+
+impl Config {
+    /// Defaults only, ignoring the process's arguments and environment.
+    pub fn defaults() -> Self {
+        Config::parse_from(["avap-host"])
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_memory_bytes: (self.max_memory_mb as usize) << 20,
+            fuel: self.fuel,
+            timeout: Duration::from_millis(self.timeout_ms),
+            // The guest's input is the request body plus a small envelope.
+            max_input_bytes: self.max_body_bytes.saturating_add(64 << 10),
+            max_output_bytes: self.max_output_bytes,
+            max_stdio_bytes: 64 << 10,
+            max_concurrency: self.max_concurrency,
+            queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+        }
+    }
+}

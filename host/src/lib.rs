@@ -1,0 +1,37 @@
+//! `avap-host`: an HTTP server that runs AVAP scripts, each in a fresh
+//! wasmtime instance of the guest interpreter, within memory, fuel and
+//! wall-clock caps.
+//!
+//! Where to read what:
+//! - [`abi`]: everything a guest can import and must export (with `docs/ABI.md`).
+//! - [`sandbox`]: the engine, the per-execution store and its limits.
+//! - [`api`]: the HTTP routes and how outcomes map to statuses.
+//! - [`config`]: flags and environment variables.
+
+#![forbid(unsafe_code)]
+
+pub mod abi;
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod sandbox;
+pub mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// The guest interpreter built from this workspace (`guest-vm`), embedded
+/// so the host runs with no other file or service.
+pub static GUEST_WASM: &[u8] = include_bytes!(env!("AVAP_GUEST_WASM_PATH"));
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await
+}

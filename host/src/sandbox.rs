@@ -1,0 +1,601 @@
+//! The sandbox: one `Engine` and one `InstancePre` for the process, a fresh
+//! `Store` and instance for every execution, dropped afterwards.
+//!
+//! Every store gets, before the guest runs a single instruction:
+//! - a memory limiter (one linear memory, capped at `max_memory_bytes`),
+//! - a fuel budget (a deterministic CPU budget; host calls burn none),
+//! - an epoch deadline (a wall-clock budget; the ticker thread advances the
+//!   epoch every [`EPOCH_TICK`], and at each tick the guest yields to tokio so
+//!   one long script cannot starve the others),
+//! - a WASI context that grants nothing, with stdout/stderr in capped pipes.
+//!
+//! Instances come from the pooling allocator with copy-on-write memory images,
+//! so a fresh instance costs microseconds. A semaphore in front of
+//! instantiation is sized below the pool, and a request that cannot get a
+//! slot within `queue_timeout` is turned away (`SandboxError::Busy`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module, PoolingAllocationConfig,
+    ResourceLimiter, Store, Trap, TypedFunc, UpdateDeadline,
+};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use crate::abi::{self, AbiError};
+
+/// How often the epoch advances. Deadlines are precise to about one tick,
+/// and a running guest yields to the async runtime once per tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Extra wall-clock time allowed beyond the deadline for the host-side
+/// timeout that also covers time spent outside wasm (instantiation, host
+/// calls). Epoch interruption stops guest code; this stops everything else.
+const HOST_TIMEOUT_GRACE: Duration = Duration::from_millis(250);
+
+/// Per-execution caps. Every field can be set from the command line or the
+/// environment (see `config.rs`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Limits {
+    /// Cap on the guest's linear memory, in bytes.
+    pub max_memory_bytes: usize,
+    /// Fuel per execution (roughly one unit per wasm instruction).
+    pub fuel: u64,
+    /// Wall-clock deadline per execution.
+    #[serde(serialize_with = "ser_ms")]
+    pub timeout: Duration,
+    /// Largest input document the host will hand to the guest, in bytes.
+    pub max_input_bytes: usize,
+    /// Largest output document the host will read back, in bytes.
+    pub max_output_bytes: usize,
+    /// Capacity of each of the guest's stdout and stderr pipes, in bytes.
+    pub max_stdio_bytes: usize,
+    /// Executions that may run at once (pool slots in use).
+    pub max_concurrency: u32,
+    /// How long a request may wait for a free slot before it is refused.
+    #[serde(serialize_with = "ser_ms")]
+    pub queue_timeout: Duration,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u128(d.as_millis())
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory_bytes: 64 << 20,
+            fuel: 2_000_000_000,
+            timeout: Duration::from_secs(1),
+            max_input_bytes: 2 << 20,
+            max_output_bytes: 8 << 20,
+            max_stdio_bytes: 64 << 10,
+            max_concurrency: 32,
+            queue_timeout: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Why an execution did not produce an output document. Each variant is a
+/// typed outcome; nothing here is found by matching strings.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("no execution slot became free within {0:?}")]
+    Busy(Duration),
+    #[error("execution exceeded its wall-clock deadline of {0:?}")]
+    Timeout(Duration),
+    #[error("execution ran out of fuel (CPU budget of {0} units)")]
+    OutOfFuel(u64),
+    #[error("execution exceeded its memory limit of {0} bytes")]
+    MemoryLimit(usize),
+    #[error("guest exhausted its stack")]
+    StackOverflow,
+    #[error("input of {size} bytes exceeds the limit of {limit} bytes")]
+    InputTooLarge { size: usize, limit: usize },
+    #[error("guest output of {size} bytes exceeds the limit of {limit} bytes")]
+    OutputTooLarge { size: usize, limit: usize },
+    #[error("guest crashed: {0}")]
+    GuestCrash(String),
+    #[error("guest broke the ABI: {0}")]
+    GuestAbi(String),
+    #[error("internal sandbox error: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+/// What a finished execution hands back: the guest's output document and
+/// whatever it wrote to stdout/stderr (capped).
+#[derive(Debug)]
+pub struct Execution {
+    pub output: Vec<u8>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub fuel_used: u64,
+    pub duration: Duration,
+}
+
+/// Identity of a loaded guest module, shown in `/health`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GuestInfo {
+    /// The version the guest reports through `avap_guest_version`.
+    pub version: String,
+    /// `sha256:<hex>` of the module bytes.
+    pub digest: String,
+    /// Where it came from (`built-in`, or a catalog source).
+    pub source: String,
+    pub abi_version: i32,
+    pub size_bytes: usize,
+}
+
+/// Per-store state: the WASI context and the memory limiter.
+struct StoreState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+/// Caps the guest to one linear memory of at most `max_bytes`, and records
+/// that a growth was refused so a later trap can be reported as a memory
+/// limit rather than a crash.
+struct MemoryLimiter {
+    max_bytes: usize,
+    hit: Arc<AtomicBool>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit.store(true, Ordering::Relaxed);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+}
+
+/// The loaded guest: a compiled module with its imports resolved once.
+pub struct Guest {
+    pre: InstancePre<StoreState>,
+    info: GuestInfo,
+}
+
+impl Guest {
+    pub fn info(&self) -> &GuestInfo {
+        &self.info
+    }
+}
+
+/// The process-wide engine, shared by every sandbox built from it. Building
+/// an engine reserves the pool's address space, so build one and share it.
+#[derive(Clone)]
+pub struct SandboxEngine {
+    engine: Engine,
+    linker: Arc<Linker<StoreState>>,
+    pool_slots: u32,
+    max_memory_bytes: usize,
+}
+
+impl SandboxEngine {
+    /// Builds the engine for executions within `limits`, and starts the epoch
+    /// ticker (a thread that stops once the engine is dropped).
+    pub fn new(limits: &Limits) -> anyhow::Result<Self> {
+        // Two slots beyond the concurrency gate: one for the start-up probe
+        // and self-test of a module, one spare.
+        let pool_slots = limits.max_concurrency.saturating_add(2);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(pool_slots)
+            .total_memories(pool_slots)
+            .total_tables(pool_slots)
+            .total_stacks(pool_slots)
+            .max_memory_size(limits.max_memory_bytes)
+            .linear_memory_keep_resident(2 << 20)
+            .pagemap_scan(Enabled::Auto);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .memory_init_cow(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(1 << 20)
+            .async_stack_size(2 << 20);
+        let engine = Engine::new(&config).map_err(anyhow::Error::from).context("building the wasmtime engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut StoreState| &mut s.wasi)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI preview 1")?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("avap-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the epoch ticker")?;
+
+        Ok(SandboxEngine { engine, linker: Arc::new(linker), pool_slots, max_memory_bytes: limits.max_memory_bytes })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles and vets a guest module: imports against the allow-list,
+    /// exports against the ABI, then a probe instance that must report the
+    /// right ABI version and a version string.
+    pub async fn load_guest(&self, wasm: &[u8], source: &str) -> Result<Guest, LoadError> {
+        let module = Module::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        abi::check_module(&module)?;
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let mut guest = Guest {
+            pre,
+            info: GuestInfo {
+                version: String::new(),
+                digest: format!("sha256:{}", hex::encode(Sha256::digest(wasm))),
+                source: source.to_string(),
+                abi_version: 0,
+                size_bytes: wasm.len(),
+            },
+        };
+        let (abi_version, version) = self.probe(&guest).await.map_err(|e| LoadError::Probe(e.to_string()))?;
+        if abi_version != abi::ABI_VERSION {
+            return Err(AbiError::AbiVersion { found: abi_version, expected: abi::ABI_VERSION }.into());
+        }
+        guest.info.abi_version = abi_version;
+        guest.info.version = version;
+        Ok(guest)
+    }
+
+    /// Reads `avap_abi_version` and `avap_guest_version` from a throwaway instance.
+    async fn probe(&self, guest: &Guest) -> Result<(i32, String), SandboxError> {
+        let limits = Limits { max_memory_bytes: self.max_memory_bytes, ..Limits::default() };
+        let mut run = Run::start(self, guest, &limits).await?;
+        let abi_version: TypedFunc<(), i32> = run.func(abi::EXPORT_ABI_VERSION)?;
+        let abi_version = finish(&run.memory_hit, &run.limits, abi_version.call_async(&mut run.store, ())).await?;
+        let version_fn: TypedFunc<(), i64> = run.func(abi::EXPORT_GUEST_VERSION)?;
+        let packed = finish(&run.memory_hit, &run.limits, version_fn.call_async(&mut run.store, ())).await?;
+        let bytes = run.read(packed, 64)?;
+        let version = String::from_utf8(bytes)
+            .ok()
+            .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c)))
+            .ok_or_else(|| SandboxError::GuestAbi("version string is not printable ASCII semver".into()))?;
+        Ok((abi_version, version))
+    }
+
+    /// Runs one execution of `input` (the guest's JSON input document) in a
+    /// fresh instance of `guest`, within `limits`. The caller holds a slot of
+    /// the concurrency gate.
+    pub async fn execute(&self, guest: &Guest, limits: &Limits, input: &[u8]) -> Result<Execution, SandboxError> {
+        if input.len() > limits.max_input_bytes {
+            return Err(SandboxError::InputTooLarge { size: input.len(), limit: limits.max_input_bytes });
+        }
+        let started = Instant::now();
+        let work = async {
+            let mut run = Run::start(self, guest, limits).await?;
+            let alloc: TypedFunc<i32, i32> = run.func(abi::EXPORT_ALLOC)?;
+            let run_fn: TypedFunc<(i32, i32), i64> = run.func(abi::EXPORT_RUN)?;
+            let len = i32::try_from(input.len())
+                .map_err(|_| SandboxError::InputTooLarge { size: input.len(), limit: limits.max_input_bytes })?;
+            let ptr = finish(&run.memory_hit, &run.limits, alloc.call_async(&mut run.store, len)).await?;
+            if ptr == 0 && len != 0 {
+                return Err(SandboxError::GuestAbi("avap_alloc could not allocate the input buffer".into()));
+            }
+            run.memory
+                .write(&mut run.store, ptr as u32 as usize, input)
+                .map_err(|_| SandboxError::GuestAbi("avap_alloc returned a buffer outside guest memory".into()))?;
+            let packed = finish(&run.memory_hit, &run.limits, run_fn.call_async(&mut run.store, (ptr, len))).await?;
+            let output = run.read(packed, limits.max_output_bytes)?;
+            let fuel_used = limits.fuel.saturating_sub(run.store.get_fuel().unwrap_or(0));
+            Ok((output, fuel_used, run))
+        };
+        // Epoch interruption stops guest code at the deadline; this timeout
+        // also bounds instantiation and any time spent in host calls.
+        let (output, fuel_used, run) = match tokio::time::timeout(limits.timeout + HOST_TIMEOUT_GRACE, work).await {
+            Ok(result) => result?,
+            Err(_) => return Err(SandboxError::Timeout(limits.timeout)),
+        };
+        Ok(Execution {
+            output,
+            stdout: run.stdout.contents().to_vec(),
+            stderr: run.stderr.contents().to_vec(),
+            fuel_used,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// The number of instance slots in the pool.
+    pub fn pool_slots(&self) -> u32 {
+        self.pool_slots
+    }
+}
+
+/// Why a guest module was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("module does not compile: {0}")]
+    Compile(String),
+    #[error(transparent)]
+    Abi(#[from] AbiError),
+    #[error("module failed its probe: {0}")]
+    Probe(String),
+}
+
+/// One live instance with its store, for the length of one execution.
+struct Run {
+    store: Store<StoreState>,
+    instance: wasmtime::Instance,
+    memory: Memory,
+    memory_hit: Arc<AtomicBool>,
+    limits: Limits,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl Run {
+    async fn start(engine: &SandboxEngine, guest: &Guest, limits: &Limits) -> Result<Run, SandboxError> {
+        let stdout = MemoryOutputPipe::new(limits.max_stdio_bytes);
+        let stderr = MemoryOutputPipe::new(limits.max_stdio_bytes);
+        // Grants nothing: no args, no env, no preopens, stdin closed.
+        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build_p1();
+        let memory_hit = Arc::new(AtomicBool::new(false));
+        let limiter = MemoryLimiter { max_bytes: limits.max_memory_bytes, hit: memory_hit.clone() };
+        let mut store = Store::new(&engine.engine, StoreState { wasi, limiter });
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(limits.fuel).map_err(|e| SandboxError::Internal(e.into()))?;
+        let deadline = Instant::now() + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+        });
+        let instance = guest.pre.instantiate_async(&mut store).await.map_err(|e| classify(e, &memory_hit, limits))?;
+        let memory = instance
+            .get_memory(&mut store, abi::EXPORT_MEMORY)
+            .ok_or_else(|| SandboxError::GuestAbi("no exported memory".into()))?;
+        let mut run = Run { store, instance, memory, memory_hit, limits: limits.clone(), stdout, stderr };
+        if let Ok(init) = run.instance.get_typed_func::<(), ()>(&mut run.store, abi::EXPORT_INITIALIZE) {
+            finish(&run.memory_hit, &run.limits, init.call_async(&mut run.store, ())).await?;
+        }
+        Ok(run)
+    }
+
+    fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+        &mut self,
+        name: &str,
+    ) -> Result<TypedFunc<P, R>, SandboxError> {
+        self.instance
+            .get_typed_func::<P, R>(&mut self.store, name)
+            .map_err(|e| SandboxError::GuestAbi(format!("export `{name}`: {e}")))
+    }
+
+    /// Copies `(ptr << 32) | len` out of guest memory, after checking the
+    /// length against `limit` and the range against the memory's size.
+    fn read(&self, packed: i64, limit: usize) -> Result<Vec<u8>, SandboxError> {
+        let (ptr, len) = abi::unpack_ptr_len(packed);
+        if len > limit {
+            return Err(SandboxError::OutputTooLarge { size: len, limit });
+        }
+        let data = self.memory.data(&self.store);
+        let end = ptr.checked_add(len).filter(|end| *end <= data.len()).ok_or_else(|| {
+            SandboxError::GuestAbi(format!(
+                "returned range {ptr}+{len} lies outside its memory of {} bytes",
+                data.len()
+            ))
+        })?;
+        Ok(data[ptr..end].to_vec())
+    }
+}
+
+/// Awaits a guest call and types its failure.
+async fn finish<R>(
+    memory_hit: &AtomicBool,
+    limits: &Limits,
+    call: impl Future<Output = wasmtime::Result<R>>,
+) -> Result<R, SandboxError> {
+    call.await.map_err(|e| classify(e, memory_hit, limits))
+}
+
+/// Turns a wasmtime error into a typed outcome by its trap code.
+fn classify(err: wasmtime::Error, memory_hit: &AtomicBool, limits: &Limits) -> SandboxError {
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => SandboxError::OutOfFuel(limits.fuel),
+        Some(Trap::Interrupt) => SandboxError::Timeout(limits.timeout),
+        Some(Trap::StackOverflow) => SandboxError::StackOverflow,
+        _ if memory_hit.load(Ordering::Relaxed) => SandboxError::MemoryLimit(limits.max_memory_bytes),
+        Some(trap) => SandboxError::GuestCrash(trap.to_string()),
+        None => {
+            if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                SandboxError::GuestCrash(format!("guest exited with status {}", exit.0))
+            } else {
+                SandboxError::GuestCrash(format!("{err:#}"))
+            }
+        }
+    }
+}
+
+/// The concurrency gate in front of instantiation.
+#[derive(Clone)]
+pub struct Gate {
+    slots: Arc<Semaphore>,
+    queue_timeout: Duration,
+}
+
+impl Gate {
+    pub fn new(slots: u32, queue_timeout: Duration) -> Self {
+        Gate { slots: Arc::new(Semaphore::new(slots as usize)), queue_timeout }
+    }
+
+    /// Waits up to the queueing deadline for a slot.
+    pub async fn enter(&self) -> Result<tokio::sync::OwnedSemaphorePermit, SandboxError> {
+        match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(SandboxError::Busy(self.queue_timeout)),
+        }
+    }
+}
+
+/// Containment tests with tiny WAT guests, one per way an execution can end.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A guest that keeps to the ABI; `run` is the body of `avap_run`, which
+    /// must leave an i64 on the stack. Memory: 1 page, version string at 0.
+    fn wat_guest(run: &str, extra: &str) -> String {
+        format!(
+            r#"(module
+              (memory (export "memory") 1)
+              (data (i32.const 0) "9.9.9")
+              (data (i32.const 16) "{{\"ok\":true}}")
+              (func (export "avap_abi_version") (result i32) i32.const 1)
+              (func (export "avap_guest_version") (result i64) i64.const 5)
+              (func (export "avap_alloc") (param i32) (result i32) i32.const 4096)
+              (func (export "avap_run") (param i32 i32) (result i64) {run})
+              {extra})"#
+        )
+    }
+
+    /// Returns the 11-byte `{"ok":true}` at offset 16.
+    const OK_OUTPUT: &str = "i64.const 0x100000000b";
+
+    fn limits() -> Limits {
+        Limits { max_concurrency: 4, fuel: 10_000_000, timeout: Duration::from_secs(5), ..Limits::default() }
+    }
+
+    async fn run(wat: &str, limits: &Limits) -> Result<Execution, SandboxError> {
+        let engine = SandboxEngine::new(limits).expect("engine");
+        let guest = engine.load_guest(wat.as_bytes(), "test").await.expect("load");
+        engine.execute(&guest, limits, b"{}").await
+    }
+
+    #[tokio::test]
+    async fn a_well_behaved_guest_returns_its_output() {
+        let exec = run(&wat_guest(OK_OUTPUT, ""), &limits()).await.expect("ok");
+        assert_eq!(exec.output, br#"{"ok":true}"#);
+        assert!(exec.fuel_used > 0);
+    }
+
+    #[tokio::test]
+    async fn load_reports_version_digest_and_abi() {
+        let limits = limits();
+        let engine = SandboxEngine::new(&limits).expect("engine");
+        let wat = wat_guest(OK_OUTPUT, "");
+        let guest = engine.load_guest(wat.as_bytes(), "test").await.expect("load");
+        assert_eq!(guest.info().version, "9.9.9");
+        assert_eq!(guest.info().abi_version, 1);
+        assert_eq!(guest.info().digest, format!("sha256:{}", hex::encode(Sha256::digest(wat.as_bytes()))));
+    }
+
+    #[tokio::test]
+    async fn infinite_loop_runs_out_of_fuel() {
+        let err = run(&wat_guest("(loop br 0) i64.const 0", ""), &limits()).await.expect_err("must stop");
+        assert!(matches!(err, SandboxError::OutOfFuel(10_000_000)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn infinite_loop_hits_the_deadline_when_fuel_is_plenty() {
+        let limits = Limits { fuel: u64::MAX / 2, timeout: Duration::from_millis(20), ..limits() };
+        let started = Instant::now();
+        let err = run(&wat_guest("(loop br 0) i64.const 0", ""), &limits).await.expect_err("must stop");
+        assert!(matches!(err, SandboxError::Timeout(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn memory_growth_past_the_cap_is_a_memory_limit() {
+        // Grow one page at a time until refused, then trap like a Rust guest
+        // whose allocation failed.
+        let body = "(loop (br_if 0 (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) unreachable";
+        let limits = Limits { max_memory_bytes: 2 << 20, ..limits() };
+        let err = run(&wat_guest(body, ""), &limits).await.expect_err("must stop");
+        assert!(matches!(err, SandboxError::MemoryLimit(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn runaway_recursion_is_a_stack_overflow() {
+        let extra = "(func $f (result i64) call $f)";
+        let err = run(&wat_guest("call $f", extra), &limits()).await.expect_err("must stop");
+        assert!(matches!(err, SandboxError::StackOverflow), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn output_outside_memory_or_over_the_cap_is_refused() {
+        let err = run(&wat_guest("i64.const 0xffff000000000010", ""), &limits()).await.expect_err("bad ptr");
+        assert!(matches!(err, SandboxError::GuestAbi(_)), "{err:?}");
+        let limits = Limits { max_output_bytes: 4, ..limits() };
+        let err = run(&wat_guest(OK_OUTPUT, ""), &limits).await.expect_err("too big");
+        assert!(matches!(err, SandboxError::OutputTooLarge { size: 11, limit: 4 }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_trap_is_a_guest_crash() {
+        let err = run(&wat_guest("unreachable", ""), &limits()).await.expect_err("trap");
+        assert!(matches!(err, SandboxError::GuestCrash(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn memory_written_by_one_execution_is_not_seen_by_the_next() {
+        // Returns the 11-byte ok output if the word at 8192 is zero, then
+        // writes a secret there; a shared memory would fail the second run.
+        let body = "(if (i32.ne (i32.load (i32.const 8192)) (i32.const 0)) (then unreachable))
+                    (i32.store (i32.const 8192) (i32.const 0x5ec2e7)) i64.const 0x100000000b";
+        let limits = limits();
+        let engine = SandboxEngine::new(&limits).expect("engine");
+        let guest = engine.load_guest(wat_guest(body, "").as_bytes(), "test").await.expect("load");
+        for _ in 0..20 {
+            engine.execute(&guest, &limits, b"{}").await.expect("fresh memory every time");
+        }
+    }
+
+    #[tokio::test]
+    async fn modules_off_the_abi_are_refused_at_load() {
+        let limits = limits();
+        let engine = SandboxEngine::new(&limits).expect("engine");
+        let sneaky = wat_guest(OK_OUTPUT, "").replacen(
+            "(module",
+            r#"(module (import "wasi_snapshot_preview1" "path_open" (func))"#,
+            1,
+        );
+        let err = engine.load_guest(sneaky.as_bytes(), "test").await.err().expect("refused");
+        assert!(matches!(err, LoadError::Abi(AbiError::ForbiddenImport { .. })), "{err}");
+
+        let wrong_abi = wat_guest(OK_OUTPUT, "").replace("(result i32) i32.const 1)", "(result i32) i32.const 2)");
+        let err = engine.load_guest(wrong_abi.as_bytes(), "test").await.err().expect("refused");
+        assert!(matches!(err, LoadError::Abi(AbiError::AbiVersion { found: 2, expected: 1 })), "{err}");
+
+        let err = engine.load_guest(b"\0asm garbage", "test").await.err().expect("refused");
+        assert!(matches!(err, LoadError::Compile(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_gate_turns_away_requests_past_its_queueing_deadline() {
+        let gate = Gate::new(1, Duration::from_millis(10));
+        let held = gate.enter().await.expect("first slot");
+        assert!(matches!(gate.enter().await, Err(SandboxError::Busy(_))));
+        drop(held);
+        assert!(gate.enter().await.is_ok());
+    }
+}
