@@ -1,0 +1,345 @@
+//! End-to-end tests: the real `avap-host` server on 127.0.0.1:0, real HTTP
+//! requests, the real guest in real wasmtime.
+//!
+//! `cases/<name>/` holds `script.avap`, `expected.json` (`status` and a
+//! `body` that the response must contain, see [`contains`]) and optionally
+//! `request.json` (`variables`, `query`, `params`). One test runs them all.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use avap_host::{AppState, Config};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl Server {
+    async fn start(config: Config) -> Server {
+        let state = AppState::new(&config).await.expect("host state");
+        // Bind port 0 and keep the listener: no pick-then-rebind race.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(avap_host::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        Server { base: format!("http://{addr}"), client: reqwest::Client::new(), _shutdown: tx }
+    }
+
+    async fn default() -> Server {
+        Server::start(Config::defaults()).await
+    }
+
+    async fn post(&self, path_and_query: &str, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
+        let resp =
+            self.client.post(format!("{}{path_and_query}", self.base)).json(&body).send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON response {status}: {text}"));
+        (status, value, headers)
+    }
+
+    async fn run(&self, script: &str) -> (u16, Value) {
+        let (status, body, _) = self.post("/api/v1/execute", json!({ "script": script })).await;
+        (status, body)
+    }
+
+    async fn get_text(&self, path: &str) -> (u16, String) {
+        let resp = self.client.get(format!("{}{path}", self.base)).send().await.expect("request");
+        (resp.status().as_u16(), resp.text().await.expect("body"))
+    }
+
+    /// The server still answers and still runs scripts.
+    async fn assert_healthy(&self) {
+        let (status, _) = self.get_text("/health").await;
+        assert_eq!(status, 200);
+        let (status, body) = self.run("addVar(a, 1)\naddResult(a)").await;
+        assert_eq!((status, &body["result"]), (200, &json!({"a": 1})), "{body}");
+    }
+}
+
+fn config(f: impl FnOnce(&mut Config)) -> Config {
+    let mut c = Config::defaults();
+    f(&mut c);
+    c
+}
+
+/// `expected` is contained in `actual`: objects by key (recursively), arrays
+/// element by element with equal length, numbers with int/float kept apart,
+/// and a string starting with `~` matches any string containing the rest.
+fn contains(actual: &Value, expected: &Value, path: &str) -> Result<(), String> {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => e.iter().try_for_each(|(k, v)| match a.get(k) {
+            Some(av) => contains(av, v, &format!("{path}.{k}")),
+            None => Err(format!("{path}.{k}: missing")),
+        }),
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
+            e.iter().zip(a).enumerate().try_for_each(|(i, (ev, av))| contains(av, ev, &format!("{path}[{i}]")))
+        }
+        (Value::String(e), Value::String(a)) if e.starts_with('~') => {
+            if a.contains(&e[1..]) {
+                Ok(())
+            } else {
+                Err(format!("{path}: {a:?} does not contain {:?}", &e[1..]))
+            }
+        }
+        (e, a) if e == a => Ok(()),
+        (e, a) => Err(format!("{path}: expected {e}, got {a}")),
+    }
+}
+
+#[tokio::test]
+async fn case_folders() {
+    let server = Server::default().await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root).expect("cases/").map(|e| e.expect("entry").path()).collect();
+    dirs.sort();
+    assert!(dirs.len() >= 50, "expected the full case suite, found {}", dirs.len());
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        let script = std::fs::read_to_string(dir.join("script.avap")).expect("script.avap");
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).expect("expected.json"))
+                .expect("expected.json is JSON");
+        let request: Value = std::fs::read_to_string(dir.join("request.json"))
+            .map(|s| serde_json::from_str(&s).expect("request.json is JSON"))
+            .unwrap_or(json!({}));
+        let mut body = request.get("params").cloned().unwrap_or(json!({}));
+        body["script"] = json!(script);
+        if let Some(vars) = request.get("variables") {
+            body["variables"] = vars.clone();
+        }
+        let url = match request.get("query").and_then(Value::as_str) {
+            Some(q) => format!("/api/v1/execute?{q}"),
+            None => "/api/v1/execute".to_string(),
+        };
+        let (status, actual, _) = server.post(&url, body).await;
+        let want_status = expected["status"].as_u64().unwrap_or(200) as u16;
+        if status != want_status {
+            failures.push(format!("{name}: status {status}, expected {want_status}: {actual}"));
+        } else if let Err(e) = contains(&actual, &expected["body"], "body") {
+            failures.push(format!("{name}: {e}\n    response: {actual}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), dirs.len(), failures.join("\n"));
+}
+
+#[tokio::test]
+async fn execute_returns_the_wire_shape() {
+    let server = Server::default().await;
+    let (status, body) = server.run("addVar(a, 1)\naddResult(a)").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["success"], json!(true));
+    assert_eq!(body["result"], json!({"a": 1}));
+    assert_eq!(body["variables"]["a"], json!(1));
+    let logs = body["logs"].as_array().expect("logs");
+    assert_eq!(logs.len(), 2);
+    assert_eq!(logs[0]["command"], json!("addVar"));
+    assert_eq!(logs[0]["success"], json!(true));
+    assert!(logs[0]["duration_ms"].is_number());
+}
+
+#[tokio::test]
+async fn bad_requests_get_400_with_a_message() {
+    let server = Server::default().await;
+    let resp = server
+        .client
+        .post(format!("{}/api/v1/execute", server.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["success"], json!(false));
+    assert!(body["error"].as_str().unwrap_or("").contains("not valid JSON"), "{body}");
+
+    let (status, body, _) = server.post("/api/v1/execute", json!({"script": "   "})).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap_or("").contains("empty"), "{body}");
+    let (status, _, _) = server.post("/api/v1/execute", json!({"variables": {}})).await;
+    assert_eq!(status, 400);
+    server.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn oversized_body_gets_413() {
+    let server = Server::start(config(|c| c.max_body_bytes = 1024)).await;
+    let (status, body, _) = server.post("/api/v1/execute", json!({"script": "x".repeat(2048)})).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["kind"], json!("too_large"));
+    server.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn nothing_survives_between_executions() {
+    let server = Server::default().await;
+    let (status, _) = server.run("secret = \"hunter2\"\nAddvariableToJSON(k, secret, doc)\naddResult(doc)").await;
+    assert_eq!(status, 200);
+    for _ in 0..5 {
+        let (status, body) = server.run("addResult(secret)\naddResult(doc)").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["result"], json!({"secret": null, "doc": null}));
+        assert_eq!(body["variables"], json!({}), "no variable may leak in: {body}");
+    }
+}
+
+const BUSY_LOOP: &str =
+    "x = 0\nstartLoop(i, 1, 900000)\n  x = x + i * 2 - 1\n  s = str(x) + \"-\"\nendLoop()\naddResult(x)";
+
+#[tokio::test]
+async fn infinite_loop_runs_out_of_fuel_and_server_stays_healthy() {
+    let server = Server::start(config(|c| c.fuel = 5_000_000)).await;
+    let (status, body) = server.run(BUSY_LOOP).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["kind"], json!("out_of_fuel"));
+    // Fuel is for the whole execution, so a small script still fits.
+    server.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn long_script_hits_the_wall_clock_deadline() {
+    let server = Server::start(config(|c| {
+        c.fuel = u64::MAX / 2;
+        c.timeout_ms = 30;
+    }))
+    .await;
+    let started = Instant::now();
+    let (status, body) = server.run(BUSY_LOOP).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["kind"], json!("timeout"));
+    assert!(started.elapsed() < Duration::from_secs(2), "deadline enforced late: {:?}", started.elapsed());
+    server.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn memory_bomb_hits_the_memory_limit() {
+    let server = Server::start(config(|c| c.max_memory_mb = 8)).await;
+    let script = format!(
+        "s = \"{}\"\nstartLoop(i, 1, 90000)\n  variableToList(s + str(i), l)\nendLoop()\naddResult(l)",
+        "x".repeat(1000)
+    );
+    let (status, body) = server.run(&script).await;
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["kind"], json!("memory_limit"));
+    assert!(body["error"].as_str().unwrap_or("").contains("memory limit"), "{body}");
+    server.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn deep_recursion_is_a_clear_error() {
+    let server = Server::default().await;
+    let (status, body) = server.run("function f(n) {\n  return f(n + 1)\n}\nr = f(0)").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["kind"], json!("limit_error"));
+    assert!(body["error"].as_str().unwrap_or("").contains("max_call_depth"), "{body}");
+    server.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn huge_output_is_refused_whole() {
+    let server = Server::start(config(|c| c.max_output_bytes = 64 << 10)).await;
+    let script = "startLoop(i, 1, 20000)\n  variableToList(\"some text\", l)\nendLoop()\naddResult(l)";
+    let (status, body) = server.run(script).await;
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["kind"], json!("output_too_large"));
+    server.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn full_gate_answers_503_with_retry_after() {
+    let server = Server::start(config(|c| {
+        c.max_concurrency = 1;
+        c.queue_timeout_ms = 20;
+        c.fuel = u64::MAX / 2;
+        c.timeout_ms = 3000;
+    }))
+    .await;
+    let slow = {
+        let client = server.client.clone();
+        let url = format!("{}/api/v1/execute", server.base);
+        tokio::spawn(async move { client.post(url).json(&json!({"script": BUSY_LOOP})).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body, headers) = server.post("/api/v1/execute", json!({"script": "addVar(a, 1)"})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let slow = slow.await.expect("join").expect("slow request");
+    assert!(slow.status().is_success() || slow.status().as_u16() == 504);
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metrics.contains("avap_rejects_total{reason=\"busy\"} 1"), "{metrics}");
+}
+
+/// One thread serves everything here: the short request can only finish
+/// while the long one runs if the guest yields to the runtime.
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_script_does_not_starve_short_ones() {
+    let server = Server::start(config(|c| {
+        c.fuel = u64::MAX / 2;
+        c.timeout_ms = 3000;
+    }))
+    .await;
+    let long = {
+        let client = server.client.clone();
+        let url = format!("{}/api/v1/execute", server.base);
+        tokio::spawn(async move {
+            let r = client.post(url).json(&json!({"script": BUSY_LOOP})).send().await;
+            (Instant::now(), r)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _) = server.run("addVar(a, 1)\naddResult(a)").await;
+    let short_done = Instant::now();
+    assert_eq!(status, 200);
+    let (long_done, long) = long.await.expect("join");
+    long.expect("long request");
+    assert!(short_done < long_done, "the short script waited for the long one");
+}
+
+#[tokio::test]
+async fn health_and_metrics_describe_the_host() {
+    let server = Server::default().await;
+    let (status, text) = server.get_text("/health").await;
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(health["status"], json!("ok"));
+    assert_eq!(health["service"], json!("avap-host"));
+    assert_eq!(health["guest"]["source"], json!("built-in"));
+    assert_eq!(health["guest"]["abi_version"], json!(1));
+    assert!(health["guest"]["digest"].as_str().unwrap_or("").starts_with("sha256:"), "{health}");
+    assert!(!health["guest"]["version"].as_str().unwrap_or("").is_empty(), "{health}");
+
+    server.run("addVar(a, 1)").await;
+    server.run("nosuch()").await;
+    let (status, metrics) = server.get_text("/metrics").await;
+    assert_eq!(status, 200);
+    for needle in [
+        "avap_requests_total{outcome=\"ok\"} 1",
+        "avap_requests_total{outcome=\"runtime_error\"} 1",
+        "avap_execution_duration_seconds_count 2",
+        "avap_active_executions 0",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle:?} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn query_string_and_body_params_reach_addparam() {
+    let server = Server::default().await;
+    let (status, body, _) = server
+        .post(
+            "/api/v1/execute?id=7&name=Ann",
+            json!({"script": "addParam(id, i)\naddParam(name, n)\naddParam(extra, e)\naddResult(i)\naddResult(n)\naddResult(e)", "extra": 2.5}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!({"i": 7, "n": "Ann", "e": 2.5}));
+}
