@@ -195,7 +195,8 @@ impl<'p> Interp<'p> {
             self.logs_truncated = true;
             return;
         }
-        let duration_ms = start.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0);
+        // Microsecond precision: the clock is not finer than that in any useful way.
+        let duration_ms = start.map_or(0.0, |s| s.elapsed().as_micros() as f64 / 1000.0);
         self.logs.push(LogEntry {
             command,
             line,

@@ -209,7 +209,7 @@ async fn execute(
     }
     body.insert(
         "usage".into(),
-        json!({ "fuel": execution.fuel_used, "duration_ms": execution.duration.as_secs_f64() * 1000.0 }),
+        json!({ "fuel": execution.fuel_used, "duration_ms": execution.duration.as_micros() as f64 / 1000.0 }),
     );
     Ok((status, axum::Json(Value::Object(body))).into_response())
 }

@@ -25,7 +25,7 @@ pub use state::AppState;
 
 /// The guest interpreter built from this workspace (`guest-vm`), embedded
 /// so the host runs with no other file or service.
-pub static GUEST_WASM: &[u8] = include_bytes!(env!("AVAP_GUEST_WASM_PATH"));
+pub use avap_guest_embed::GUEST_WASM;
 
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(

@@ -49,7 +49,7 @@ pub struct Limits {
     /// Fuel per execution (roughly one unit per wasm instruction).
     pub fuel: u64,
     /// Wall-clock deadline per execution.
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(rename = "timeout_ms", serialize_with = "ser_ms")]
     pub timeout: Duration,
     /// Largest input document the host will hand to the guest, in bytes.
     pub max_input_bytes: usize,
@@ -60,7 +60,7 @@ pub struct Limits {
     /// Executions that may run at once (pool slots in use).
     pub max_concurrency: u32,
     /// How long a request may wait for a free slot before it is refused.
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(rename = "queue_timeout_ms", serialize_with = "ser_ms")]
     pub queue_timeout: Duration,
 }
 

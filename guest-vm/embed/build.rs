@@ -1,12 +1,10 @@
 //! Builds the default guest module (the `avap-guest-vm` crate, for
-//! wasm32-wasip1, `guest` profile) and hands its path to the host as
-//! `AVAP_GUEST_WASM_PATH`, so `include_bytes!` embeds it and the host runs
-//! with no other file or service.
+//! wasm32-wasip1, `guest` profile) and hands its path to `lib.rs` as
+//! `AVAP_GUEST_WASM_PATH`, where `include_bytes!` embeds it.
 //!
 //! The nested cargo uses its own target directory (`target/guest-build`), so
 //! it never waits on the lock of the outer build. Setting `AVAP_GUEST_WASM`
-//! to a prebuilt module skips the nested build (used by the Dockerfile's
-//! separate guest stage, and handy for trying a module built elsewhere).
+//! to a prebuilt module skips the nested build and embeds that module.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -17,7 +15,11 @@ const GUEST_PROFILE: &str = "guest";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let workspace = manifest_dir.parent().expect("host/ lives inside the workspace").to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("guest-vm/embed/ lives inside the workspace")
+        .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let dest = out_dir.join("avap_guest_vm.wasm");
 
