@@ -39,9 +39,11 @@ pub enum StmtKind {
     Command { spec: &'static CommandSpec, args: Vec<CmdArg> },
     /// `f(a, b)` where `f` is a user function (result discarded).
     CallFunction { name: String, args: Vec<Expr> },
-    /// `name(...)` where `name` is neither a command nor a function: a
-    /// runtime error `command 'name' not found`.
-    Unknown { name: String },
+    /// `name(...)` where `name` is neither a built-in command nor a function
+    /// of the same source: resolved at run time against the catalog (an
+    /// AVAP catalog command, an unsupported catalog entry, or the runtime
+    /// error `command 'name' not found`). Arguments follow the value rules.
+    External { name: String, args: Vec<ValueArg> },
     /// `if(left, right, comparator)` ... `else()` ... `end()`
     If { left: ValueArg, right: ValueArg, comparator: ValueArg, then_block: Block, else_block: Block },
     /// `startLoop(var, from, to)` ... `endLoop()`
@@ -138,4 +140,112 @@ pub enum Expr {
         name: String,
         args: Vec<Expr>,
     },
+}
+
+impl Program {
+    /// Every command name the program calls (built-in commands, catalog or
+    /// unknown names, in statements and in expressions), not counting
+    /// control flow, the program's own functions and the expression
+    /// built-ins (`str`, `int`, ...).
+    /// Sorted and deduplicated.
+    pub fn called_commands(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let own = |n: &str| self.functions.contains_key(n);
+        collect_block(&self.main, &own, &mut out);
+        for f in self.functions.values() {
+            collect_block(&f.body, &own, &mut out);
+        }
+        out
+    }
+}
+
+fn collect_block(block: &[Stmt], own: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
+    for stmt in block {
+        match &stmt.kind {
+            StmtKind::Assign { value, .. } => collect_expr(value, own, out),
+            StmtKind::Command { spec, args } => {
+                crate::catalog::insert_sorted(out, spec.name.to_string());
+                for a in args {
+                    if let CmdArg::Value(v) = a {
+                        collect_value(v, own, out);
+                    }
+                }
+            }
+            StmtKind::CallFunction { name, args } => {
+                if !own(name) {
+                    crate::catalog::insert_sorted(out, name.clone());
+                }
+                args.iter().for_each(|e| collect_expr(e, own, out));
+            }
+            StmtKind::External { name, args } => {
+                crate::catalog::insert_sorted(out, name.clone());
+                args.iter().for_each(|v| collect_value(v, own, out));
+            }
+            StmtKind::If { left, right, comparator, then_block, else_block } => {
+                for v in [left, right, comparator] {
+                    collect_value(v, own, out);
+                }
+                collect_block(then_block, own, out);
+                collect_block(else_block, own, out);
+            }
+            StmtKind::Loop { from, to, body, .. } => {
+                collect_value(from, own, out);
+                collect_value(to, own, out);
+                collect_block(body, own, out);
+            }
+            StmtKind::Try { body, handler, .. } => {
+                collect_block(body, own, out);
+                collect_block(handler, own, out);
+            }
+            StmtKind::Return(Some(e)) => collect_expr(e, own, out),
+            StmtKind::Return(None) => {}
+        }
+    }
+}
+
+fn collect_value(v: &ValueArg, own: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
+    if let ValueArg::Expr(e) = v {
+        collect_expr(e, own, out);
+    }
+}
+
+/// Recursion is bounded by the parser's `MAX_EXPR_DEPTH`.
+fn collect_expr(e: &Expr, own: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
+    match e {
+        Expr::Null
+        | Expr::Bool(_)
+        | Expr::Int(_)
+        | Expr::Float(_)
+        | Expr::Str(_)
+        | Expr::Template(_)
+        | Expr::Name(_) => {}
+        Expr::List(items) | Expr::And(items) | Expr::Or(items) => {
+            items.iter().for_each(|i| collect_expr(i, own, out));
+        }
+        Expr::Dict(pairs) => {
+            for (k, v) in pairs {
+                collect_expr(k, own, out);
+                collect_expr(v, own, out);
+            }
+        }
+        Expr::Neg(x) | Expr::Pos(x) | Expr::Not(x) => collect_expr(x, own, out),
+        Expr::Chain { first, rest } => {
+            collect_expr(first, own, out);
+            rest.iter().for_each(|(_, x)| collect_expr(x, own, out));
+        }
+        Expr::Compare { first, rest } => {
+            collect_expr(first, own, out);
+            rest.iter().for_each(|(_, x)| collect_expr(x, own, out));
+        }
+        Expr::Pow(a, b) | Expr::Index(a, b) => {
+            collect_expr(a, own, out);
+            collect_expr(b, own, out);
+        }
+        Expr::Call { name, args } => {
+            if !own(name) && !crate::parser::BUILTINS.contains(&name.as_str()) {
+                crate::catalog::insert_sorted(out, name.clone());
+            }
+            args.iter().for_each(|a| collect_expr(a, own, out));
+        }
+    }
 }

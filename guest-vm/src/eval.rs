@@ -6,12 +6,14 @@
 //! `MAX_VALUE_DEPTH`. Every statement and expression node costs one step of
 //! `max_steps`.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use serde::Serialize;
 
 use crate::ast::{BinOp, CmpOp, Expr, Function, Program, Stmt, StmtKind, TemplatePart, ValueArg};
-use crate::commands::{self, CommandSpec, integer_arg, list_index, short};
+use crate::catalog::Catalog;
+use crate::commands::{self, CommandSpec, Group, integer_arg, list_index, short};
 use crate::error::{Error, ErrorKind};
 use crate::limits::{Limits, MAX_EVAL_DEPTH, MAX_VALUE_DEPTH};
 use crate::value::{Map, Value, float_text, parse_numeric_text};
@@ -30,7 +32,7 @@ pub struct Request {
 /// One log entry per command executed.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogEntry {
-    pub command: &'static str,
+    pub command: Cow<'static, str>,
     pub line: usize,
     pub duration_ms: f64,
     pub success: bool,
@@ -54,11 +56,18 @@ pub struct Outcome {
     pub logs_truncated: bool,
 }
 
-/// Runs a parsed program.
+/// Runs a parsed program with every built-in command available.
 pub fn execute(program: &Program, request: &Request, limits: &Limits) -> Outcome {
+    execute_with_catalog(program, request, limits, &Catalog::default())
+}
+
+/// Runs a parsed program against a catalog (see [`crate::catalog`]).
+pub fn execute_with_catalog(program: &Program, request: &Request, limits: &Limits, catalog: &Catalog) -> Outcome {
     let mut interp = Interp {
         limits: limits.clone(),
         program,
+        catalog,
+        in_catalog: false,
         request,
         globals: request.variables.clone(),
         locals: None,
@@ -90,6 +99,10 @@ enum Flow {
 pub(crate) struct Interp<'p> {
     pub(crate) limits: Limits,
     program: &'p Program,
+    catalog: &'p Catalog,
+    /// Whether the running code is a catalog function's (which sees the
+    /// catalog, not the script's functions).
+    in_catalog: bool,
     pub(crate) request: &'p Request,
     globals: Map,
     /// The current function call's parameters (None at top level).
@@ -106,6 +119,10 @@ pub(crate) struct Interp<'p> {
 
 fn rt(msg: impl Into<String>) -> Error {
     Error::runtime(msg)
+}
+
+fn unsupported(name: &str) -> Error {
+    rt(format!("command '{name}' is not supported by this host (catalog type 'function')"))
 }
 
 impl<'p> Interp<'p> {
@@ -190,7 +207,13 @@ impl<'p> Interp<'p> {
         Ok(())
     }
 
-    fn log(&mut self, command: &'static str, line: usize, start: Option<std::time::Instant>, error: Option<&Error>) {
+    fn log(
+        &mut self,
+        command: impl Into<Cow<'static, str>>,
+        line: usize,
+        start: Option<std::time::Instant>,
+        error: Option<&Error>,
+    ) {
         if self.logs.len() >= self.limits.max_log_entries {
             self.logs_truncated = true;
             return;
@@ -198,7 +221,7 @@ impl<'p> Interp<'p> {
         // Microsecond precision: the clock is not finer than that in any useful way.
         let duration_ms = start.map_or(0.0, |s| s.elapsed().as_micros() as f64 / 1000.0);
         self.logs.push(LogEntry {
-            command,
+            command: command.into(),
             line,
             duration_ms,
             success: error.is_none(),
@@ -271,9 +294,19 @@ impl<'p> Interp<'p> {
                 self.call(name, args)?;
                 Ok(Flow::Normal)
             }
-            StmtKind::Unknown { name } => {
-                let e = rt(format!("command '{name}' not found"));
-                Err(e)
+            StmtKind::External { name, args } => {
+                let f = match self.catalog_function(name) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => return Err(rt(format!("command '{name}' not found"))),
+                    Err(e) => {
+                        self.log(name.clone(), stmt.line, None, Some(&e));
+                        return Err(e);
+                    }
+                };
+                let start = std::time::Instant::now();
+                let r = self.call_external(f, args);
+                self.log(name.clone(), stmt.line, Some(start), r.as_ref().err());
+                r.map(|_| Flow::Normal)
             }
             StmtKind::If { left, right, comparator, then_block, else_block } => {
                 let start = std::time::Instant::now();
@@ -338,7 +371,13 @@ impl<'p> Interp<'p> {
         line: usize,
     ) -> Result<(), Error> {
         let start = std::time::Instant::now();
-        let r = commands::run(self, spec, args);
+        let r = if spec.group == Group::Control || self.catalog.allows_command(spec.name) {
+            commands::run(self, spec, args)
+        } else if self.catalog.is_unsupported(spec.name) {
+            Err(unsupported(spec.name))
+        } else {
+            Err(rt(format!("command '{}' not found in the catalog", spec.name)))
+        };
         self.log(spec.name, line, Some(start), r.as_ref().err());
         r
     }
@@ -383,12 +422,14 @@ impl<'p> Interp<'p> {
 
     fn call(&mut self, name: &str, args: &[Expr]) -> Result<Value, Error> {
         let program: &'p Program = self.program;
-        if let Some(f) = program.functions.get(name) {
+        if !self.in_catalog
+            && let Some(f) = program.functions.get(name)
+        {
             let mut values = Vec::with_capacity(args.len());
             for a in args {
                 values.push(self.eval(a)?);
             }
-            return self.call_function(f, values);
+            return self.call_function(f, values, false);
         }
         if crate::parser::BUILTINS.contains(&name) {
             let mut values = Vec::with_capacity(args.len());
@@ -402,10 +443,50 @@ impl<'p> Interp<'p> {
                 "command '{name}' cannot be used inside an expression; call it on its own line (`x = {name}(...)`)"
             )));
         }
-        Err(rt(format!("function '{name}' not found")))
+        let Some(f) = self.catalog_function(name)? else {
+            return Err(rt(format!("function '{name}' not found")));
+        };
+        // Catalog commands take their arguments by the value rules: a bare
+        // name that is not a variable is its own text.
+        let mut values = Vec::with_capacity(args.len());
+        for a in args {
+            values.push(match a {
+                Expr::Name(n) if self.get_var(n).is_none() => {
+                    self.step()?;
+                    Value::str(n.as_str())
+                }
+                _ => self.eval(a)?,
+            });
+        }
+        self.call_function(f, values, true)
     }
 
-    fn call_function(&mut self, f: &'p Function, args: Vec<Value>) -> Result<Value, Error> {
+    /// The catalog command written in AVAP called `name`: `Ok(None)` when
+    /// the catalog has none, an error when its source is invalid or the
+    /// entry is unsupported by this host.
+    fn catalog_function(&self, name: &str) -> Result<Option<&'p Function>, Error> {
+        let catalog: &'p Catalog = self.catalog;
+        match catalog.function(name, self.limits.max_script_bytes) {
+            Some(Ok(f)) => Ok(Some(f)),
+            Some(Err(msg)) => Err(rt(msg)),
+            None if catalog.is_unsupported(name) => Err(unsupported(name)),
+            None => Ok(None),
+        }
+    }
+
+    /// A statement-level call of a catalog command (value-rule arguments).
+    fn call_external(&mut self, f: &'p Function, args: &[ValueArg]) -> Result<Value, Error> {
+        let mut values = Vec::with_capacity(args.len());
+        for a in args {
+            values.push(self.resolve_value(a)?);
+        }
+        self.call_function(f, values, true)
+    }
+
+    /// Calls a script function, or (`catalog`) a catalog command. Errors
+    /// leaving catalog code for script code name the command and the line
+    /// inside its source, and take the line of the calling statement.
+    fn call_function(&mut self, f: &'p Function, args: Vec<Value>, catalog: bool) -> Result<Value, Error> {
         if args.len() != f.params.len() {
             return Err(rt(format!(
                 "function '{}' expects {} argument{} ({}), got {}",
@@ -421,10 +502,24 @@ impl<'p> Interp<'p> {
         }
         let locals: Map = f.params.iter().cloned().zip(args).collect();
         let saved = self.locals.replace(locals);
+        let saved_in_catalog = std::mem::replace(&mut self.in_catalog, catalog);
         self.call_depth += 1;
-        let r = self.exec_block(&f.body);
+        let mut r = self.exec_block(&f.body);
         self.call_depth -= 1;
         self.locals = saved;
+        self.in_catalog = saved_in_catalog;
+        if catalog
+            && !saved_in_catalog
+            && let Err(e) = &mut r
+        {
+            if e.kind == ErrorKind::Runtime {
+                e.message = match e.line {
+                    Some(line) => format!("in catalog command '{}', line {line}: {}", f.name, e.message),
+                    None => format!("in catalog command '{}': {}", f.name, e.message),
+                };
+            }
+            e.line = None;
+        }
         match r? {
             Flow::Return(v) => Ok(v),
             Flow::Normal => Ok(Value::Null),

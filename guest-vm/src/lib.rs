@@ -4,7 +4,9 @@
 //! `shared/spec/LANGUAGE.md`). The pipeline is one file per stage:
 //!
 //! `tokenizer` -> `parser` -> `ast` -> `eval`, with `value` (values and JSON),
-//! `commands` (the command table and implementations), `limits` (the one
+//! `commands` (the command table and implementations), `catalog` (the live
+//! catalog: allowed built-ins, catalog commands written in AVAP, unsupported
+//! entries; [`check_catalog_function`]), `limits` (the one
 //! [`Limits`] struct), `error` and, on wasm32 only, `abi` (the only unsafe
 //! code: the guest ABI the host calls).
 //!
@@ -19,6 +21,7 @@
 //! ```
 
 pub mod ast;
+pub mod catalog;
 pub mod commands;
 pub mod error;
 pub mod eval;
@@ -35,6 +38,7 @@ mod tests;
 
 use serde::Serialize;
 
+pub use catalog::{Catalog, check_catalog_function};
 pub use error::{Diagnostic, Error, ErrorKind};
 pub use eval::{LogEntry, Outcome, Request, Success};
 pub use limits::Limits;
@@ -50,6 +54,54 @@ pub fn check(script: &str) -> Result<(), Vec<Diagnostic>> {
     parser::parse(script).map(|_| ())
 }
 
+/// What `mode: "check"` reports about a valid script.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    /// The functions the script defines, sorted.
+    pub functions: Vec<String>,
+    /// Every command name the script calls (built-ins, catalog commands and
+    /// unknown names; not control flow, the script's own functions or the
+    /// expression built-ins), sorted and deduplicated.
+    pub commands: Vec<String>,
+    /// The catalog functions whose source is invalid, sorted by name.
+    pub catalog_errors: Vec<CatalogError>,
+}
+
+/// An invalid catalog function found by `mode: "check"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CatalogError {
+    pub name: String,
+    pub error: String,
+}
+
+/// Validates a script (and every catalog function source) without running
+/// anything. Errors are those `execute` reports before running: `syntax`,
+/// `input` (empty script) or `limit` (`max_script_bytes`).
+pub fn check_script(script: &str, catalog: &Catalog, limits: &Limits) -> Result<CheckReport, Error> {
+    let program = parse_script(script, limits)?;
+    let mut functions = Vec::new();
+    for name in program.functions.keys() {
+        catalog::insert_sorted(&mut functions, name.clone());
+    }
+    let commands = program.called_commands();
+    let catalog_errors = catalog
+        .function_names()
+        .into_iter()
+        .filter_map(|name| match catalog.function(name, limits.max_script_bytes) {
+            Some(Err(error)) => Some(CatalogError { name: name.to_string(), error: error.to_string() }),
+            _ => None,
+        })
+        .collect();
+    Ok(CheckReport { functions, commands, catalog_errors })
+}
+
+/// What the input asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Run,
+    Check,
+}
+
 /// The input JSON (host -> guest), read by hand from a `serde_json::Value`
 /// (derived struct deserializers cost ~35 KB of wasm).
 struct Input {
@@ -58,6 +110,8 @@ struct Input {
     query: Vec<(String, String)>,
     body: Map,
     limits: Limits,
+    catalog: Catalog,
+    mode: Mode,
 }
 
 fn object_field(obj: &mut serde_json::Map<String, serde_json::Value>, name: &str) -> Result<Map, Error> {
@@ -109,27 +163,54 @@ fn parse_input(bytes: &[u8]) -> Result<Input, Error> {
         Some(serde_json::Value::Object(m)) => Limits::from_json(m)?,
         Some(_) => return Err(Error::input("'limits' must be an object")),
     };
+    let catalog = match obj.remove("catalog") {
+        None | Some(serde_json::Value::Null) => Catalog::default(),
+        Some(serde_json::Value::Object(m)) => Catalog::from_json(m)?,
+        Some(_) => return Err(Error::input("'catalog' must be an object")),
+    };
+    let mode = match obj.remove("mode") {
+        None | Some(serde_json::Value::Null) => Mode::Run,
+        Some(serde_json::Value::String(m)) if m == "run" => Mode::Run,
+        Some(serde_json::Value::String(m)) if m == "check" => Mode::Check,
+        Some(serde_json::Value::String(m)) => {
+            return Err(Error::input(format!("unknown mode '{m}' (expected \"run\" or \"check\")")));
+        }
+        Some(_) => return Err(Error::input("'mode' must be a string (\"run\" or \"check\")")),
+    };
     if let Some(k) = obj.keys().next() {
         return Err(Error::input(format!("unknown input field '{k}'")));
     }
-    Ok(Input { script, variables, query, body, limits })
+    Ok(Input { script, variables, query, body, limits, catalog, mode })
 }
 
-/// Parses and runs one script with the given request and limits.
-pub fn execute(script: &str, request: &Request, limits: &Limits) -> Outcome {
-    let fail = |e: Error| Outcome { result: Err(e), logs: Vec::new(), logs_truncated: false };
+/// The checks made before anything runs, then the parse.
+fn parse_script(script: &str, limits: &Limits) -> Result<ast::Program, Error> {
     if script.len() > limits.max_script_bytes {
-        return fail(limits.script_error());
+        return Err(limits.script_error());
     }
     if script.trim().is_empty() {
-        return fail(Error::input("the script is empty"));
+        return Err(Error::input("the script is empty"));
     }
     match parser::parse(script) {
         Ok(program) if program.main.is_empty() && program.functions.is_empty() => {
-            fail(Error::input("the script is empty (it has no statements)"))
+            Err(Error::input("the script is empty (it has no statements)"))
         }
-        Ok(program) => eval::execute(&program, request, limits),
-        Err(diags) => fail(Error::syntax(diags)),
+        Ok(program) => Ok(program),
+        Err(diags) => Err(Error::syntax(diags)),
+    }
+}
+
+/// Parses and runs one script with the given request and limits, every
+/// built-in command available (no catalog).
+pub fn execute(script: &str, request: &Request, limits: &Limits) -> Outcome {
+    execute_with_catalog(script, request, limits, &Catalog::default())
+}
+
+/// Parses and runs one script against a catalog (see [`catalog`]).
+pub fn execute_with_catalog(script: &str, request: &Request, limits: &Limits, catalog: &Catalog) -> Outcome {
+    match parse_script(script, limits) {
+        Ok(program) => eval::execute_with_catalog(&program, request, limits, catalog),
+        Err(e) => Outcome { result: Err(e), logs: Vec::new(), logs_truncated: false },
     }
 }
 
@@ -141,6 +222,34 @@ struct SuccessOut<'a> {
     variables: &'a Map,
     logs: &'a [LogEntry],
     logs_truncated: bool,
+}
+
+#[derive(Serialize)]
+struct CheckOut<'a> {
+    ok: bool,
+    mode: &'static str,
+    functions: &'a [String],
+    commands: &'a [String],
+    #[serde(skip_serializing_if = "<[CatalogError]>::is_empty")]
+    catalog_errors: &'a [CatalogError],
+}
+
+/// Turns the result of [`check_script`] into the output JSON.
+pub fn check_json(report: &Result<CheckReport, Error>, limits: &Limits) -> Vec<u8> {
+    let cap = limits.max_output_bytes;
+    match report {
+        Ok(r) => {
+            let out = CheckOut {
+                ok: true,
+                mode: "check",
+                functions: &r.functions,
+                commands: &r.commands,
+                catalog_errors: &r.catalog_errors,
+            };
+            value::to_json_capped(&out, cap).unwrap_or_else(|_| small_error(&limits.output_error()))
+        }
+        Err(e) => failure_json(e, &[], false, cap),
+    }
 }
 
 #[derive(Serialize)]
@@ -203,18 +312,23 @@ pub fn outcome_json(outcome: &Outcome, limits: &Limits) -> Vec<u8> {
 }
 
 /// Runs one execution. `input` is the UTF-8 JSON input
-/// (`{"script", "variables"?, "query"?, "body"?, "limits"?}`); returns the
-/// UTF-8 JSON output (`{"ok": true, "status", "result", "variables", "logs",
-/// "logs_truncated"}` or `{"ok": false, "kind", "error", "line"?,
-/// "diagnostics"?, "logs", "logs_truncated"}`). Never panics.
+/// (`{"script", "variables"?, "query"?, "body"?, "limits"?, "catalog"?,
+/// "mode"?}`); returns the UTF-8 JSON output (`{"ok": true, "status",
+/// "result", "variables", "logs", "logs_truncated"}` or `{"ok": false,
+/// "kind", "error", "line"?, "diagnostics"?, "logs", "logs_truncated"}`;
+/// with `"mode": "check"`, `{"ok": true, "mode": "check", "functions",
+/// "commands", "catalog_errors"?}` or the failure). Never panics.
 pub fn run_json(input: &[u8]) -> Vec<u8> {
     let input = match parse_input(input) {
         Ok(i) => i,
         Err(e) => return small_error(&e),
     };
     let limits = input.limits;
+    if input.mode == Mode::Check {
+        return check_json(&check_script(&input.script, &input.catalog, &limits), &limits);
+    }
     let request = Request { variables: input.variables, query: input.query, body: input.body };
-    let outcome = execute(&input.script, &request, &limits);
+    let outcome = execute_with_catalog(&input.script, &request, &limits, &input.catalog);
     outcome_json(&outcome, &limits)
 }
 

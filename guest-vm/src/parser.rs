@@ -712,7 +712,8 @@ impl Builder {
                     }
                     self.push(line, StmtKind::CallFunction { name, args: exprs });
                 } else {
-                    self.push(line, StmtKind::Unknown { name });
+                    let args = args.into_iter().map(value_arg).collect();
+                    self.push(line, StmtKind::External { name, args });
                 }
             }
             LineStmt::If { left, right, comparator } => self.open(

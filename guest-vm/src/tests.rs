@@ -61,6 +61,7 @@ fn out_text(v: &J) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+mod catalog_tests;
 mod command_tests;
 mod expr_tests;
 mod fuzz_tests;

@@ -73,13 +73,27 @@ const TOKENS: &[&str] = &[
     "${",
     "_status",
     "RequestGet",
+    "greet",
+    "broken",
+    "legacyPyCmd",
 ];
 
 fn run_script(script: &str) {
-    let input = serde_json::json!({"script": script, "variables": {"x": 1, "y": [1, 2]}, "limits": {"max_steps": 20000, "max_loop_iterations": 2000}});
-    let out = run_bytes(input.to_string().into_bytes());
-    let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&out);
-    assert!(parsed.is_ok(), "output is not JSON");
+    let catalog = serde_json::json!({
+        "functions": [
+            {"name": "greet", "source": "function greet(who) {\n  return `hi ${who}` + greet2(who)\n}"},
+            {"name": "greet2", "source": "function greet2(w) {\n  addVar(z, w)\n  return greet(w)\n}"},
+            {"name": "broken", "source": "function broken(a {"},
+        ],
+        "unsupported": ["legacyPyCmd"],
+    });
+    for mode in ["run", "check"] {
+        let input = serde_json::json!({"script": script, "variables": {"x": 1, "y": [1, 2]}, "catalog": catalog, "mode": mode,
+            "limits": {"max_steps": 20000, "max_loop_iterations": 2000}});
+        let out = run_bytes(input.to_string().into_bytes());
+        let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&out);
+        assert!(parsed.is_ok(), "output is not JSON");
+    }
     let _ = crate::check(script);
 }
 
