@@ -1,0 +1,325 @@
+//! avap-brain over real gRPC on loopback: catalog contents, auth, lookups,
+//! health, and the watched catalog folder.
+
+use std::path::Path;
+use std::time::Duration;
+
+use avap_brain::{Brain, BrainConfig};
+use avap_wire::auth::{AUTH_METADATA, DEFAULT_API_KEY, DEFAULT_INTERNAL_KEY};
+use avap_wire::catalog::{TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM, entry_hash, version_hash};
+use avap_wire::package;
+use avap_wire::pb::{CatalogResponse, CommandRequest, CommandResponse, DefinitionEngineClient, Empty};
+use tokio::sync::oneshot;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Streaming};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+const GREET: &str = "function greet(who) {\n  return `hi ${who}`\n}\n";
+const TWICE: &str = "function twice(a, b) {\n  return a + b\n}\n";
+/// The smallest valid wasm module (magic and version only).
+const TINY_WASM: &[u8] = b"\0asm\x01\0\0\0";
+
+struct Running {
+    brain: Brain,
+    channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<Result<(), avap_brain::BrainError>>,
+}
+
+impl Running {
+    async fn start(config: BrainConfig) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let brain = Brain::new(config).expect("brain starts");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(brain.clone().serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("connect");
+        Running { brain, channel, stop: Some(stop), server }
+    }
+
+    fn client(&self) -> DefinitionEngineClient<Channel> {
+        DefinitionEngineClient::new(self.channel.clone())
+    }
+
+    async fn sync(&self) -> CatalogResponse {
+        self.client().sync_catalog(authed(Empty {})).await.expect("SyncCatalog").into_inner()
+    }
+
+    async fn watch(&self) -> Streaming<CatalogResponse> {
+        self.client().watch_catalog(authed(Empty {})).await.expect("WatchCatalog").into_inner()
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.server)
+            .await
+            .expect("server stops in time")
+            .expect("server task")
+            .expect("server ran cleanly");
+    }
+}
+
+fn authed<T>(message: T) -> Request<T> {
+    with_key(message, DEFAULT_API_KEY)
+}
+
+fn with_key<T>(message: T, key: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(AUTH_METADATA, key.parse().expect("ascii key"));
+    request
+}
+
+fn folder_config(dir: &Path) -> BrainConfig {
+    BrainConfig {
+        catalog_dir: Some(dir.to_path_buf()),
+        poll_interval: Duration::from_millis(50),
+        ..BrainConfig::default()
+    }
+}
+
+fn find<'a>(catalog: &'a CatalogResponse, name: &str) -> Option<&'a CommandResponse> {
+    catalog.commands.iter().find(|c| c.name == name)
+}
+
+fn payload<'a>(entry: &'a CommandResponse, key: &str) -> &'a [u8] {
+    package::verify(key.as_bytes(), &entry.code).expect("package verifies")
+}
+
+/// Checks the invariants every catalog keeps.
+fn assert_consistent(catalog: &CatalogResponse, key: &str) {
+    assert_eq!(catalog.total_count as usize, catalog.commands.len());
+    assert_eq!(catalog.version_hash, version_hash(&catalog.commands));
+    for entry in &catalog.commands {
+        payload(entry, key);
+        assert_eq!(entry.hash, entry_hash(&entry.code), "{}", entry.name);
+        let interface: serde_json::Value = serde_json::from_str(&entry.interface_json).expect("interface is JSON");
+        assert!(interface.is_array(), "{}", entry.name);
+    }
+}
+
+/// Next message of a watch stream, within `secs` seconds.
+async fn next_catalog(stream: &mut Streaming<CatalogResponse>, secs: u64) -> CatalogResponse {
+    tokio::time::timeout(Duration::from_secs(secs), stream.message())
+        .await
+        .expect("a catalog in time")
+        .expect("stream ok")
+        .expect("stream open")
+}
+
+/// Polls `f` until it holds or `secs` seconds pass.
+async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+#[tokio::test]
+async fn sync_catalog_serves_the_standard_commands_and_the_guest() {
+    let brain = Running::start(BrainConfig::default()).await;
+    let catalog = brain.sync().await;
+    assert_eq!(catalog.commands.len(), 28);
+    assert_eq!(catalog.total_count, 28);
+    assert_consistent(&catalog, DEFAULT_INTERNAL_KEY);
+    assert_eq!(catalog.commands.iter().filter(|c| c.r#type == TYPE_FUNCTION).count(), 27);
+
+    let add_var = find(&catalog, "addVar").expect("addVar");
+    let interface: serde_json::Value = serde_json::from_str(&add_var.interface_json).expect("json");
+    assert_eq!(
+        interface,
+        serde_json::json!([{"item": "targetVarName", "type": "variable"}, {"item": "varValue", "type": "value"}])
+    );
+    assert!(String::from_utf8_lossy(payload(add_var, DEFAULT_INTERNAL_KEY)).starts_with("# AVAP"));
+    let exception = find(&catalog, "exception").expect("exception");
+    assert_eq!(exception.interface_json, r#"[{"item":"error","type":"var"}]"#);
+    assert_eq!(find(&catalog, "else").expect("else").interface_json, "[]");
+
+    let guest = find(&catalog, "avap-guest-vm").expect("guest entry");
+    assert_eq!(guest.r#type, TYPE_GUEST_VM);
+    assert_eq!(guest.interface_json, "[]");
+    assert_eq!(payload(guest, DEFAULT_INTERNAL_KEY), avap_guest_embed::GUEST_WASM);
+    assert_eq!(*brain.brain.catalog(), catalog);
+    assert!(brain.brain.last_error().is_none());
+    brain.stop().await;
+}
+
+#[tokio::test]
+async fn packages_are_signed_with_the_configured_internal_key() {
+    let config = BrainConfig { internal_key: "another key".into(), ..BrainConfig::default() };
+    let brain = Running::start(config).await;
+    let catalog = brain.sync().await;
+    assert_consistent(&catalog, "another key");
+    let entry = find(&catalog, "addVar").expect("addVar");
+    assert!(package::verify(DEFAULT_INTERNAL_KEY.as_bytes(), &entry.code).is_err());
+    brain.stop().await;
+}
+
+#[tokio::test]
+async fn every_call_needs_the_api_key() {
+    let config = BrainConfig { api_key: "sesame".into(), ..BrainConfig::default() };
+    let brain = Running::start(config).await;
+    let mut client = brain.client();
+    let unauthenticated = |r: Result<_, tonic::Status>| match r {
+        Ok(_) => panic!("accepted without the right key"),
+        Err(status) => assert_eq!(status.code(), Code::Unauthenticated),
+    };
+    unauthenticated(client.sync_catalog(Empty {}).await.map(|_| ()));
+    unauthenticated(client.sync_catalog(with_key(Empty {}, DEFAULT_API_KEY)).await.map(|_| ()));
+    unauthenticated(client.sync_catalog(with_key(Empty {}, "sesame ")).await.map(|_| ()));
+    unauthenticated(client.get_command(CommandRequest { name: "addVar".into() }).await.map(|_| ()));
+    unauthenticated(client.watch_catalog(with_key(Empty {}, "sesam")).await.map(|_| ()));
+    let ok = client.sync_catalog(with_key(Empty {}, "sesame")).await.expect("right key");
+    assert_eq!(ok.into_inner().commands.len(), 28);
+    brain.stop().await;
+}
+
+#[tokio::test]
+async fn get_command_finds_entries_and_reports_unknown_names() {
+    let brain = Running::start(BrainConfig::default()).await;
+    let catalog = brain.sync().await;
+    let mut client = brain.client();
+    for name in ["addVar", "RequestPost", "avap-guest-vm"] {
+        let entry = client.get_command(authed(CommandRequest { name: name.into() })).await.expect("known");
+        assert_eq!(Some(&entry.into_inner()), find(&catalog, name));
+    }
+    for name in ["nope", "addvar", ""] {
+        let status = client.get_command(authed(CommandRequest { name: name.into() })).await.expect_err("unknown");
+        assert_eq!(status.code(), Code::NotFound, "{name:?}");
+    }
+    brain.stop().await;
+}
+
+#[tokio::test]
+async fn health_reports_serving_without_auth() {
+    let brain = Running::start(BrainConfig::default()).await;
+    let mut health = HealthClient::new(brain.channel.clone());
+    for service in ["avap.DefinitionEngine", ""] {
+        let response =
+            health.check(HealthCheckRequest { service: service.into() }).await.expect("health check").into_inner();
+        assert_eq!(response.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    brain.stop().await;
+}
+
+#[tokio::test]
+async fn folder_commands_are_served_and_watched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("greet.avap"), GREET).expect("write");
+    std::fs::write(dir.path().join("notes.txt"), "ignored").expect("write");
+    let brain = Running::start(folder_config(dir.path())).await;
+
+    let first = brain.sync().await;
+    assert_eq!(first.commands.len(), 29);
+    assert_consistent(&first, DEFAULT_INTERNAL_KEY);
+    let greet = find(&first, "greet").expect("greet");
+    assert_eq!(greet.r#type, TYPE_AVAP);
+    assert_eq!(greet.interface_json, r#"[{"item":"who","type":"value"}]"#);
+    assert_eq!(payload(greet, DEFAULT_INTERNAL_KEY), GREET.as_bytes());
+
+    let mut watch = brain.watch().await;
+    assert_eq!(next_catalog(&mut watch, 5).await, first);
+
+    // A new valid command: pushed to watchers, then returned by SyncCatalog.
+    std::fs::write(dir.path().join("twice.avap"), TWICE).expect("write");
+    let second = next_catalog(&mut watch, 5).await;
+    assert_eq!(second.commands.len(), 30);
+    assert_ne!(second.version_hash, first.version_hash);
+    assert_consistent(&second, DEFAULT_INTERNAL_KEY);
+    let twice = find(&second, "twice").expect("twice");
+    assert_eq!(twice.interface_json, r#"[{"item":"a","type":"value"},{"item":"b","type":"value"}]"#);
+    assert_eq!(brain.sync().await, second);
+
+    // An invalid file: the previous catalog stays, the error names the file.
+    std::fs::write(dir.path().join("broken.avap"), "function broken(a {\n  return a\n}\n").expect("write");
+    assert!(eventually(5, || brain.brain.last_error().is_some()).await, "error reported");
+    let errors = brain.brain.last_error().expect("error");
+    let text = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    assert!(text.contains("broken.avap"), "{text}");
+    assert!(text.contains("line 1, column"), "{text}");
+    assert_eq!(errors[0].path().and_then(|p| p.file_name()), Some("broken.avap".as_ref()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(brain.sync().await, second);
+    assert!(tokio::time::timeout(Duration::from_millis(300), watch.message()).await.is_err(), "nothing pushed");
+
+    // Fixed: the error clears and the catalog with all three is published.
+    std::fs::write(dir.path().join("broken.avap"), "function broken(a) {\n  return a\n}\n").expect("write");
+    let third = next_catalog(&mut watch, 5).await;
+    assert_eq!(third.commands.len(), 31);
+    assert!(find(&third, "broken").is_some());
+    assert!(brain.brain.last_error().is_none());
+
+    // Removing a file removes the command.
+    std::fs::remove_file(dir.path().join("greet.avap")).expect("remove");
+    let fourth = next_catalog(&mut watch, 5).await;
+    assert!(find(&fourth, "greet").is_none());
+    assert_eq!(fourth.commands.len(), 30);
+    brain.stop().await;
+}
+
+#[tokio::test]
+async fn folder_files_must_define_the_command_they_are_named_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("hello.avap"), GREET).expect("write");
+    std::fs::write(dir.path().join("addVar.avap"), "function addVar(a, b) {\n  return 1\n}\n").expect("write");
+    let brain = Running::start(folder_config(dir.path())).await;
+    // A folder that does not build at start-up: the built-in catalog, and the error.
+    assert_eq!(brain.sync().await.commands.len(), 28);
+    let errors = brain.brain.last_error().expect("errors");
+    let files: Vec<_> = errors.iter().filter_map(|e| e.path()?.file_name()?.to_str()).collect();
+    assert_eq!(files, ["addVar.avap", "hello.avap"]);
+
+    std::fs::rename(dir.path().join("hello.avap"), dir.path().join("greet.avap")).expect("rename");
+    std::fs::remove_file(dir.path().join("addVar.avap")).expect("remove");
+    assert!(eventually(5, || brain.brain.catalog().commands.len() == 29).await, "fixed folder published");
+    assert!(brain.brain.last_error().is_none());
+    brain.stop().await;
+}
+
+#[tokio::test]
+async fn guest_vm_wasm_in_the_folder_overrides_the_built_in_module() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("guest-vm.wasm"), TINY_WASM).expect("write");
+    let brain = Running::start(folder_config(dir.path())).await;
+    let catalog = brain.sync().await;
+    assert_eq!(catalog.commands.len(), 28);
+    let guest = find(&catalog, "avap-guest-vm").expect("guest");
+    assert_eq!(payload(guest, DEFAULT_INTERNAL_KEY), TINY_WASM);
+
+    // Not a wasm module: rejected, the previous module stays.
+    let mut watch = brain.watch().await;
+    assert_eq!(next_catalog(&mut watch, 5).await, catalog);
+    std::fs::write(dir.path().join("guest-vm.wasm"), b"not wasm").expect("write");
+    assert!(eventually(5, || brain.brain.last_error().is_some()).await);
+    assert_eq!(brain.sync().await, catalog);
+
+    // Removed: back to the built-in module.
+    std::fs::remove_file(dir.path().join("guest-vm.wasm")).expect("remove");
+    let back = next_catalog(&mut watch, 5).await;
+    let guest = find(&back, "avap-guest-vm").expect("guest");
+    assert_eq!(payload(guest, DEFAULT_INTERNAL_KEY), avap_guest_embed::GUEST_WASM);
+    brain.stop().await;
+}
+
+#[tokio::test]
+async fn watch_streams_end_when_the_server_shuts_down() {
+    let brain = Running::start(BrainConfig::default()).await;
+    let mut watch = brain.watch().await;
+    next_catalog(&mut watch, 5).await;
+    brain.stop().await;
+    let end = tokio::time::timeout(Duration::from_secs(5), watch.message()).await.expect("stream ends");
+    assert!(!matches!(end, Ok(Some(_))));
+}
