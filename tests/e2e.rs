@@ -12,6 +12,8 @@ use avap_host::{AppState, Config};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+mod catalog_sync;
+
 struct Server {
     base: String,
     client: reqwest::Client,
@@ -20,7 +22,10 @@ struct Server {
 
 impl Server {
     async fn start(config: Config) -> Server {
-        let state = AppState::new(&config).await.expect("host state");
+        Server::with_state(AppState::new(&config).await.expect("host state")).await
+    }
+
+    async fn with_state(state: std::sync::Arc<AppState>) -> Server {
         // Bind port 0 and keep the listener: no pick-then-rebind race.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -32,7 +37,7 @@ impl Server {
     }
 
     async fn default() -> Server {
-        Server::start(Config::defaults()).await
+        Server::start(config(|_| {})).await
     }
 
     async fn post(&self, path_and_query: &str, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
@@ -64,8 +69,10 @@ impl Server {
     }
 }
 
+/// Built-in defaults, standalone (no definition server), then `f`.
 fn config(f: impl FnOnce(&mut Config)) -> Config {
     let mut c = Config::defaults();
+    c.standalone = true;
     f(&mut c);
     c
 }
@@ -342,4 +349,39 @@ async fn query_string_and_body_params_reach_addparam() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"], json!({"i": 7, "n": "Ann", "e": 2.5}));
+}
+
+#[tokio::test]
+async fn compile_returns_diagnostics_or_a_package_that_execute_runs() {
+    let server = Server::default().await;
+    let (status, body, _) =
+        server.post("/api/v1/compile", json!({"name": "bad", "script": "x = (1 +\nif(a, b, =)\n"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["kind"], json!("syntax_error"));
+    assert_eq!(body["diagnostics"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(body["diagnostics"][0]["line"], json!(1));
+
+    let script = "addParam(n, n)\nr = n * 2\naddResult(r)";
+    let (status, body, _) = server.post("/api/v1/compile", json!({"name": "double", "script": script})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], json!("double"));
+    assert_eq!(body["commands"], json!(["addParam", "addResult"]));
+    let package = body["package"].as_str().expect("package").to_string();
+
+    let (status, body, _) = server.post("/api/v1/execute?n=21", json!({"package": package})).await;
+    assert_eq!((status, &body["result"]), (200, &json!({"r": 42})), "{body}");
+
+    // Flip one bit of the signed bytes: refused, never run.
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut bytes = engine.decode(&package).expect("base64");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let (status, body, _) = server.post("/api/v1/execute?n=21", json!({"package": engine.encode(&bytes)})).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["kind"], json!("integrity"));
+    let (status, body, _) = server.post("/api/v1/execute", json!({"package": "%%%"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metrics.contains("avap_rejects_total{reason=\"integrity\"} 1"), "{metrics}");
 }

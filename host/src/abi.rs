@@ -193,3 +193,51 @@ mod tests {
         assert_eq!(unpack_ptr_len(-1), (0xffff_ffff, 0xffff_ffff));
     }
 }
+
+/// The input document the host writes into the guest (docs/ABI.md).
+#[derive(Debug, serde::Serialize)]
+pub struct GuestInput<'a> {
+    pub script: &'a str,
+    pub variables: &'a serde_json::Map<String, serde_json::Value>,
+    /// The query string's pairs, in order.
+    pub query: &'a [(String, String)],
+    /// The request body's top-level keys other than `script` and `variables`.
+    pub body: &'a serde_json::Map<String, serde_json::Value>,
+    /// What the live catalog holds; absent: every built-in command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<&'a serde_json::value::RawValue>,
+    /// `run` (default) or `check` (parse and validate only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+}
+
+/// The output document the guest returns. Untrusted: every field is optional
+/// and type-checked by serde; nothing in it can make the host fail.
+#[derive(Debug, serde::Deserialize)]
+pub struct GuestOutput {
+    pub ok: bool,
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub result: Option<serde_json::Value>,
+    #[serde(default)]
+    pub variables: Option<serde_json::Value>,
+    #[serde(default)]
+    pub logs: Option<serde_json::Value>,
+    #[serde(default)]
+    pub logs_truncated: bool,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub line: Option<u32>,
+    #[serde(default)]
+    pub diagnostics: Option<serde_json::Value>,
+    /// Check mode: functions the script defines.
+    #[serde(default)]
+    pub functions: Option<Vec<String>>,
+    /// Check mode: commands the script calls.
+    #[serde(default)]
+    pub commands: Option<Vec<String>>,
+}

@@ -47,16 +47,53 @@ pub struct Config {
     /// Largest output document read back from the guest, in bytes.
     #[arg(long, env = "AVAP_MAX_OUTPUT_BYTES", default_value_t = 8 << 20)]
     pub max_output_bytes: usize,
+
+    /// Definition server host.
+    #[arg(long, env = "BRAIN_HOST", default_value = "avap-definition-engine")]
+    pub brain_host: String,
+
+    /// Definition server gRPC port.
+    #[arg(long, env = "BRAIN_PORT", default_value_t = 50051)]
+    pub brain_port: u16,
+
+    /// Token sent as `x-avap-auth` metadata to the definition server.
+    #[arg(long, env = "API_KEY", default_value = avap_wire::auth::DEFAULT_API_KEY, hide_env_values = true)]
+    pub api_key: String,
+
+    /// HMAC key that signs and verifies AVAP packages.
+    #[arg(long, env = "AVAP_INTERNAL_KEY", default_value = avap_wire::auth::DEFAULT_INTERNAL_KEY, hide_env_values = true)]
+    pub internal_key: String,
+
+    /// Serve the built-in catalog and guest only; never contact a definition server.
+    #[arg(long, env = "AVAP_STANDALONE", default_value_t = false)]
+    pub standalone: bool,
+
+    /// Seconds between `SyncCatalog` polls when the server offers no watch stream.
+    #[arg(long, env = "AVAP_SYNC_POLL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub sync_poll_secs: u64,
+
+    /// How long start-up waits for the first sync before serving the built-in catalog.
+    #[arg(long, env = "AVAP_SYNC_STARTUP_TIMEOUT_MS", default_value_t = 2000)]
+    pub sync_startup_timeout_ms: u64,
+
+    /// Accept a guest module older than the live one.
+    #[arg(long, env = "AVAP_ALLOW_GUEST_DOWNGRADE", default_value_t = false)]
+    pub allow_guest_downgrade: bool,
 }
 
 impl Config {
-    /// Defaults only, ignoring the process's arguments and environment.
+    /// The built-in defaults (environment variables still apply).
     pub fn defaults() -> Self {
         Config::parse_from(["avap-host"])
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.port)
+    }
+
+    /// `http://host:port` of the definition server.
+    pub fn brain_url(&self) -> String {
+        format!("http://{}:{}", self.brain_host, self.brain_port)
     }
 
     pub fn limits(&self) -> Limits {

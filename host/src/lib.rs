@@ -12,10 +12,12 @@
 
 pub mod abi;
 pub mod api;
+pub mod catalog;
 pub mod config;
 pub mod metrics;
 pub mod sandbox;
 pub mod state;
+pub mod sync;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -10,6 +10,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = Config::parse();
     let state = AppState::new(&config).await?;
+    if config.standalone {
+        tracing::info!("standalone: serving the built-in catalog and guest");
+    } else {
+        avap_host::sync::start(state.clone(), avap_host::sync::SyncConfig::from_config(&config)).await;
+    }
     let addr = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "avap-host listening");

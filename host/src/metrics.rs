@@ -1,8 +1,6 @@
 //! Prometheus metrics, one registry per server (no process globals, so
 //! servers started side by side in tests keep their own counts).
 
-use std::sync::Mutex;
-
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -13,11 +11,13 @@ use prometheus_client::registry::Registry;
 type Labels = [(&'static str, &'static str); 1];
 
 pub struct Metrics {
-    registry: Mutex<Registry>,
+    registry: Registry,
     requests: Family<Labels, Counter>,
     rejects: Family<Labels, Counter>,
     duration: Histogram,
     active: Gauge,
+    catalog_syncs: Family<Labels, Counter>,
+    guest_swaps: Counter,
 }
 
 impl Default for Metrics {
@@ -42,14 +42,15 @@ impl Metrics {
         );
         let active = Gauge::default();
         registry.register("active_executions", "Executions running now", active.clone());
-        Metrics { registry: Mutex::new(registry), requests, rejects, duration, active }
-    }
-
-    /// Registers an extra metric (used by other subsystems of the host).
-    pub fn register(&self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
-        if let Ok(mut r) = self.registry.lock() {
-            r.register(name, help, metric);
-        }
+        let catalog_syncs = Family::<Labels, Counter>::default();
+        registry.register(
+            "catalog_syncs",
+            "Catalogs received from the definition server, by result (applied, unchanged, refused)",
+            catalog_syncs.clone(),
+        );
+        let guest_swaps = Counter::default();
+        registry.register("guest_swaps", "Guest modules swapped in without a restart", guest_swaps.clone());
+        Metrics { registry, requests, rejects, duration, active, catalog_syncs, guest_swaps }
     }
 
     pub fn request(&self, outcome: &'static str) {
@@ -58,6 +59,14 @@ impl Metrics {
 
     pub fn reject(&self, reason: &'static str) {
         self.rejects.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    pub fn catalog_sync(&self, result: &'static str) {
+        self.catalog_syncs.get_or_create(&[("result", result)]).inc();
+    }
+
+    pub fn guest_swap(&self) {
+        self.guest_swaps.inc();
     }
 
     pub fn observe_duration(&self, seconds: f64) {
@@ -73,10 +82,8 @@ impl Metrics {
     /// The OpenMetrics text exposition (Prometheus scrapes it as is).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        if let Ok(r) = self.registry.lock() {
-            // Writing into a String cannot fail.
-            let _ = encode(&mut out, &r);
-        }
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
         out
     }
 }

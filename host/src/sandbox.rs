@@ -120,6 +120,11 @@ pub struct Execution {
     pub duration: Duration,
 }
 
+/// `sha256:<hex>` of a module's bytes: how guests are identified.
+pub fn module_digest(wasm: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(wasm)))
+}
+
 /// Identity of a loaded guest module, shown in `/health`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GuestInfo {
@@ -248,14 +253,19 @@ impl SandboxEngine {
     /// exports against the ABI, then a probe instance that must report the
     /// right ABI version and a version string.
     pub async fn load_guest(&self, wasm: &[u8], source: &str) -> Result<Guest, LoadError> {
-        let module = Module::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        // Compiling takes a CPU for a while: keep it off the async workers.
+        let (engine, bytes) = (self.engine.clone(), wasm.to_vec());
+        let module = tokio::task::spawn_blocking(move || Module::new(&engine, bytes))
+            .await
+            .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         abi::check_module(&module)?;
         let pre = self.linker.instantiate_pre(&module).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let mut guest = Guest {
             pre,
             info: GuestInfo {
                 version: String::new(),
-                digest: format!("sha256:{}", hex::encode(Sha256::digest(wasm))),
+                digest: module_digest(wasm),
                 source: source.to_string(),
                 abi_version: 0,
                 size_bytes: wasm.len(),
@@ -506,7 +516,8 @@ mod tests {
         let guest = engine.load_guest(wat.as_bytes(), "test").await.expect("load");
         assert_eq!(guest.info().version, "9.9.9");
         assert_eq!(guest.info().abi_version, 1);
-        assert_eq!(guest.info().digest, format!("sha256:{}", hex::encode(Sha256::digest(wat.as_bytes()))));
+        assert_eq!(guest.info().digest, module_digest(wat.as_bytes()));
+        assert_eq!(guest.info().digest.len(), "sha256:".len() + 64);
     }
 
     #[tokio::test]

@@ -1,25 +1,83 @@
-//! What the server holds for its lifetime: the engine, the live guest, the
-//! gate, the limits and the metrics.
+//! What the server holds for its lifetime: the engine, the live guest and
+//! catalog, the gate, the limits, the sync status and the metrics.
 
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime};
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
+use crate::abi::{GuestInput, GuestOutput};
+use crate::catalog::{self, CatalogError, LiveCatalog};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::sandbox::{Gate, Guest, Limits, SandboxEngine};
+use crate::sandbox::{Execution, Gate, Guest, Limits, SandboxEngine, SandboxError, module_digest};
+
+/// The script every candidate guest must run, and what it must answer.
+const SELF_TEST_SCRIPT: &str = "addVar(a, 1)\nb = a + 41\naddResult(b)";
 
 pub struct AppState {
     pub engine: SandboxEngine,
     /// The live guest. Executions clone the `Arc` when they start and keep
     /// the module they started with; a swap replaces it for later ones.
     guest: RwLock<Arc<Guest>>,
+    catalog: RwLock<Arc<LiveCatalog>>,
     pub limits: Limits,
     pub gate: Gate,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
+    pub internal_key: Vec<u8>,
+    allow_guest_downgrade: bool,
+    /// One catalog application at a time.
+    apply_lock: tokio::sync::Mutex<()>,
+    pub sync: Mutex<SyncStatus>,
     started: Instant,
+}
+
+/// The definition server as the host last saw it, for `/health`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SyncStatus {
+    /// `standalone`, `connecting`, `watch` or `poll`.
+    pub mode: &'static str,
+    pub address: Option<String>,
+    pub reachable: bool,
+    pub last_error: Option<String>,
+    pub refusals: u64,
+    pub last_refusal: Option<String>,
+    #[serde(serialize_with = "ser_time")]
+    pub last_refusal_at: Option<SystemTime>,
+}
+
+fn ser_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_some(&rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Seconds-precision RFC 3339 (UTC) without pulling in a date library.
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// What applying a catalog did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Same version hash as the live catalog: nothing to do.
+    Unchanged,
+    /// New catalog live; `Some(version)` when the guest was swapped too.
+    Updated { guest_swapped_to: Option<String> },
 }
 
 impl AppState {
@@ -30,34 +88,208 @@ impl AppState {
         let engine = SandboxEngine::new(&limits)?;
         let guest = engine.load_guest(crate::GUEST_WASM, "built-in").await?;
         tracing::info!(version = %guest.info().version, digest = %guest.info().digest, "guest module loaded");
+        if config.internal_key == avap_wire::auth::DEFAULT_INTERNAL_KEY {
+            tracing::warn!("AVAP_INTERNAL_KEY is the public default: anyone can sign packages this host accepts");
+        }
         Ok(Arc::new(AppState {
             gate: Gate::new(limits.max_concurrency, limits.queue_timeout),
             engine,
             guest: RwLock::new(Arc::new(guest)),
+            catalog: RwLock::new(Arc::new(LiveCatalog::built_in())),
             limits,
             metrics: Metrics::new(),
             max_body_bytes: config.max_body_bytes,
+            internal_key: config.internal_key.clone().into_bytes(),
+            allow_guest_downgrade: config.allow_guest_downgrade,
+            apply_lock: tokio::sync::Mutex::new(()),
+            sync: Mutex::new(SyncStatus {
+                mode: if config.standalone { "standalone" } else { "connecting" },
+                address: (!config.standalone).then(|| config.brain_url()),
+                reachable: false,
+                last_error: None,
+                refusals: 0,
+                last_refusal: None,
+                last_refusal_at: None,
+            }),
             started: Instant::now(),
         }))
     }
 
     /// The guest new executions should use.
     pub fn guest(&self) -> Arc<Guest> {
-        match self.guest.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+        read(&self.guest)
+    }
+
+    /// The catalog new executions should use.
+    pub fn catalog(&self) -> Arc<LiveCatalog> {
+        read(&self.catalog)
+    }
+
+    pub fn update_sync(&self, f: impl FnOnce(&mut SyncStatus)) {
+        match self.sync.lock() {
+            Ok(mut s) => f(&mut s),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Runs one document through `guest` in a fresh instance and parses its
+    /// output. The caller holds a gate slot (or is the catalog applier,
+    /// which has a reserved pool slot).
+    pub async fn run_guest(
+        &self,
+        guest: &Guest,
+        input: &GuestInput<'_>,
+    ) -> Result<(Execution, GuestOutput), SandboxError> {
+        let bytes = serde_json::to_vec(input).map_err(|e| SandboxError::Internal(e.into()))?;
+        let execution = self.engine.execute(guest, &self.limits, &bytes).await?;
+        let output = serde_json::from_slice(&execution.output)
+            .map_err(|e| SandboxError::GuestAbi(format!("malformed output document: {e}")))?;
+        Ok((execution, output))
+    }
+
+    /// Vets a catalog from the definition server and, if every step passes,
+    /// makes it (and its guest module, if new) live. All or nothing.
+    pub async fn apply_catalog(&self, response: &avap_wire::pb::CatalogResponse) -> Result<Applied, CatalogError> {
+        let _one_at_a_time = self.apply_lock.lock().await;
+        let verified = catalog::verify(response, &self.internal_key)?;
+        let current = self.catalog();
+        let current_guest = self.guest();
+        let new_module = verified.guest_module.as_deref().filter(|m| module_digest(m) != current_guest.info().digest);
+        if current.version_hash.as_deref() == Some(verified.version_hash.as_str()) && new_module.is_none() {
+            return Ok(Applied::Unchanged);
+        }
+        let candidate = match new_module {
+            Some(module) => Some(Arc::new(self.vet_guest(module).await?)),
+            None => None,
+        };
+        let live_guest = candidate.clone().unwrap_or(current_guest);
+        for (name, source) in &verified.avap {
+            self.check_avap_command(&live_guest, name, source).await?;
+        }
+        let guest_json = verified.guest_json();
+        let swapped_to = candidate.as_ref().map(|g| g.info().version.clone());
+        if let Some(guest) = candidate {
+            tracing::info!(version = %guest.info().version, digest = %guest.info().digest, "guest module swapped in");
+            self.metrics.guest_swap();
+            write(&self.guest, guest);
+        }
+        tracing::info!(version_hash = %verified.version_hash, entries = verified.names.len(), "catalog applied");
+        write(&self.catalog, Arc::new(verified.into_live(guest_json)));
+        Ok(Applied::Updated { guest_swapped_to: swapped_to })
+    }
+
+    /// Records a refused update where operators look: the log, `/health`
+    /// and `/metrics`.
+    pub fn record_refusal(&self, err: &CatalogError) {
+        tracing::error!(error = %err, "catalog update refused; the previous catalog stays live");
+        self.metrics.catalog_sync("refused");
+        self.update_sync(|s| {
+            s.refusals += 1;
+            s.last_refusal = Some(err.to_string());
+            s.last_refusal_at = Some(SystemTime::now());
+        });
+    }
+
+    /// Every step a candidate guest must pass before it serves: compile off
+    /// the request path, import and ABI checks, probe, no downgrade, and a
+    /// self-test execution.
+    async fn vet_guest(&self, module: &[u8]) -> Result<Guest, CatalogError> {
+        let refuse = |reason: String| CatalogError::Guest(reason);
+        let guest = self.engine.load_guest(module, "brain").await.map_err(|e| refuse(e.to_string()))?;
+        let current = self.guest();
+        let (new_v, old_v) = (&guest.info().version, &current.info().version);
+        if catalog::compare_versions(new_v, old_v).is_lt() && !self.allow_guest_downgrade {
+            return Err(refuse(format!(
+                "version {new_v} is older than the live {old_v} (set AVAP_ALLOW_GUEST_DOWNGRADE to allow)"
+            )));
+        }
+        let empty = Map::new();
+        let input = GuestInput {
+            script: SELF_TEST_SCRIPT,
+            variables: &empty,
+            query: &[],
+            body: &empty,
+            catalog: None,
+            mode: None,
+        };
+        let (_, output) = self.run_guest(&guest, &input).await.map_err(|e| refuse(format!("self-test: {e}")))?;
+        if !output.ok || output.result != Some(json!({"b": 42})) {
+            return Err(refuse(format!("self-test gave a wrong answer: {:?}", output.error.or(output.kind))));
+        }
+        Ok(guest)
+    }
+
+    /// An `avap` entry must be one valid function definition named like the
+    /// entry, as the live guest parses it.
+    async fn check_avap_command(&self, guest: &Guest, name: &str, source: &str) -> Result<(), CatalogError> {
+        let invalid = |reason: String| CatalogError::Invalid { name: name.to_string(), reason };
+        let empty = Map::new();
+        let input = GuestInput {
+            script: source,
+            variables: &empty,
+            query: &[],
+            body: &empty,
+            catalog: None,
+            mode: Some("check"),
+        };
+        let (_, output) = self.run_guest(guest, &input).await.map_err(|e| invalid(e.to_string()))?;
+        if !output.ok {
+            return Err(invalid(output.error.unwrap_or_else(|| "does not parse".into())));
+        }
+        match output.functions.as_deref() {
+            Some([only]) if only == name => Ok(()),
+            other => Err(invalid(format!("must define exactly one function named `{name}`, defines {other:?}"))),
         }
     }
 
     pub fn health(&self) -> Value {
+        let catalog = self.catalog();
+        let sync = match self.sync.lock() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let degraded = sync.mode != "standalone" && catalog.source == catalog::CatalogSource::BuiltIn;
         json!({
             "status": "ok",
             "service": "avap-host",
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "guest": self.guest().info(),
-            "catalog": { "source": "built-in" },
+            "catalog": {
+                "source": catalog.source,
+                "version_hash": catalog.version_hash,
+                "commands": catalog.entries,
+                "last_sync": catalog.synced_at.map(rfc3339),
+                "note": degraded.then_some("definition server not synced yet: serving the built-in catalog and guest"),
+            },
+            "brain": sync,
             "limits": self.limits,
         })
+    }
+}
+
+fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
+    match lock.read() {
+        Ok(g) => g.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+fn write<T>(lock: &RwLock<Arc<T>>, value: Arc<T>) {
+    match lock.write() {
+        Ok(mut g) => *g = value,
+        Err(poisoned) => *poisoned.into_inner() = value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
+        assert_eq!(rfc3339(t), "2026-11-18T11:06:40Z");
     }
 }

@@ -1,0 +1,176 @@
+//! Keeps the host's catalog in step with the definition server.
+//!
+//! At start-up one `SyncCatalog` is tried within a short deadline; the host
+//! serves either way (with its built-in catalog and guest if the server is
+//! not there). Then a background task follows the server for the life of the
+//! process: the `WatchCatalog` stream when the server offers it (updates are
+//! pushed), `SyncCatalog` every `sync_poll_secs` when it answers
+//! `UNIMPLEMENTED` (the original servers), and exponential backoff between
+//! connection attempts while it is unreachable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use avap_wire::pb::definition_engine_client::DefinitionEngineClient;
+use avap_wire::pb::{CatalogResponse, Empty};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::config::Config;
+use crate::state::{AppState, Applied};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Catalogs carry the guest module: allow well beyond tonic's 4 MiB default.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+type Client = DefinitionEngineClient<InterceptedService<Channel, Auth>>;
+
+/// Adds `x-avap-auth` to every call.
+#[derive(Clone)]
+struct Auth(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request.metadata_mut().insert(avap_wire::auth::AUTH_METADATA, self.0.clone());
+        Ok(request)
+    }
+}
+
+#[derive(Clone)]
+pub struct SyncConfig {
+    pub url: String,
+    pub api_key: String,
+    pub poll: Duration,
+    pub startup_timeout: Duration,
+}
+
+impl SyncConfig {
+    pub fn from_config(config: &Config) -> Self {
+        SyncConfig {
+            url: config.brain_url(),
+            api_key: config.api_key.clone(),
+            poll: Duration::from_secs(config.sync_poll_secs),
+            startup_timeout: Duration::from_millis(config.sync_startup_timeout_ms),
+        }
+    }
+}
+
+/// Tries one sync within the start-up deadline, then follows the server in
+/// the background. Returns once the first attempt is over.
+pub async fn start(state: Arc<AppState>, config: SyncConfig) -> tokio::task::JoinHandle<()> {
+    let first = async {
+        let mut client = connect(&config).await?;
+        let response = client.sync_catalog(Empty {}).await?.into_inner();
+        state.update_sync(|s| s.reachable = true);
+        apply(&state, &response).await;
+        Ok::<_, SyncError>(())
+    };
+    match tokio::time::timeout(config.startup_timeout, first).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => unreachable_now(&state, &e.to_string()),
+        Err(_) => unreachable_now(&state, "no answer within the start-up deadline"),
+    }
+    tokio::spawn(follow(state, config))
+}
+
+/// Follows the definition server until the process ends.
+pub async fn follow(state: Arc<AppState>, config: SyncConfig) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if let Err(e) = session(&state, &config, &mut backoff).await {
+            unreachable_now(&state, &e.to_string());
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One connection: watch if offered, poll otherwise, until it fails.
+async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) -> Result<(), SyncError> {
+    let mut client = connect(config).await?;
+    match client.watch_catalog(Empty {}).await {
+        Ok(stream) => {
+            let mut stream = stream.into_inner();
+            state.update_sync(|s| {
+                s.mode = "watch";
+                s.reachable = true;
+                s.last_error = None;
+            });
+            *backoff = BACKOFF_MIN;
+            while let Some(response) = stream.message().await? {
+                apply(state, &response).await;
+            }
+            Err(SyncError::Closed)
+        }
+        Err(status) if status.code() == Code::Unimplemented => {
+            state.update_sync(|s| s.mode = "poll");
+            loop {
+                let response = tokio::time::timeout(CALL_TIMEOUT, client.sync_catalog(Empty {}))
+                    .await
+                    .map_err(|_| SyncError::Timeout)??
+                    .into_inner();
+                state.update_sync(|s| {
+                    s.reachable = true;
+                    s.last_error = None;
+                });
+                *backoff = BACKOFF_MIN;
+                apply(state, &response).await;
+                tokio::time::sleep(config.poll).await;
+            }
+        }
+        Err(status) => Err(status.into()),
+    }
+}
+
+async fn connect(config: &SyncConfig) -> Result<Client, SyncError> {
+    let endpoint = Endpoint::from_shared(config.url.clone())
+        .map_err(|e| SyncError::Config(e.to_string()))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    let key = MetadataValue::try_from(config.api_key.as_str())
+        .map_err(|_| SyncError::Config("API_KEY is not valid gRPC metadata".into()))?;
+    let channel = endpoint.connect().await?;
+    Ok(DefinitionEngineClient::with_interceptor(channel, Auth(key)).max_decoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+async fn apply(state: &AppState, response: &CatalogResponse) {
+    match state.apply_catalog(response).await {
+        Ok(Applied::Unchanged) => state.metrics.catalog_sync("unchanged"),
+        Ok(Applied::Updated { .. }) => state.metrics.catalog_sync("applied"),
+        Err(e) => state.record_refusal(&e),
+    }
+}
+
+fn unreachable_now(state: &AppState, reason: &str) {
+    tracing::warn!(reason, "definition server unreachable; serving the last good catalog");
+    state.update_sync(|s| {
+        s.reachable = false;
+        s.last_error = Some(reason.to_string());
+    });
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error("cannot connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("{}", describe(.0))]
+    Rpc(#[from] Status),
+    #[error("no answer within {CALL_TIMEOUT:?}")]
+    Timeout,
+    #[error("the watch stream ended")]
+    Closed,
+    #[error("bad configuration: {0}")]
+    Config(String),
+}
+
+fn describe(status: &Status) -> String {
+    match status.code() {
+        Code::Unauthenticated => "the definition server refused API_KEY (UNAUTHENTICATED)".into(),
+        code => format!("{code:?}: {}", status.message()),
+    }
+}

@@ -1,0 +1,369 @@
+//! The host with a real definition server: `avap-brain` in-process on
+//! 127.0.0.1:0, the host syncing over loopback gRPC, scripts over real HTTP.
+//! A "legacy" server (no `WatchCatalog`, like the original servers) stands in
+//! where a test needs a catalog the real brain would never sign wrongly.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use avap_brain::{Brain, BrainConfig};
+use avap_host::{AppState, Config};
+use avap_wire::pb::{
+    CatalogResponse, CommandRequest, CommandResponse, DefinitionEngine, DefinitionEngineServer, Empty,
+};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::{Request, Response, Status};
+
+use crate::{Server, config};
+
+/// A running brain; stops when dropped.
+struct BrainProc {
+    brain: Brain,
+    port: u16,
+    _stop: oneshot::Sender<()>,
+}
+
+impl BrainProc {
+    async fn start(config: BrainConfig) -> BrainProc {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        BrainProc::serve_on(listener, config)
+    }
+
+    fn serve_on(listener: TcpListener, config: BrainConfig) -> BrainProc {
+        let port = listener.local_addr().expect("addr").port();
+        let brain = Brain::new(config).expect("brain");
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(brain.clone().serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        BrainProc { brain, port, _stop: stop }
+    }
+}
+
+fn brain_config(dir: Option<&Path>) -> BrainConfig {
+    BrainConfig {
+        catalog_dir: dir.map(Path::to_path_buf),
+        poll_interval: Duration::from_millis(50),
+        ..Default::default()
+    }
+}
+
+/// A host that syncs from `port`.
+async fn host_for(port: u16, f: impl FnOnce(&mut Config)) -> (Server, Arc<AppState>) {
+    let config = config(|c| {
+        c.standalone = false;
+        c.brain_host = "127.0.0.1".into();
+        c.brain_port = port;
+        c.sync_poll_secs = 1;
+        c.sync_startup_timeout_ms = 1500;
+        f(c)
+    });
+    let state = AppState::new(&config).await.expect("state");
+    avap_host::sync::start(state.clone(), avap_host::sync::SyncConfig::from_config(&config)).await;
+    (Server::with_state(state.clone()).await, state)
+}
+
+/// Polls `/health` until `pred` holds, or fails after `within`.
+async fn wait_health(server: &Server, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, text) = server.get_text("/health").await;
+        let health: Value = serde_json::from_str(&text).expect("health json");
+        if pred(&health) {
+            return health;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; health: {health}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The built-in guest with its version string replaced (same length), so a
+/// test has a real, different interpreter to roll out.
+fn guest_with_version(version: &str) -> Vec<u8> {
+    let built_in = avap_host::GUEST_WASM;
+    let current = avap_guest_vm::GUEST_VERSION.as_bytes();
+    assert_eq!(version.len(), current.len(), "patch must keep the length");
+    let hits: Vec<usize> =
+        built_in.windows(current.len()).enumerate().filter(|(_, w)| *w == current).map(|(i, _)| i).collect();
+    assert_eq!(hits.len(), 1, "the version string must occur exactly once in the module");
+    let mut module = built_in.to_vec();
+    module[hits[0]..hits[0] + current.len()].copy_from_slice(version.as_bytes());
+    module
+}
+
+#[tokio::test]
+async fn host_syncs_the_catalog_at_start_up() {
+    let brain = BrainProc::start(brain_config(None)).await;
+    let (server, _) = host_for(brain.port, |_| {}).await;
+    let catalog = brain.brain.catalog();
+    let (_, text) = server.get_text("/health").await;
+    let health: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(health["catalog"]["source"], json!("brain"), "{health}");
+    assert_eq!(health["catalog"]["version_hash"], json!(catalog.version_hash));
+    assert_eq!(health["catalog"]["commands"], json!(28));
+    assert_eq!(health["brain"]["reachable"], json!(true));
+    // Same module as the built-in: no swap.
+    assert_eq!(health["guest"]["source"], json!("built-in"));
+    server.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn a_wrong_api_key_leaves_the_host_on_its_built_in_catalog() {
+    let brain = BrainProc::start(brain_config(None)).await;
+    let (server, _) = host_for(brain.port, |c| c.api_key = "not-the-key".into()).await;
+    let health =
+        wait_health(&server, Duration::from_secs(5), "the refusal", |h| !h["brain"]["last_error"].is_null()).await;
+    assert!(health["brain"]["last_error"].as_str().unwrap_or("").contains("UNAUTHENTICATED"), "{health}");
+    assert_eq!(health["brain"]["reachable"], json!(false));
+    assert_eq!(health["catalog"]["source"], json!("built-in"));
+    assert!(health["catalog"]["note"].is_string(), "health must say it is not synced: {health}");
+    server.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn host_serves_while_the_brain_is_down_and_syncs_when_it_comes_up() {
+    // The port is bound (so no other process takes it) but nobody serves it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (server, _) = host_for(port, |c| c.sync_startup_timeout_ms = 300).await;
+    let health =
+        wait_health(&server, Duration::from_secs(5), "unreachable", |h| h["brain"]["reachable"] == json!(false)).await;
+    assert_eq!(health["catalog"]["source"], json!("built-in"));
+    server.assert_healthy().await;
+
+    let brain = BrainProc::serve_on(listener, brain_config(None));
+    let health =
+        wait_health(&server, Duration::from_secs(15), "the sync", |h| h["catalog"]["source"] == json!("brain")).await;
+    assert_eq!(health["catalog"]["version_hash"], json!(brain.brain.catalog().version_hash));
+    server.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn a_new_avap_command_is_usable_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brain = BrainProc::start(brain_config(Some(dir.path()))).await;
+    let (server, _) = host_for(brain.port, |_| {}).await;
+    let script = "msg = greet(\"Ann\")\naddResult(msg)";
+    let (status, body) = server.run(script).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap_or("").contains("not found"), "{body}");
+
+    std::fs::write(dir.path().join("greet.avap"), "function greet(who) {\n  return `Hello ${who}`\n}\n")
+        .expect("write");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = server.run(script).await;
+        if status == 200 {
+            assert_eq!(body["result"], json!({"msg": "Hello Ann"}));
+            break;
+        }
+        assert!(Instant::now() < deadline, "greet never became usable: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // As a command statement too.
+    let (status, body) = server.run("greet(\"Bo\")\naddVar(x, 1)\naddResult(x)").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Serves a fixed catalog and no `WatchCatalog`, like the original servers.
+#[derive(Clone)]
+struct LegacyBrain(Arc<Mutex<CatalogResponse>>);
+
+#[tonic::async_trait]
+impl DefinitionEngine for LegacyBrain {
+    async fn get_command(&self, _: Request<CommandRequest>) -> Result<Response<CommandResponse>, Status> {
+        Err(Status::not_found("not served here"))
+    }
+
+    async fn sync_catalog(&self, _: Request<Empty>) -> Result<Response<CatalogResponse>, Status> {
+        Ok(Response::new(self.0.lock().expect("lock").clone()))
+    }
+
+    type WatchCatalogStream = tokio_stream::Empty<Result<CatalogResponse, Status>>;
+
+    async fn watch_catalog(&self, _: Request<Empty>) -> Result<Response<Self::WatchCatalogStream>, Status> {
+        Err(Status::unimplemented("legacy server"))
+    }
+}
+
+async fn start_legacy(catalog: CatalogResponse) -> (LegacyBrain, u16, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let legacy = LegacyBrain(Arc::new(Mutex::new(catalog)));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let svc = DefinitionEngineServer::new(legacy.clone());
+    tokio::spawn(tonic::transport::Server::builder().add_service(svc).serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (legacy, port, stop)
+}
+
+fn signed(name: &str, ty: &str, payload: &[u8]) -> CommandResponse {
+    let code = avap_wire::package::pack(avap_wire::auth::DEFAULT_INTERNAL_KEY.as_bytes(), payload).expect("pack");
+    CommandResponse {
+        name: name.into(),
+        r#type: ty.into(),
+        interface_json: "[]".into(),
+        hash: avap_wire::catalog::entry_hash(&code),
+        code,
+    }
+}
+
+fn with_version(mut commands: Vec<CommandResponse>) -> CatalogResponse {
+    let version_hash = avap_wire::catalog::version_hash(&commands);
+    commands.sort_by(|a, b| a.name.cmp(&b.name));
+    CatalogResponse { total_count: commands.len() as i32, version_hash, commands }
+}
+
+#[tokio::test]
+async fn a_legacy_server_is_polled_and_a_tampered_catalog_is_refused_whole() {
+    let good = with_version(vec![
+        signed("addVar", "function", b"# python"),
+        signed("addResult", "function", b"# python"),
+        signed("legacyThing", "function", b"def legacyThing(): pass"),
+        signed("twice", "avap", b"function twice(x) {\n  return x * 2\n}"),
+    ]);
+    let (legacy, port, _stop) = start_legacy(good.clone()).await;
+    let (server, _) = host_for(port, |_| {}).await;
+    let health =
+        wait_health(&server, Duration::from_secs(5), "poll mode", |h| h["brain"]["mode"] == json!("poll")).await;
+    assert_eq!(health["catalog"]["version_hash"], json!(good.version_hash));
+
+    let (status, body) = server.run("y = twice(21)\naddResult(y)").await;
+    assert_eq!((status, &body["result"]), (200, &json!({"y": 42})), "{body}");
+    let (status, body) = server.run("legacyThing()").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap_or("").contains("not supported by this host"), "{body}");
+    let (status, body) = server.run("getListLen(xs, n)").await;
+    assert_eq!(status, 400, "a built-in the catalog does not hold is not found");
+    assert!(body["error"].as_str().unwrap_or("").contains("not found"), "{body}");
+
+    // One flipped byte in one entry: the whole update must be refused.
+    let mut bad = with_version(vec![
+        signed("addVar", "function", b"# python"),
+        signed("addResult", "function", b"# python"),
+        signed("getListLen", "function", b"# python"),
+        signed("thrice", "avap", b"function thrice(x) {\n  return x * 3\n}"),
+    ]);
+    let entry = bad.commands.iter_mut().find(|c| c.name == "thrice").expect("entry");
+    let at = entry.code.len() - 3;
+    entry.code[at] ^= 0x20;
+    *legacy.0.lock().expect("lock") = bad;
+    let health =
+        wait_health(&server, Duration::from_secs(5), "the refusal", |h| h["brain"]["refusals"].as_u64() >= Some(1))
+            .await;
+    assert!(health["brain"]["last_refusal"].as_str().unwrap_or("").contains("thrice"), "{health}");
+    assert_eq!(health["catalog"]["version_hash"], json!(good.version_hash), "the old catalog stays");
+    let (status, _) = server.run("y = thrice(1)").await;
+    assert_eq!(status, 400, "nothing of the refused catalog is live");
+    let (status, body) = server.run("y = twice(2)\naddResult(y)").await;
+    assert_eq!((status, &body["result"]), (200, &json!({"y": 4})));
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metrics.contains("avap_catalog_syncs_total{result=\"refused\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_new_guest_is_swapped_in_under_load_with_no_failed_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brain = BrainProc::start(brain_config(Some(dir.path()))).await;
+    let (server, _) = host_for(brain.port, |_| {}).await;
+    let old_version = avap_guest_vm::GUEST_VERSION;
+    let new_version = "9.9.9";
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (client, url, stop) = (server.client.clone(), format!("{}/api/v1/execute", server.base), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut seen: Vec<(Instant, u16, String)> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let resp = client
+                    .post(&url)
+                    .json(&json!({"script": "addVar(a, 20)\nb = a * 2 + 2\naddResult(b)"}))
+                    .send()
+                    .await
+                    .expect("request");
+                let version =
+                    resp.headers().get("x-avap-guest-version").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                let status = resp.status().as_u16();
+                let body: Value = resp.json().await.expect("json");
+                let status = if body["result"] == json!({"b": 42}) { status } else { 0 };
+                seen.push((Instant::now(), status, version));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let published = Instant::now();
+    std::fs::write(dir.path().join("guest-vm.wasm"), guest_with_version(new_version)).expect("write");
+    wait_health(&server, Duration::from_secs(30), "the swap", |h| h["guest"]["version"] == json!(new_version)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut all = Vec::new();
+    for c in clients {
+        let seen = c.await.expect("client");
+        // Per client, requests are sequential: once new, never old again.
+        let first_new = seen.iter().position(|(_, _, v)| v == new_version).expect("saw the new guest");
+        assert!(seen[first_new..].iter().all(|(_, _, v)| v == new_version), "went back to the old guest");
+        assert!(seen[..first_new].iter().all(|(_, _, v)| v == old_version));
+        all.extend(seen);
+    }
+    let failed = all.iter().filter(|(_, status, _)| *status != 200).count();
+    let first_new = all.iter().filter(|(_, _, v)| v == new_version).map(|(t, _, _)| *t).min().expect("new");
+    eprintln!(
+        "guest swap: {} requests, {failed} failed, publish -> first request on the new guest: {:?}",
+        all.len(),
+        first_new.duration_since(published)
+    );
+    assert_eq!(failed, 0, "requests failed during the swap");
+    let (_, text) = server.get_text("/health").await;
+    let health: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(health["guest"]["source"], json!("brain"));
+    assert_eq!(health["guest"]["digest"], json!(avap_host::sandbox::module_digest(&guest_with_version(new_version))));
+}
+
+#[tokio::test]
+async fn an_older_guest_is_refused_unless_downgrades_are_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("guest-vm.wasm"), guest_with_version("0.0.1")).expect("write");
+    let brain = BrainProc::start(brain_config(Some(dir.path()))).await;
+
+    let (server, _) = host_for(brain.port, |_| {}).await;
+    let health =
+        wait_health(&server, Duration::from_secs(10), "the refusal", |h| h["brain"]["refusals"].as_u64() >= Some(1))
+            .await;
+    assert!(health["brain"]["last_refusal"].as_str().unwrap_or("").contains("older"), "{health}");
+    assert_eq!(health["guest"]["version"], json!(avap_guest_vm::GUEST_VERSION));
+    assert_eq!(health["catalog"]["source"], json!("built-in"), "the whole catalog is refused with its guest");
+    server.assert_healthy().await;
+
+    let (server, _) = host_for(brain.port, |c| c.allow_guest_downgrade = true).await;
+    let health =
+        wait_health(&server, Duration::from_secs(10), "the downgrade", |h| h["guest"]["version"] == json!("0.0.1"))
+            .await;
+    assert_eq!(health["catalog"]["source"], json!("brain"));
+    server.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn a_broken_guest_module_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Valid wasm header, garbage after: signed fine, but it cannot compile.
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    module.extend_from_slice(b"definitely not a module");
+    std::fs::write(dir.path().join("guest-vm.wasm"), module).expect("write");
+    let brain = BrainProc::start(brain_config(Some(dir.path()))).await;
+    let (server, _) = host_for(brain.port, |_| {}).await;
+    let health =
+        wait_health(&server, Duration::from_secs(10), "the refusal", |h| h["brain"]["refusals"].as_u64() >= Some(1))
+            .await;
+    assert!(health["brain"]["last_refusal"].as_str().unwrap_or("").contains("guest module refused"), "{health}");
+    server.assert_healthy().await;
+}
