@@ -205,14 +205,8 @@ async fn start_legacy(catalog: CatalogResponse) -> (LegacyBrain, u16, oneshot::S
 }
 
 fn signed(name: &str, ty: &str, payload: &[u8]) -> CommandResponse {
-    let code = avap_wire::package::pack(avap_wire::auth::DEFAULT_INTERNAL_KEY.as_bytes(), payload).expect("pack");
-    CommandResponse {
-        name: name.into(),
-        r#type: ty.into(),
-        interface_json: "[]".into(),
-        hash: avap_wire::catalog::entry_hash(&code),
-        code,
-    }
+    let key = avap_wire::auth::DEFAULT_INTERNAL_KEY.as_bytes();
+    avap_wire::catalog::signed_entry(key, name, ty, "[]".into(), payload).expect("sign")
 }
 
 fn with_version(mut commands: Vec<CommandResponse>) -> CatalogResponse {

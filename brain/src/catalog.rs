@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use avap_guest_vm::Diagnostic;
-use avap_wire::catalog::{GUEST_VM_ENTRY, TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM, entry_hash, version_hash};
-use avap_wire::package::{self, PackageError};
+use avap_wire::catalog::{GUEST_VM_ENTRY, TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM, version_hash};
+use avap_wire::package::PackageError;
 use avap_wire::pb::{CatalogResponse, CommandResponse};
 use serde::Deserialize;
 
@@ -120,9 +120,7 @@ fn entry(
     interface_json: String,
     payload: &[u8],
 ) -> Result<CommandResponse, CatalogError> {
-    let code = package::pack(key, payload)?;
-    let hash = entry_hash(&code);
-    Ok(CommandResponse { name: name.to_string(), r#type: kind.to_string(), interface_json, code, hash })
+    Ok(avap_wire::catalog::signed_entry(key, name, kind, interface_json, payload)?)
 }
 
 /// The payload of a standard command's package. The original servers ship

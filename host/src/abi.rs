@@ -198,17 +198,28 @@ mod tests {
 #[derive(Debug, serde::Serialize)]
 pub struct GuestInput<'a> {
     pub script: &'a str,
-    pub variables: &'a serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variables: Option<&'a serde_json::Map<String, serde_json::Value>>,
     /// The query string's pairs, in order.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub query: &'a [(String, String)],
     /// The request body's top-level keys other than `script` and `variables`.
-    pub body: &'a serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<&'a serde_json::Map<String, serde_json::Value>>,
     /// What the live catalog holds; absent: every built-in command.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog: Option<&'a serde_json::value::RawValue>,
     /// `run` (default) or `check` (parse and validate only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
+}
+
+impl<'a> GuestInput<'a> {
+    /// A document without request data, run against the full built-in
+    /// command set (self-tests, validation).
+    pub fn bare(script: &'a str, mode: Option<&'static str>) -> Self {
+        GuestInput { script, variables: None, query: &[], body: None, catalog: None, mode }
+    }
 }
 
 /// The output document the guest returns. Untrusted: every field is optional

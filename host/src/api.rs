@@ -207,9 +207,9 @@ async fn execute(
     let query = query_pairs(query.as_deref());
     let input = GuestInput {
         script: &script,
-        variables: &request.variables,
+        variables: Some(&request.variables),
         query: &query,
-        body: &request.params,
+        body: Some(&request.params),
         catalog: catalog.guest_json.as_deref(),
         mode: None,
     };
@@ -272,16 +272,8 @@ async fn compile(
         Some(Value::String(s)) if !s.trim().is_empty() => s,
         Some(_) => return Err(bad_request("\"name\" must be a non-empty string")),
     };
-    let empty = Map::new();
     let catalog = state.catalog();
-    let input = GuestInput {
-        script: &script,
-        variables: &empty,
-        query: &[],
-        body: &empty,
-        catalog: catalog.guest_json.as_deref(),
-        mode: Some("check"),
-    };
+    let input = GuestInput { catalog: catalog.guest_json.as_deref(), ..GuestInput::bare(&script, Some("check")) };
     let (_, output, _) = run_in_sandbox(&state, &input).await?;
     if !output.ok {
         return Err(script_error(&state, output));

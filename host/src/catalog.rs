@@ -196,14 +196,7 @@ mod tests {
     const KEY: &[u8] = b"test-key";
 
     fn entry(name: &str, ty: &str, payload: &[u8]) -> CommandResponse {
-        let code = package::pack(KEY, payload).expect("pack");
-        CommandResponse {
-            name: name.into(),
-            r#type: ty.into(),
-            interface_json: "[]".into(),
-            hash: avap_wire::catalog::entry_hash(&code),
-            code,
-        }
+        avap_wire::catalog::signed_entry(KEY, name, ty, "[]".into(), payload).expect("sign")
     }
 
     fn catalog(entries: Vec<CommandResponse>) -> CatalogResponse {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::abi::{GuestInput, GuestOutput};
 use crate::catalog::{self, CatalogError, LiveCatalog};
@@ -203,15 +203,7 @@ impl AppState {
                 "version {new_v} is older than the live {old_v} (set AVAP_ALLOW_GUEST_DOWNGRADE to allow)"
             )));
         }
-        let empty = Map::new();
-        let input = GuestInput {
-            script: SELF_TEST_SCRIPT,
-            variables: &empty,
-            query: &[],
-            body: &empty,
-            catalog: None,
-            mode: None,
-        };
+        let input = GuestInput::bare(SELF_TEST_SCRIPT, None);
         let (_, output) = self.run_guest(&guest, &input).await.map_err(|e| refuse(format!("self-test: {e}")))?;
         if !output.ok || output.result != Some(json!({"b": 42})) {
             return Err(refuse(format!("self-test gave a wrong answer: {:?}", output.error.or(output.kind))));
@@ -223,16 +215,10 @@ impl AppState {
     /// entry, as the live guest parses it.
     async fn check_avap_command(&self, guest: &Guest, name: &str, source: &str) -> Result<(), CatalogError> {
         let invalid = |reason: String| CatalogError::Invalid { name: name.to_string(), reason };
-        let empty = Map::new();
-        let input = GuestInput {
-            script: source,
-            variables: &empty,
-            query: &[],
-            body: &empty,
-            catalog: None,
-            mode: Some("check"),
-        };
-        let (_, output) = self.run_guest(guest, &input).await.map_err(|e| invalid(e.to_string()))?;
+        let (_, output) = self
+            .run_guest(guest, &GuestInput::bare(source, Some("check")))
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
         if !output.ok {
             return Err(invalid(output.error.unwrap_or_else(|| "does not parse".into())));
         }

@@ -20,6 +20,19 @@ pub fn entry_hash(code: &[u8]) -> String {
     hex::encode(Sha256::digest(code))
 }
 
+/// A signed catalog entry: `payload` packed with `key`, and its hash.
+pub fn signed_entry(
+    key: &[u8],
+    name: &str,
+    kind: &str,
+    interface_json: String,
+    payload: &[u8],
+) -> Result<CommandResponse, crate::package::PackageError> {
+    let code = crate::package::pack(key, payload)?;
+    let hash = entry_hash(&code);
+    Ok(CommandResponse { name: name.to_string(), r#type: kind.to_string(), interface_json, code, hash })
+}
+
 /// A catalog's `version_hash`: lowercase hex SHA-256 over the entries sorted
 /// by name (then type, then hash) of `name \0 type \0 hash \n`.
 pub fn version_hash(entries: &[CommandResponse]) -> String {
