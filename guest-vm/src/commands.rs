@@ -3,9 +3,10 @@
 //! of the commands this interpreter supports.
 //!
 //! Control-flow commands (`if`, `startLoop`, `try`, ...) are structural:
-//! the parser turns them into blocks and the evaluator runs them. The
-//! commands that need a host capability, a clock, regexes or hashing are in
-//! the table with their interfaces but fail at run time with
+//! the parser turns them into blocks and the evaluator runs them. Text and
+//! crypto commands live in `text.rs`, date and time in `datetime.rs`. The
+//! commands that need a host capability (HTTP, database) are in the table
+//! with their interfaces but fail at run time with
 //! `command 'X' is not yet supported by this interpreter`.
 
 use crate::ast::CmdArg;
@@ -13,6 +14,7 @@ use crate::error::Error;
 use crate::eval::Interp;
 use crate::limits::{Limits, MAX_VALUE_DEPTH};
 use crate::value::{Map, Value, digits_only_int, parse_numeric_text};
+use crate::{datetime, text};
 
 /// Parameter kind (COMMANDS.md): T target, S source, V value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,15 +102,15 @@ pub static COMMANDS: [CommandSpec; 27] = [
     // Database
     cmd("ormDirect", &[v("prompt"), t("TargetVariable")], Unsupported),
     // Text and crypto
-    cmd("encodeSHA256", &[v("SourceVariable"), t("TargetVariable")], Unsupported),
-    cmd("encodeMD5", &[v("SourceVariable"), t("TargetVariable")], Unsupported),
-    cmd("randomString", &[v("Pattern"), v("Length"), t("TargetVariable")], Unsupported),
-    cmd("replace", &[v("SourceVariable"), v("rePattern"), v("newValue"), t("TargetVariable")], Unsupported),
-    cmd("getRegex", &[v("SourceVariable"), v("rePattern"), t("TargetVariable")], Unsupported),
+    cmd("encodeSHA256", &[v("SourceVariable"), t("TargetVariable")], Builtin),
+    cmd("encodeMD5", &[v("SourceVariable"), t("TargetVariable")], Builtin),
+    cmd("randomString", &[v("Pattern"), v("Length"), t("TargetVariable")], Builtin),
+    cmd("replace", &[v("SourceVariable"), v("rePattern"), v("newValue"), t("TargetVariable")], Builtin),
+    cmd("getRegex", &[v("SourceVariable"), v("rePattern"), t("TargetVariable")], Builtin),
     // Date and time
-    cmd("getDateTime", &[v("Format"), v("TimeDelta"), v("TimeZone"), t("TargetVariable")], Unsupported),
-    cmd("getTimeStamp", &[v("DateString"), v("Format"), v("TimeDelta"), t("TargetVariable")], Unsupported),
-    cmd("stampToDatetime", &[v("timestamp"), v("Format"), v("TimeDelta"), t("TargetVariable")], Unsupported),
+    cmd("getDateTime", &[v("Format"), v("TimeDelta"), v("TimeZone"), t("TargetVariable")], Builtin),
+    cmd("getTimeStamp", &[v("DateString"), v("Format"), v("TimeDelta"), t("TargetVariable")], Builtin),
+    cmd("stampToDatetime", &[v("timestamp"), v("Format"), v("TimeDelta"), t("TargetVariable")], Builtin),
     // Collections and JSON
     cmd("getListLen", &[s("SourceVariable"), t("TargetVariable")], Builtin),
     cmd("itemFromList", &[s("SourceVariable"), v("index"), t("TargetVariable")], Builtin),
@@ -324,6 +326,64 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
                 }
             };
             interp.set_var(a.target(2)?, value);
+            Ok(())
+        }
+        "encodeSHA256" | "encodeMD5" => {
+            let text = interp.text(a.value(0)?)?;
+            let hex = if spec.name == "encodeMD5" { text::md5_hex(&text) } else { text::sha256_hex(&text) };
+            interp.set_var(a.target(1)?, Value::str(hex));
+            Ok(())
+        }
+        "randomString" => {
+            let pattern = interp.text(a.value(0)?)?;
+            let class = text::parse_class(&pattern)?;
+            let length = integer_arg(a.value(1)?, "randomString", "Length")?;
+            let length = usize::try_from(length)
+                .map_err(|_| Error::runtime(format!("randomString: 'Length' must not be negative, got {length}")))?;
+            if length > interp.limits.max_string_bytes {
+                return Err(interp.limits.string_error());
+            }
+            let out = text::random_string(&class, length, &interp.limits)?;
+            interp.set_var(a.target(2)?, Value::str(out));
+            Ok(())
+        }
+        "replace" => {
+            let source = interp.text(a.value(0)?)?;
+            let re = text::compile("replace", &interp.text(a.value(1)?)?)?;
+            let new_value = interp.text(a.value(2)?)?;
+            let out = text::replace_all(&re, &source, &new_value, &interp.limits)?;
+            interp.set_var(a.target(3)?, Value::str(out));
+            Ok(())
+        }
+        "getRegex" => {
+            let source = interp.text(a.value(0)?)?;
+            let re = text::compile("getRegex", &interp.text(a.value(1)?)?)?;
+            let found = text::all_matches(&re, &source).map_or(Value::Null, Value::str);
+            interp.set_var(a.target(2)?, found);
+            Ok(())
+        }
+        "getDateTime" => {
+            let fmt = interp.text(a.value(0)?)?;
+            let delta = datetime::seconds_arg(a.value(1)?, "getDateTime", "TimeDelta")?;
+            let tz = interp.text(a.value(2)?)?;
+            let value = datetime::date_time_at(datetime::now()?, &fmt, delta, &tz, &interp.limits)?;
+            interp.set_var(a.target(3)?, value);
+            Ok(())
+        }
+        "getTimeStamp" => {
+            let date = interp.text(a.value(0)?)?;
+            let fmt = interp.text(a.value(1)?)?;
+            let delta = datetime::seconds_arg(a.value(2)?, "getTimeStamp", "TimeDelta")?;
+            let stamp = datetime::parse_timestamp(&date, &fmt, delta)?;
+            interp.set_var(a.target(3)?, Value::Float(stamp));
+            Ok(())
+        }
+        "stampToDatetime" => {
+            let stamp = datetime::seconds_arg(a.value(0)?, "stampToDatetime", "timestamp")?;
+            let fmt = interp.text(a.value(1)?)?;
+            let delta = datetime::seconds_arg(a.value(2)?, "stampToDatetime", "TimeDelta")?;
+            let out = datetime::stamp_to_datetime(stamp, &fmt, delta, &interp.limits)?;
+            interp.set_var(a.target(3)?, Value::str(out));
             Ok(())
         }
         name => Err(Error::runtime(format!("command '{name}' is not yet supported by this interpreter"))),

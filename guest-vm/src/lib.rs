@@ -23,10 +23,12 @@
 pub mod ast;
 pub mod catalog;
 pub mod commands;
+pub(crate) mod datetime;
 pub mod error;
 pub mod eval;
 pub mod limits;
 pub mod parser;
+pub(crate) mod text;
 pub mod tokenizer;
 pub mod value;
 
@@ -48,6 +50,13 @@ pub use value::{Map, Value};
 pub const ABI_VERSION: u32 = 1;
 /// Version of this crate (`avap_guest_version`).
 pub const GUEST_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The version as stored in the module: a fixed prefix, then
+/// [`GUEST_VERSION`]. `avap_guest_version` points into it, so the version is
+/// one findable record in the module's data (tools and tests read or patch it
+/// without running the module).
+pub const GUEST_VERSION_RECORD: &str = concat!("avap-guest-version=", env!("CARGO_PKG_VERSION"));
+/// The prefix of [`GUEST_VERSION_RECORD`].
+pub const GUEST_VERSION_PREFIX: &str = "avap-guest-version=";
 
 /// Validates a script without running it: `Err` holds every syntax problem.
 pub fn check(script: &str) -> Result<(), Vec<Diagnostic>> {

@@ -102,6 +102,8 @@ enum LineStmt {
 struct RawArg {
     col: usize,
     kind: RawKind,
+    /// The argument as written (trimmed); pattern parameters keep it.
+    text: String,
 }
 
 #[derive(Debug, Clone)]
@@ -355,17 +357,18 @@ fn split_args(seg: &[char], start: usize, line: usize, col: usize) -> Result<(Ve
 
 fn classify(chars: &[char], line: usize, col: usize) -> RawArg {
     let Some(s) = chars.iter().position(|c| !c.is_whitespace()) else {
-        return RawArg { col, kind: RawKind::Empty };
+        return RawArg { col, kind: RawKind::Empty, text: String::new() };
     };
     let text = trim_end(chars.get(s..).unwrap_or_default());
     let acol = col + s;
+    let written: String = text.iter().collect();
     let kind = match tokenize(text, line, acol) {
         Err(d) => RawKind::Raw(text.iter().collect(), d),
         Ok(toks) => {
             if let [Token { tok: Tok::Ident(name), .. }] = toks.as_slice()
                 && !KEYWORDS.contains(&name.as_str())
             {
-                return RawArg { col: acol, kind: RawKind::Word(name.clone()) };
+                return RawArg { col: acol, kind: RawKind::Word(name.clone()), text: written };
             }
             match parse_tokens(&toks, line, acol + text.len()) {
                 Ok(e) => RawKind::Expr(e),
@@ -373,7 +376,7 @@ fn classify(chars: &[char], line: usize, col: usize) -> RawArg {
             }
         }
     };
-    RawArg { col: acol, kind }
+    RawArg { col: acol, kind, text: written }
 }
 
 /// `name(args)` or, with `target`, `target = name(args)` where `name` is a command.
@@ -407,6 +410,22 @@ fn name_of(arg: &RawArg) -> Option<String> {
         RawKind::Word(w) => Some(w.clone()),
         RawKind::Expr(Expr::Str(s)) if is_identifier(s) && !KEYWORDS.contains(&&**s) => Some(s.to_string()),
         _ => None,
+    }
+}
+
+/// Parameters that hold a regular expression, a character class or a time
+/// zone name: written bare, they are text, not expressions.
+const PATTERN_PARAMS: [&str; 3] = ["Pattern", "rePattern", "TimeZone"];
+
+/// A pattern argument: a string literal (or template) is its value, a bare
+/// word is the variable if it exists else the word, and anything else is the
+/// text as written (`[A-Za-z0-9]` would otherwise be a list expression and
+/// `Europe/Madrid` a division).
+fn pattern_arg(arg: RawArg) -> ValueArg {
+    match arg.kind {
+        RawKind::Expr(e @ (Expr::Str(_) | Expr::Template(_))) => ValueArg::Expr(e),
+        RawKind::Expr(_) => ValueArg::Raw(arg.text),
+        _ => value_arg(arg),
     }
 }
 
@@ -455,7 +474,7 @@ fn build_command(
             }
         };
         if args.len() + 1 == spec.params.len() {
-            args.insert(tpos, RawArg { col: name_col, kind: RawKind::Word(t.clone()) });
+            args.insert(tpos, RawArg { col: name_col, kind: RawKind::Word(t.clone()), text: t.clone() });
         } else if args.len() == spec.params.len()
             && let Some(slot) = args.get_mut(tpos)
         {
@@ -507,6 +526,7 @@ fn build_command(
                 };
                 if param.kind == Kind::Target { CmdArg::Target(n) } else { CmdArg::Source(n) }
             }
+            Kind::Value if PATTERN_PARAMS.contains(&param.name) => CmdArg::Value(pattern_arg(arg)),
             Kind::Value => CmdArg::Value(value_arg(arg)),
         });
     }
