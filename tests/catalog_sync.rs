@@ -80,18 +80,19 @@ async fn wait_health(server: &Server, within: Duration, what: &str, pred: impl F
     }
 }
 
-/// The built-in guest with its version string replaced (same length), so a
-/// test has a real, different interpreter to roll out.
+/// The built-in guest with its version replaced (same length) in its one
+/// version record, so a test has a real, different interpreter to roll out.
 fn guest_with_version(version: &str) -> Vec<u8> {
-    let built_in = avap_host::GUEST_WASM;
-    let current = avap_guest_vm::GUEST_VERSION.as_bytes();
-    assert_eq!(version.len(), current.len(), "patch must keep the length");
+    let record = avap_guest_vm::GUEST_VERSION_RECORD.as_bytes();
+    assert_eq!(version.len(), avap_guest_vm::GUEST_VERSION.len(), "patch must keep the length");
+    let module = avap_host::GUEST_WASM;
     let hits: Vec<usize> =
-        built_in.windows(current.len()).enumerate().filter(|(_, w)| *w == current).map(|(i, _)| i).collect();
-    assert_eq!(hits.len(), 1, "the version string must occur exactly once in the module");
-    let mut module = built_in.to_vec();
-    module[hits[0]..hits[0] + current.len()].copy_from_slice(version.as_bytes());
-    module
+        module.windows(record.len()).enumerate().filter(|(_, w)| *w == record).map(|(i, _)| i).collect();
+    assert_eq!(hits.len(), 1, "the version record must occur exactly once in the module");
+    let at = hits[0] + avap_guest_vm::GUEST_VERSION_PREFIX.len();
+    let mut patched = module.to_vec();
+    patched[at..at + version.len()].copy_from_slice(version.as_bytes());
+    patched
 }
 
 #[tokio::test]

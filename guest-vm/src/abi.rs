@@ -12,7 +12,7 @@
 //!
 //! `avap_abi_version()` returns [`crate::ABI_VERSION`];
 //! `avap_guest_version()` returns `(ptr << 32) | len` of the static UTF-8
-//! [`crate::GUEST_VERSION`].
+//! [`crate::GUEST_VERSION`] (stored inside [`crate::GUEST_VERSION_RECORD`]).
 //!
 //! Pointers are wasm32 addresses (u32), packed unsigned into the i64.
 #![allow(unsafe_code)]
@@ -39,7 +39,9 @@ pub extern "C" fn avap_abi_version() -> i32 {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn avap_guest_version() -> i64 {
-    pack(crate::GUEST_VERSION.as_ptr(), crate::GUEST_VERSION.len())
+    // Points into the record so the version has one place in the module.
+    let version = crate::GUEST_VERSION_RECORD.get(crate::GUEST_VERSION_PREFIX.len()..).unwrap_or_default();
+    pack(version.as_ptr(), version.len())
 }
 
 #[unsafe(no_mangle)]

@@ -68,4 +68,10 @@ mod fuzz_tests;
 mod limit_tests;
 mod parser_tests;
 mod stmt_tests;
+mod text_time_tests;
 mod tokenizer_tests;
+
+#[test]
+fn version_record_holds_the_version() {
+    assert_eq!(crate::GUEST_VERSION_RECORD, format!("{}{}", crate::GUEST_VERSION_PREFIX, crate::GUEST_VERSION));
+}
