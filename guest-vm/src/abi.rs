@@ -15,6 +15,13 @@
 //! [`crate::GUEST_VERSION`] (stored inside [`crate::GUEST_VERSION_RECORD`]).
 //!
 //! Pointers are wasm32 addresses (u32), packed unsigned into the i64.
+//!
+//! Capabilities are the imports of the `avap` module (see [`crate::host`]):
+//! `http_request(ptr, len) -> i32` and `db_query(ptr, len) -> i32` hand the
+//! host a JSON request and return the length of its JSON reply, which the
+//! host holds until `reply_read(ptr, len) -> i32` copies it into guest
+//! memory (`len` must be that length; returns 0). A negative length means
+//! the host could not take the request at all.
 #![allow(unsafe_code)]
 
 use std::alloc::{Layout, alloc, dealloc};
@@ -78,4 +85,39 @@ pub extern "C" fn avap_run(ptr: i32, len: i32) -> i64 {
     let len = output.len();
     let leaked: &'static mut [u8] = Box::leak(output);
     pack(leaked.as_ptr(), len)
+}
+
+#[link(wasm_import_module = "avap")]
+unsafe extern "C" {
+    fn http_request(ptr: i32, len: i32) -> i32;
+    fn db_query(ptr: i32, len: i32) -> i32;
+    fn reply_read(ptr: i32, len: i32) -> i32;
+}
+
+/// The host, through the `avap` imports.
+pub(crate) struct WasmHost;
+
+impl crate::host::Host for WasmHost {
+    fn call(&mut self, capability: crate::host::Capability, request: &[u8]) -> Result<Vec<u8>, String> {
+        let len = i32::try_from(request.len()).map_err(|_| "the request is too large".to_string())?;
+        let ptr = request.as_ptr() as usize as i32;
+        // SAFETY: plain imported functions; the host only reads
+        // `request[..len]`, which is live for the call.
+        let reply_len = unsafe {
+            match capability {
+                crate::host::Capability::Http => http_request(ptr, len),
+                crate::host::Capability::Db => db_query(ptr, len),
+            }
+        };
+        let reply_len = usize::try_from(reply_len)
+            .map_err(|_| format!("the host refused the '{}' request (code {reply_len})", capability.name()))?;
+        let mut reply = vec![0u8; reply_len];
+        // SAFETY: the host writes exactly `reply_len` bytes into `reply`,
+        // which is that long.
+        let code = unsafe { reply_read(reply.as_mut_ptr() as usize as i32, reply_len as i32) };
+        if code != 0 {
+            return Err(format!("the host could not hand over its reply (code {code})"));
+        }
+        Ok(reply)
+    }
 }

@@ -4,17 +4,15 @@
 //!
 //! Control-flow commands (`if`, `startLoop`, `try`, ...) are structural:
 //! the parser turns them into blocks and the evaluator runs them. Text and
-//! crypto commands live in `text.rs`, date and time in `datetime.rs`. The
-//! commands that need a host capability (HTTP, database) are in the table
-//! with their interfaces but fail at run time with
-//! `command 'X' is not yet supported by this interpreter`.
+//! crypto commands live in `text.rs`, date and time in `datetime.rs`, and the
+//! commands that need a host capability (HTTP, database) in `outside.rs`.
 
 use crate::ast::CmdArg;
 use crate::error::Error;
 use crate::eval::Interp;
 use crate::limits::{Limits, MAX_VALUE_DEPTH};
 use crate::value::{Map, Value, digits_only_int, parse_numeric_text};
-use crate::{datetime, text};
+use crate::{datetime, outside, text};
 
 /// Parameter kind (COMMANDS.md): T target, S source, V value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +29,6 @@ pub enum Group {
     Control,
     /// Implemented in [`run`].
     Builtin,
-    /// In the table, but fails at run time ("not yet supported").
-    Unsupported,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +75,7 @@ const fn cmd(name: &'static str, params: &'static [Param], group: Group) -> Comm
     CommandSpec { name, params, group }
 }
 
-use Group::{Builtin, Control, Unsupported};
+use Group::{Builtin, Control};
 
 /// The standard catalog.
 pub static COMMANDS: [CommandSpec; 27] = [
@@ -97,10 +93,10 @@ pub static COMMANDS: [CommandSpec; 27] = [
     cmd("try", &[], Control),
     cmd("exception", &[t("error")], Control),
     // HTTP
-    cmd("RequestGet", &[v("url"), v("querystring"), v("headers"), t("o_result")], Unsupported),
-    cmd("RequestPost", &[v("url"), v("querystring"), v("headers"), v("body"), t("o_result")], Unsupported),
+    cmd("RequestGet", &[v("url"), v("querystring"), v("headers"), t("o_result")], Builtin),
+    cmd("RequestPost", &[v("url"), v("querystring"), v("headers"), v("body"), t("o_result")], Builtin),
     // Database
-    cmd("ormDirect", &[v("prompt"), t("TargetVariable")], Unsupported),
+    cmd("ormDirect", &[v("prompt"), t("TargetVariable")], Builtin),
     // Text and crypto
     cmd("encodeSHA256", &[v("SourceVariable"), t("TargetVariable")], Builtin),
     cmd("encodeMD5", &[v("SourceVariable"), t("TargetVariable")], Builtin),
@@ -162,10 +158,15 @@ impl Args {
 
 /// Runs a non-control command: reads its arguments by kind, then acts.
 pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[CmdArg]) -> Result<(), Error> {
-    if spec.group != Group::Builtin {
-        // Arguments are not read: a pattern such as `[A-Z0-9]` would be
-        // evaluated as a list expression.
-        return Err(Error::runtime(format!("command '{}' is not yet supported by this interpreter", spec.name)));
+    if spec.name == "ormDirect" {
+        // The prompt is read by `orm_direct` itself: a template's parts
+        // become bound parameters instead of being spliced into the text.
+        let (Some(prompt), Some(CmdArg::Target(target))) = (args.first(), args.get(1)) else {
+            return Err(Error::runtime("internal error: ormDirect has the wrong arguments"));
+        };
+        let value = outside::orm_direct(interp, prompt)?;
+        interp.set_var(target, value);
+        return Ok(());
     }
     let mut items = Vec::with_capacity(args.len());
     for arg in args {
@@ -386,7 +387,18 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             interp.set_var(a.target(3)?, Value::str(out));
             Ok(())
         }
-        name => Err(Error::runtime(format!("command '{name}' is not yet supported by this interpreter"))),
+        "RequestGet" => {
+            let value = outside::request(interp, "RequestGet", a.value(0)?, a.value(1)?, a.value(2)?, None)?;
+            interp.set_var(a.target(3)?, value);
+            Ok(())
+        }
+        "RequestPost" => {
+            let (url, query, headers, body) = (a.value(0)?, a.value(1)?, a.value(2)?, a.value(3)?);
+            let value = outside::request(interp, "RequestPost", url, query, headers, Some(body))?;
+            interp.set_var(a.target(4)?, value);
+            Ok(())
+        }
+        name => Err(Error::runtime(format!("internal error: command '{name}' has no implementation"))),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::ast::{BinOp, CmpOp, Expr, Function, Program, Stmt, StmtKind, Template
 use crate::catalog::Catalog;
 use crate::commands::{self, CommandSpec, Group, integer_arg, list_index, short};
 use crate::error::{Error, ErrorKind};
+use crate::host::{Host, NoHost};
 use crate::limits::{Limits, MAX_EVAL_DEPTH, MAX_VALUE_DEPTH};
 use crate::value::{Map, Value, float_text, parse_numeric_text};
 
@@ -61,9 +62,23 @@ pub fn execute(program: &Program, request: &Request, limits: &Limits) -> Outcome
     execute_with_catalog(program, request, limits, &Catalog::default())
 }
 
-/// Runs a parsed program against a catalog (see [`crate::catalog`]).
+/// Runs a parsed program against a catalog (see [`crate::catalog`]), with
+/// no host: capability commands fail with a catchable error.
 pub fn execute_with_catalog(program: &Program, request: &Request, limits: &Limits, catalog: &Catalog) -> Outcome {
+    execute_with_host(program, request, limits, catalog, &mut NoHost)
+}
+
+/// Runs a parsed program against a catalog, with `host` serving the
+/// capability commands.
+pub fn execute_with_host(
+    program: &Program,
+    request: &Request,
+    limits: &Limits,
+    catalog: &Catalog,
+    host: &mut dyn Host,
+) -> Outcome {
     let mut interp = Interp {
+        host,
         limits: limits.clone(),
         program,
         catalog,
@@ -98,6 +113,8 @@ enum Flow {
 
 pub(crate) struct Interp<'p> {
     pub(crate) limits: Limits,
+    /// Serves the capability commands (`outside.rs`).
+    pub(crate) host: &'p mut dyn Host,
     program: &'p Program,
     catalog: &'p Catalog,
     /// Whether the running code is a catalog function's (which sees the

@@ -26,7 +26,9 @@ pub mod commands;
 pub(crate) mod datetime;
 pub mod error;
 pub mod eval;
+pub mod host;
 pub mod limits;
+pub(crate) mod outside;
 pub mod parser;
 pub(crate) mod text;
 pub mod tokenizer;
@@ -43,6 +45,7 @@ use serde::Serialize;
 pub use catalog::{Catalog, check_catalog_function};
 pub use error::{Diagnostic, Error, ErrorKind};
 pub use eval::{LogEntry, Outcome, Request, Success};
+pub use host::{Capability, Host, NoHost};
 pub use limits::Limits;
 pub use value::{Map, Value};
 
@@ -215,10 +218,23 @@ pub fn execute(script: &str, request: &Request, limits: &Limits) -> Outcome {
     execute_with_catalog(script, request, limits, &Catalog::default())
 }
 
-/// Parses and runs one script against a catalog (see [`catalog`]).
+/// Parses and runs one script against a catalog (see [`catalog`]), with no
+/// host: the capability commands fail with a catchable error.
 pub fn execute_with_catalog(script: &str, request: &Request, limits: &Limits, catalog: &Catalog) -> Outcome {
+    execute_with_host(script, request, limits, catalog, &mut NoHost)
+}
+
+/// Parses and runs one script against a catalog, with `host` serving the
+/// capability commands (see [`host`]).
+pub fn execute_with_host(
+    script: &str,
+    request: &Request,
+    limits: &Limits,
+    catalog: &Catalog,
+    host: &mut dyn Host,
+) -> Outcome {
     match parse_script(script, limits) {
-        Ok(program) => eval::execute_with_catalog(&program, request, limits, catalog),
+        Ok(program) => eval::execute_with_host(&program, request, limits, catalog, host),
         Err(e) => Outcome { result: Err(e), logs: Vec::new(), logs_truncated: false },
     }
 }
@@ -327,7 +343,19 @@ pub fn outcome_json(outcome: &Outcome, limits: &Limits) -> Vec<u8> {
 /// "kind", "error", "line"?, "diagnostics"?, "logs", "logs_truncated"}`;
 /// with `"mode": "check"`, `{"ok": true, "mode": "check", "functions",
 /// "commands", "catalog_errors"?}` or the failure). Never panics.
+///
+/// Natively there is no host ([`NoHost`]); the wasm build uses the host's
+/// `avap` imports.
 pub fn run_json(input: &[u8]) -> Vec<u8> {
+    #[cfg(target_arch = "wasm32")]
+    let mut host = abi::WasmHost;
+    #[cfg(not(target_arch = "wasm32"))]
+    let mut host = NoHost;
+    run_json_with_host(input, &mut host)
+}
+
+/// [`run_json`] with `host` serving the capability commands.
+pub fn run_json_with_host(input: &[u8], host: &mut dyn Host) -> Vec<u8> {
     let input = match parse_input(input) {
         Ok(i) => i,
         Err(e) => return small_error(&e),
@@ -337,7 +365,7 @@ pub fn run_json(input: &[u8]) -> Vec<u8> {
         return check_json(&check_script(&input.script, &input.catalog, &limits), &limits);
     }
     let request = Request { variables: input.variables, query: input.query, body: input.body };
-    let outcome = execute_with_catalog(&input.script, &request, &limits, &input.catalog);
+    let outcome = execute_with_host(&input.script, &request, &limits, &input.catalog, host);
     outcome_json(&outcome, &limits)
 }
 

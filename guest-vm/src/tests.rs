@@ -66,6 +66,7 @@ mod command_tests;
 mod expr_tests;
 mod fuzz_tests;
 mod limit_tests;
+mod outside_tests;
 mod parser_tests;
 mod stmt_tests;
 mod text_time_tests;

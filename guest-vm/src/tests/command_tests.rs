@@ -124,10 +124,15 @@ fn json_commands() {
 }
 
 #[test]
-fn unsupported_and_unknown_commands() {
-    for (name, args) in [("RequestGet", "u, , , r"), ("RequestPost", "u, , , b, r"), ("ormDirect", "q, r")] {
+fn capability_commands_without_a_host_and_unknown_commands() {
+    for (name, args, cap) in
+        [("RequestGet", "u, , , r", "http"), ("RequestPost", "u, , , b, r", "http"), ("ormDirect", "q, r", "db")]
+    {
         let msg = fails(&format!("{name}({args})"), "runtime");
-        assert_eq!(msg, format!("line 1: command '{name}' is not yet supported by this interpreter"));
+        assert_eq!(
+            msg,
+            format!("line 1: {name}: capability '{cap}' is not available: this interpreter runs without a host")
+        );
     }
     assert!(
         diags("RequestGet(u, r)")[0]

@@ -81,9 +81,9 @@ fn try_forms() {
     let v = vars("try()\ntry()\nfoo()\nexception(a)\naddVar(inner, 1)\nend()\nexception(b)\naddVar(outer, 1)\nend()");
     assert_eq!(v["inner"], json!(1));
     assert!(v.get("outer").is_none());
-    // Not yet supported commands are catchable.
+    // A capability the host does not grant is catchable.
     let v = vars("try()\nRequestGet(\"http://x\", , , r)\nexception(e)\nend()");
-    assert_eq!(v["e"], json!("command 'RequestGet' is not yet supported by this interpreter"));
+    assert_eq!(v["e"], json!("RequestGet: capability 'http' is not available: this interpreter runs without a host"));
 }
 
 #[test]

@@ -1,0 +1,172 @@
+//! The commands that reach outside the sandbox, each through one host
+//! capability ([`crate::host`]): `RequestGet` and `RequestPost` (`http`),
+//! `ormDirect` (`db`). This file only builds requests and reads replies; the
+//! host performs the I/O and enforces every limit and destination rule.
+
+use crate::ast::{CmdArg, Expr, TemplatePart, ValueArg};
+use crate::error::Error;
+use crate::eval::Interp;
+use crate::host::{self, Capability};
+use crate::value::{Map, Value};
+use serde_json::{Value as Json, json};
+
+/// `RequestGet` / `RequestPost`: performs the request through the host and
+/// returns the response body (parsed JSON, or text). `body` is `None` for GET.
+pub(crate) fn request(
+    interp: &mut Interp<'_>,
+    cmd: &str,
+    url: &Value,
+    query: &Value,
+    headers: &Value,
+    body: Option<&Value>,
+) -> Result<Value, Error> {
+    let url = interp.text(url)?;
+    if url.trim().is_empty() {
+        return Err(Error::runtime(format!("{cmd}: the url is empty")));
+    }
+    let query = pairs(interp, cmd, "querystring", query)?;
+    let headers = pairs(interp, cmd, "headers", headers)?;
+    let body = match body {
+        None => Json::Null,
+        Some(b) => request_body(interp, b)?,
+    };
+    let method = if cmd == "RequestGet" { "GET" } else { "POST" };
+    let req = json!({ "method": method, "url": url, "query": query, "headers": headers, "body": body });
+    let reply = host::call(&mut *interp.host, Capability::Http, cmd, &req)?;
+    let status = reply.get("status").and_then(Json::as_u64).unwrap_or(0);
+    let text = reply.get("body").and_then(Json::as_str).unwrap_or_default();
+    if cmd == "RequestGet" && status >= 400 {
+        let from = reply.get("url").and_then(Json::as_str).unwrap_or(&url);
+        let status_line = match reply.get("reason").and_then(Json::as_str) {
+            Some(reason) if !reason.is_empty() => format!("{status} {reason}"),
+            _ => status.to_string(),
+        };
+        return Err(Error::runtime(format!("{cmd}: HTTP {status_line} from {from}")));
+    }
+    response_body(interp, text)
+}
+
+/// Query-string or header pairs from a dict, JSON object text, or an empty
+/// value. Values that are not text are sent as their text form.
+fn pairs(interp: &Interp<'_>, cmd: &str, what: &str, value: &Value) -> Result<Vec<[String; 2]>, Error> {
+    let parsed;
+    let map: &Map = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Str(s) if s.trim().is_empty() => return Ok(Vec::new()),
+        Value::Dict { map, .. } => map,
+        Value::Str(s) => match serde_json::from_str::<Json>(s) {
+            Ok(Json::Object(obj)) => {
+                parsed = obj.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect::<Map>();
+                &parsed
+            }
+            _ => {
+                return Err(Error::runtime(format!(
+                    "{cmd}: {what} must be a dict, the JSON text of an object, or empty"
+                )));
+            }
+        },
+        _ => {
+            return Err(Error::runtime(format!("{cmd}: {what} must be a dict, the JSON text of an object, or empty")));
+        }
+    };
+    let mut out = Vec::with_capacity(map.len());
+    for (k, v) in map.iter() {
+        out.push([k.clone(), interp.text(v)?]);
+    }
+    Ok(out)
+}
+
+/// A dict or list, or text that parses as JSON, is sent as JSON; other text
+/// as it is; empty sends no body.
+fn request_body(interp: &Interp<'_>, body: &Value) -> Result<Json, Error> {
+    Ok(match body {
+        Value::Null => Json::Null,
+        Value::Str(s) if s.is_empty() => Json::Null,
+        Value::Str(s) => {
+            if serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() {
+                json!({ "json": &**s })
+            } else {
+                json!({ "text": &**s })
+            }
+        }
+        other => {
+            let text = serde_json::to_string(other).map_err(|e| Error::runtime(format!("RequestPost: {e}")))?;
+            if text.len() > interp.limits.max_string_bytes {
+                return Err(interp.limits.string_error());
+            }
+            json!({ "json": text })
+        }
+    })
+}
+
+/// A JSON body becomes its value; any other body is stored as text.
+fn response_body(interp: &Interp<'_>, text: &str) -> Result<Value, Error> {
+    if text.len() > interp.limits.max_string_bytes {
+        return Err(interp.limits.string_error());
+    }
+    match serde_json::from_str::<Json>(text) {
+        Ok(json) => Ok(Value::from_json(json)),
+        Err(_) => Ok(Value::str(text)),
+    }
+}
+
+/// `ormDirect`: a template written as the argument sends its `${name}` parts
+/// as bound parameters; any other value is sent as the statement's text.
+pub(crate) fn orm_direct(interp: &mut Interp<'_>, prompt: &CmdArg) -> Result<Value, Error> {
+    const CMD: &str = "ormDirect";
+    let mut parts = vec![String::new()];
+    let mut params = Vec::new();
+    match prompt {
+        CmdArg::Value(ValueArg::Expr(Expr::Template(template))) => {
+            for part in template {
+                match part {
+                    TemplatePart::Text(t) => {
+                        if let Some(last) = parts.last_mut() {
+                            last.push_str(t);
+                        }
+                    }
+                    TemplatePart::Var(name) => {
+                        let value = interp
+                            .get_var(name)
+                            .ok_or_else(|| Error::runtime(format!("template variable '{name}' is not defined")))?;
+                        params.push(serde_json::to_value(value).map_err(|e| Error::runtime(format!("{CMD}: {e}")))?);
+                        parts.push(String::new());
+                    }
+                }
+            }
+        }
+        CmdArg::Value(arg) => {
+            let value = interp.resolve_value(arg)?;
+            parts[0] = interp.text(&value)?;
+        }
+        _ => return Err(Error::runtime(format!("internal error: argument 1 of {CMD} has the wrong kind"))),
+    }
+    if parts.iter().all(|p| p.trim().is_empty()) {
+        return Err(Error::runtime(format!("{CMD}: the statement is empty")));
+    }
+    let reply = host::call(&mut *interp.host, Capability::Db, CMD, &json!({ "sql": parts, "params": params }))?;
+    if let Some(n) = reply.get("affected").and_then(Json::as_u64) {
+        return Ok(Value::str(format!("Success: {n}")));
+    }
+    let columns: Vec<&str> = match reply.get("columns").and_then(Json::as_array) {
+        Some(cols) => cols.iter().map(|c| c.as_str().unwrap_or_default()).collect(),
+        None => return Err(Error::runtime(format!("{CMD}: the host's reply has neither rows nor a row count"))),
+    };
+    let rows = match reply.get("rows") {
+        Some(Json::Array(rows)) => rows.as_slice(),
+        _ => &[],
+    };
+    if rows.len() > interp.limits.max_collection_len {
+        return Err(interp.limits.collection_error());
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let cells = row.as_array().map(Vec::as_slice).unwrap_or_default();
+        let mut dict = Map::new();
+        for (name, cell) in columns.iter().zip(cells) {
+            dict.insert((*name).to_string(), Value::from_json(cell.clone()));
+        }
+        out.push(Value::dict(dict));
+    }
+    Ok(Value::list(out))
+}
