@@ -3,10 +3,12 @@
 //! that. `docs/ABI.md` is the prose version of this file; keep them together.
 //!
 //! A guest module reaches the outside world only through its imports. The
-//! host links nothing but the WASI preview-1 functions below, and the WASI
-//! context it builds for each execution grants nothing: no preopened
-//! directories, no environment, no arguments, stdin closed, stdout/stderr
-//! into capped in-memory pipes. Clock and randomness are the host's.
+//! host links nothing but the WASI preview-1 functions below and the `avap`
+//! capability functions of [`crate::capability`] (HTTP and database, each
+//! granted per deployment). The WASI context it builds for each execution
+//! grants nothing: no preopened directories, no environment, no arguments,
+//! stdin closed, stdout/stderr into capped in-memory pipes. Clock and
+//! randomness are the host's.
 
 use wasmtime::{ExternType, FuncType, Module, ValType};
 
@@ -75,9 +77,14 @@ pub enum AbiError {
 /// against the ABI, before it is ever instantiated.
 pub fn check_module(module: &Module) -> Result<(), AbiError> {
     for import in module.imports() {
-        let allowed = import.module() == WASI_MODULE
-            && matches!(import.ty(), ExternType::Func(_))
-            && ALLOWED_WASI_IMPORTS.iter().any(|(name, _)| *name == import.name());
+        let allowed = matches!(import.ty(), ExternType::Func(_))
+            && match import.module() {
+                WASI_MODULE => ALLOWED_WASI_IMPORTS.iter().any(|(name, _)| *name == import.name()),
+                crate::capability::IMPORT_MODULE => {
+                    crate::capability::IMPORTS.iter().any(|(name, _)| *name == import.name())
+                }
+                _ => false,
+            };
         if !allowed {
             return Err(AbiError::ForbiddenImport {
                 module: import.module().to_string(),

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::capability::db::{DbCapability, DbConfig};
+use crate::capability::http::{HttpCapability, HttpConfig};
+use crate::capability::{Capabilities, net};
 use crate::sandbox::Limits;
 
 #[derive(Debug, Clone, Parser)]
@@ -79,6 +82,51 @@ pub struct Config {
     /// Accept a guest module older than the live one.
     #[arg(long, env = "AVAP_ALLOW_GUEST_DOWNGRADE", default_value_t = false)]
     pub allow_guest_downgrade: bool,
+
+    /// Capabilities granted to scripts, comma-separated: `http`, `db`
+    /// (empty grants none).
+    #[arg(long, env = "AVAP_CAPABILITIES", default_value = "http,db")]
+    pub capabilities: String,
+
+    /// `host:port` destinations the `http` capability may reach whatever
+    /// their address (loopback, private, ...), comma-separated.
+    #[arg(long, env = "AVAP_HTTP_ALLOW", default_value = "")]
+    pub http_allow: String,
+
+    /// Timeout of one HTTP request (redirects included), in milliseconds;
+    /// never beyond the execution's deadline.
+    #[arg(long, env = "AVAP_HTTP_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_timeout_ms: u64,
+
+    /// Largest HTTP response body a script may receive, in bytes.
+    #[arg(long, env = "AVAP_HTTP_MAX_RESPONSE_BYTES", default_value_t = 1 << 20)]
+    pub http_max_response_bytes: usize,
+
+    /// HTTP requests one execution may make.
+    #[arg(long, env = "AVAP_HTTP_MAX_REQUESTS", default_value_t = 10)]
+    pub http_max_requests: u32,
+
+    /// Database of the `db` capability: `postgres://...`, `sqlite:path` or
+    /// `sqlite::memory:` (in-memory, for the life of the process).
+    #[arg(long, env = "AVAP_DB_URL", default_value = "sqlite::memory:", hide_env_values = true)]
+    pub db_url: String,
+
+    /// Connections in the database pool shared by all executions.
+    #[arg(long, env = "AVAP_DB_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+
+    /// Timeout of one SQL statement, in milliseconds; never beyond the
+    /// execution's deadline.
+    #[arg(long, env = "AVAP_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_statement_timeout_ms: u64,
+
+    /// Rows one statement may return.
+    #[arg(long, env = "AVAP_DB_MAX_ROWS", default_value_t = 1000)]
+    pub db_max_rows: usize,
+
+    /// SQL statements one execution may run.
+    #[arg(long, env = "AVAP_DB_MAX_QUERIES", default_value_t = 100)]
+    pub db_max_queries: u32,
 }
 
 impl Config {
@@ -94,6 +142,40 @@ impl Config {
     /// `http://host:port` of the definition server.
     pub fn brain_url(&self) -> String {
         format!("http://{}:{}", self.brain_host, self.brain_port)
+    }
+
+    /// The granted capabilities, built (the database pool opened).
+    pub async fn capabilities(&self) -> anyhow::Result<Capabilities> {
+        let mut caps = Capabilities::default();
+        for name in self.capabilities.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "http" => {
+                    let allow =
+                        net::parse_allow_list(&self.http_allow).map_err(|e| anyhow::anyhow!("AVAP_HTTP_ALLOW: {e}"))?;
+                    caps.http = Some(HttpCapability::new(HttpConfig {
+                        allow,
+                        timeout: Duration::from_millis(self.http_timeout_ms),
+                        max_response_bytes: self.http_max_response_bytes,
+                        max_requests: self.http_max_requests,
+                        ..HttpConfig::default()
+                    })?);
+                }
+                "db" => {
+                    let db = DbCapability::connect(DbConfig {
+                        url: self.db_url.clone(),
+                        max_connections: self.db_max_connections,
+                        statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+                        max_rows: self.db_max_rows,
+                        max_queries: self.db_max_queries,
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("AVAP_DB_URL: {e}"))?;
+                    caps.db = Some(db);
+                }
+                other => anyhow::bail!("AVAP_CAPABILITIES: unknown capability '{other}' (known: http, db)"),
+            }
+        }
+        Ok(caps)
     }
 
     pub fn limits(&self) -> Limits {

@@ -4,6 +4,7 @@
 //!
 //! Where to read what:
 //! - [`abi`]: everything a guest can import and must export (with `docs/ABI.md`).
+//! - [`capability`]: the `avap` imports (HTTP, database) and their limits.
 //! - [`sandbox`]: the engine, the per-execution store and its limits.
 //! - [`api`]: the HTTP routes and how outcomes map to statuses.
 //! - [`config`]: flags and environment variables.
@@ -12,6 +13,7 @@
 
 pub mod abi;
 pub mod api;
+pub mod capability;
 pub mod catalog;
 pub mod config;
 pub mod metrics;

@@ -30,6 +30,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::abi::{self, AbiError};
+use crate::capability::{self, CapState, Capabilities, CapabilityAbiError};
 
 /// How often the epoch advances. Deadlines are precise to about one tick,
 /// and a running guest yields to the async runtime once per tick.
@@ -138,10 +139,16 @@ pub struct GuestInfo {
     pub size_bytes: usize,
 }
 
-/// Per-store state: the WASI context and the memory limiter.
+/// Per-store state: the WASI context, the memory limiter and the
+/// capability state.
 struct StoreState {
     wasi: WasiP1Ctx,
     limiter: MemoryLimiter,
+    caps: CapState,
+}
+
+fn cap_state(s: &mut StoreState) -> &mut CapState {
+    &mut s.caps
 }
 
 /// Caps the guest to one linear memory of at most `max_bytes`, and records
@@ -198,12 +205,19 @@ pub struct SandboxEngine {
     linker: Arc<Linker<StoreState>>,
     pool_slots: u32,
     max_memory_bytes: usize,
+    capabilities: Arc<Capabilities>,
 }
 
 impl SandboxEngine {
-    /// Builds the engine for executions within `limits`, and starts the epoch
-    /// ticker (a thread that stops once the engine is dropped).
+    /// An engine whose executions are granted no capability.
     pub fn new(limits: &Limits) -> anyhow::Result<Self> {
+        Self::with_capabilities(limits, Capabilities::none())
+    }
+
+    /// Builds the engine for executions within `limits`, granted
+    /// `capabilities`, and starts the epoch ticker (a thread that stops once
+    /// the engine is dropped).
+    pub fn with_capabilities(limits: &Limits, capabilities: Arc<Capabilities>) -> anyhow::Result<Self> {
         // Two slots beyond the concurrency gate: one for the start-up probe
         // and self-test of a module, one spare.
         let pool_slots = limits.max_concurrency.saturating_add(2);
@@ -229,6 +243,7 @@ impl SandboxEngine {
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut StoreState| &mut s.wasi)
             .map_err(anyhow::Error::from)
             .context("linking WASI preview 1")?;
+        link_capabilities(&mut linker).map_err(anyhow::Error::from).context("linking the capability imports")?;
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -242,7 +257,18 @@ impl SandboxEngine {
             })
             .context("starting the epoch ticker")?;
 
-        Ok(SandboxEngine { engine, linker: Arc::new(linker), pool_slots, max_memory_bytes: limits.max_memory_bytes })
+        Ok(SandboxEngine {
+            engine,
+            linker: Arc::new(linker),
+            pool_slots,
+            max_memory_bytes: limits.max_memory_bytes,
+            capabilities,
+        })
+    }
+
+    /// What executions on this engine are granted.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
     }
 
     pub fn engine(&self) -> &Engine {
@@ -373,10 +399,11 @@ impl Run {
         let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build_p1();
         let memory_hit = Arc::new(AtomicBool::new(false));
         let limiter = MemoryLimiter { max_bytes: limits.max_memory_bytes, hit: memory_hit.clone() };
-        let mut store = Store::new(&engine.engine, StoreState { wasi, limiter });
+        let deadline = Instant::now() + limits.timeout;
+        let caps = CapState::new(engine.capabilities.clone(), deadline);
+        let mut store = Store::new(&engine.engine, StoreState { wasi, limiter, caps });
         store.limiter(|s| &mut s.limiter);
         store.set_fuel(limits.fuel).map_err(|e| SandboxError::Internal(e.into()))?;
-        let deadline = Instant::now() + limits.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
@@ -419,6 +446,25 @@ impl Run {
     }
 }
 
+/// Links the `avap` capability imports (see [`crate::capability`]).
+fn link_capabilities(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    use capability::Kind;
+    linker.func_wrap_async(capability::IMPORT_MODULE, "http_request", |mut caller, (ptr, len): (i32, i32)| {
+        Box::new(async move { capability::call(&mut caller, cap_state, Kind::Http, ptr, len).await })
+    })?;
+    linker.func_wrap_async(capability::IMPORT_MODULE, "db_query", |mut caller, (ptr, len): (i32, i32)| {
+        Box::new(async move { capability::call(&mut caller, cap_state, Kind::Db, ptr, len).await })
+    })?;
+    linker.func_wrap(
+        capability::IMPORT_MODULE,
+        "reply_read",
+        |mut caller: wasmtime::Caller<'_, StoreState>, ptr: i32, len: i32| {
+            capability::reply_read(&mut caller, cap_state, ptr, len)
+        },
+    )?;
+    Ok(())
+}
+
 /// Awaits a guest call and types its failure.
 async fn finish<R>(
     memory_hit: &AtomicBool,
@@ -437,7 +483,9 @@ fn classify(err: wasmtime::Error, memory_hit: &AtomicBool, limits: &Limits) -> S
         _ if memory_hit.load(Ordering::Relaxed) => SandboxError::MemoryLimit(limits.max_memory_bytes),
         Some(trap) => SandboxError::GuestCrash(trap.to_string()),
         None => {
-            if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            if let Some(abi) = err.downcast_ref::<CapabilityAbiError>() {
+                SandboxError::GuestAbi(abi.to_string())
+            } else if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
                 SandboxError::GuestCrash(format!("guest exited with status {}", exit.0))
             } else {
                 SandboxError::GuestCrash(format!("{err:#}"))

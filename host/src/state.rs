@@ -85,7 +85,9 @@ impl AppState {
     /// probe). Fails only if the built-in guest itself is unusable.
     pub async fn new(config: &Config) -> anyhow::Result<Arc<AppState>> {
         let limits = config.limits();
-        let engine = SandboxEngine::new(&limits)?;
+        let capabilities = Arc::new(config.capabilities().await?);
+        tracing::info!(granted = ?capabilities.granted(), "capabilities");
+        let engine = SandboxEngine::with_capabilities(&limits, capabilities)?;
         let guest = engine.load_guest(crate::GUEST_WASM, "built-in").await?;
         tracing::info!(version = %guest.info().version, digest = %guest.info().digest, "guest module loaded");
         if config.internal_key == avap_wire::auth::DEFAULT_INTERNAL_KEY {
@@ -250,7 +252,34 @@ impl AppState {
             },
             "brain": sync,
             "limits": self.limits,
+            "capabilities": self.capabilities_health(),
         })
+    }
+
+    /// What scripts may reach, and within which caps.
+    fn capabilities_health(&self) -> Value {
+        let caps = self.engine.capabilities();
+        let http = caps.http.as_ref().map(|h| {
+            let c = h.config();
+            json!({
+                "allow": c.allow.iter().map(|e| format!("{}:{}", e.host, e.port)).collect::<Vec<_>>(),
+                "timeout_ms": c.timeout.as_millis(),
+                "max_response_bytes": c.max_response_bytes,
+                "max_requests": c.max_requests,
+                "max_redirects": c.max_redirects,
+            })
+        });
+        let db = caps.db.as_ref().map(|d| {
+            let c = d.config();
+            json!({
+                "backend": d.backend(),
+                "max_connections": c.max_connections,
+                "statement_timeout_ms": c.statement_timeout.as_millis(),
+                "max_rows": c.max_rows,
+                "max_queries": c.max_queries,
+            })
+        });
+        json!({ "granted": caps.granted(), "http": http, "db": db })
     }
 }
 
