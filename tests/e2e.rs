@@ -3,7 +3,10 @@
 //!
 //! `cases/<name>/` holds `script.avap`, `expected.json` (`status` and a
 //! `body` that the response must contain, see [`contains`]) and optionally
-//! `request.json` (`variables`, `query`, `params`). One test runs them all.
+//! `request.json` (`variables`, `query`, `params`). One test runs them all,
+//! against a host granted both capabilities: HTTP with a local upstream
+//! service allow-listed (its base URL is the variable `svc` in every case)
+//! and PostgreSQL with a fresh fixture schema ([`fixtures`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,7 +15,9 @@ use avap_host::{AppState, Config};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+mod capabilities;
 mod catalog_sync;
+mod fixtures;
 
 struct Server {
     base: String,
@@ -103,7 +108,9 @@ fn contains(actual: &Value, expected: &Value, path: &str) -> Result<(), String> 
 
 #[tokio::test]
 async fn case_folders() {
-    let server = Server::default().await;
+    let upstream = fixtures::Upstream::start().await;
+    let schema = fixtures::PgSchema::create().await;
+    let server = Server::start(capability_config(&upstream, &schema)).await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
     let mut dirs: Vec<_> = std::fs::read_dir(&root).expect("cases/").map(|e| e.expect("entry").path()).collect();
     dirs.sort();
@@ -120,9 +127,9 @@ async fn case_folders() {
             .unwrap_or(json!({}));
         let mut body = request.get("params").cloned().unwrap_or(json!({}));
         body["script"] = json!(script);
-        if let Some(vars) = request.get("variables") {
-            body["variables"] = vars.clone();
-        }
+        let mut vars = request.get("variables").cloned().unwrap_or(json!({}));
+        vars["svc"] = json!(upstream.base);
+        body["variables"] = vars;
         let url = match request.get("query").and_then(Value::as_str) {
             Some(q) => format!("/api/v1/execute?{q}"),
             None => "/api/v1/execute".to_string(),
@@ -135,7 +142,23 @@ async fn case_folders() {
             failures.push(format!("{name}: {e}\n    response: {actual}"));
         }
     }
+    schema.drop_schema().await;
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), dirs.len(), failures.join("\n"));
+}
+
+/// Both capabilities with small caps: `upstream` allow-listed, the database
+/// in `schema`.
+fn capability_config(upstream: &fixtures::Upstream, schema: &fixtures::PgSchema) -> Config {
+    config(|c| {
+        c.http_allow = upstream.authority.clone();
+        c.http_timeout_ms = 500;
+        c.http_max_response_bytes = 64 << 10;
+        c.http_max_requests = 5;
+        c.db_url = schema.url();
+        c.db_statement_timeout_ms = 300;
+        c.db_max_rows = 50;
+        c.timeout_ms = 3000;
+    })
 }
 
 #[tokio::test]

@@ -1,0 +1,190 @@
+//! What the capability tests talk to: a real HTTP service on 127.0.0.1:0
+//! and a fresh schema in the real PostgreSQL.
+//!
+//! No test sends traffic to any address but loopback: refusal tests use
+//! loopback destinations that are not allow-listed, and the private,
+//! link-local and metadata ranges are tested on the address check itself
+//! (host/src/capability/net.rs).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::{Server, config};
+
+/// A local HTTP service with the routes the scripts call.
+pub struct Upstream {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    /// `127.0.0.1:<port>`, for the allow-list.
+    pub authority: String,
+    /// Requests received, of any route.
+    pub hits: Arc<AtomicUsize>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+type Params = Query<Vec<(String, String)>>;
+
+fn pairs(params: Vec<(String, String)>) -> Value {
+    Value::Object(params.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Value {
+    headers.get(name).and_then(|v| v.to_str().ok()).map_or(Value::Null, |v| json!(v))
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = Router::new()
+            .route(
+                "/json",
+                get(|Query(q): Params, headers: HeaderMap| async move {
+                    axum::Json(json!({"method": "GET", "query": pairs(q), "x_key": header_text(&headers, "x-key")}))
+                }),
+            )
+            .route("/text", get(|| async { "hello, plain text" }))
+            .route(
+                "/status/{code}",
+                get(|Path(code): Path<u16>| async move {
+                    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+                    (status, axum::Json(json!({"error": format!("status {code}")})))
+                })
+                .post(|Path(code): Path<u16>| async move {
+                    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+                    (status, axum::Json(json!({"error": format!("status {code}")})))
+                }),
+            )
+            .route(
+                "/echo",
+                post(|Query(q): Params, headers: HeaderMap, body: String| async move {
+                    axum::Json(json!({
+                        "method": "POST",
+                        "query": pairs(q),
+                        "content_type": header_text(&headers, "content-type"),
+                        "body": body,
+                    }))
+                }),
+            )
+            .route(
+                "/users/{id}",
+                get(|Path(id): Path<i64>| async move {
+                    if id == 404 {
+                        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no such user"})));
+                    }
+                    (StatusCode::OK, axum::Json(json!({"id": id, "tier": if id % 2 == 0 { "gold" } else { "basic" }})))
+                }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/wait/{ms}",
+                get(|Path(ms): Path<u64>| async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    "waited"
+                }),
+            )
+            .route("/big", get(|| async { "x".repeat(200 << 10) }))
+            .route(
+                "/redirect",
+                get(|Query(q): Params| async move {
+                    let to = q.into_iter().find(|(k, _)| k == "to").map(|(_, v)| v).unwrap_or_default();
+                    Response::builder()
+                        .status(StatusCode::FOUND)
+                        .header(header::LOCATION, to)
+                        .body(axum::body::Body::empty())
+                        .map_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response(), IntoResponse::into_response)
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                counted,
+                |State(hits): State<Arc<AtomicUsize>>, req: axum::extract::Request, next: axum::middleware::Next| async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    next.run(req).await
+                },
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Upstream { base: format!("http://{addr}"), authority: addr.to_string(), hits, _shutdown: tx }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// The PostgreSQL the tests use (`AVAP_TEST_PG_URL`, else the machine's
+/// local server, trust auth, database `test`).
+pub fn pg_url() -> String {
+    std::env::var("AVAP_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh schema with the fixture tables, created (and dropped) through
+/// the host's own `ormDirect`.
+pub struct PgSchema {
+    pub name: String,
+    admin: Server,
+}
+
+const FIXTURE: &[&str] = &[
+    "CREATE SCHEMA {s}",
+    "CREATE TABLE {s}.users (id integer PRIMARY KEY, name text NOT NULL, email text, active boolean NOT NULL, \
+     score numeric(6,2), joined timestamptz NOT NULL, born date, meta jsonb)",
+    "INSERT INTO {s}.users VALUES \
+     (1, 'Ann', 'ann@example.com', true, 91.50, '2024-03-01T09:30:00Z', '1990-05-17', '{\"plan\": \"pro\"}'), \
+     (2, 'Bob', NULL, false, 47.25, '2024-06-15T18:00:00Z', NULL, NULL), \
+     (3, 'Cy', 'cy@example.com', true, 78, '2025-01-02T00:00:00Z', '2001-12-31', '{\"plan\": \"free\", \"tags\": [1, 2]}')",
+    "CREATE TABLE {s}.events (id serial PRIMARY KEY, user_id integer NOT NULL, kind text NOT NULL, at timestamp NOT NULL DEFAULT now())",
+];
+
+impl PgSchema {
+    pub async fn create() -> PgSchema {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let name = format!("avap_e2e_{}_{nanos}", std::process::id());
+        let admin = Server::start(config(|c| {
+            c.db_url = pg_url();
+            c.timeout_ms = 10_000;
+        }))
+        .await;
+        let script: String = FIXTURE
+            .iter()
+            .enumerate()
+            .map(|(i, sql)| format!("ormDirect(\"{}\", r{i})\n", sql.replace("{s}", &name).replace('"', "\\\"")))
+            .collect();
+        let (status, body) = admin.run(&script).await;
+        assert_eq!(status, 200, "creating the fixture schema failed: {body}");
+        PgSchema { name, admin }
+    }
+
+    /// The database URL with this schema first on the search path.
+    pub fn url(&self) -> String {
+        format!("{}?options=-c%20search_path%3D{}", pg_url(), self.name)
+    }
+
+    pub async fn drop_schema(self) {
+        let (status, body) = self.admin.run(&format!("ormDirect(\"DROP SCHEMA {} CASCADE\", r)", self.name)).await;
+        assert_eq!(status, 200, "dropping the fixture schema failed: {body}");
+    }
+}
