@@ -1,0 +1,198 @@
+//! The `http` and `db` capabilities beyond the case folders: what never
+//! leaves the host, what a deployment that grants nothing sees, the
+//! built-in SQLite database, and that waiting on I/O holds no thread.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::fixtures::{PgSchema, Upstream};
+use super::{Server, config};
+
+fn result(body: &Value) -> &Value {
+    &body["result"]
+}
+
+#[tokio::test]
+async fn refused_destinations_receive_no_traffic() {
+    let allowed = Upstream::start().await;
+    let other = Upstream::start().await;
+    let server = Server::start(config(|c| c.http_allow = allowed.authority.clone())).await;
+    let port = other.authority.rsplit(':').next().unwrap_or_default().to_string();
+    let script = format!(
+        "try()\n RequestGet(\"{other}/text\", , , r)\nexception(direct)\nend()\n\
+         try()\n RequestGet(\"http://localhost:{port}/text\", , , r)\nexception(by_name)\nend()\n\
+         try()\n RequestGet(\"http://[::1]:{port}/text\", , , r)\nexception(v6)\nend()\n\
+         try()\n RequestGet(\"http://[::ffff:127.0.0.1]:{port}/text\", , , r)\nexception(mapped)\nend()\n\
+         try()\n RequestGet(\"{allowed}/redirect\", {{\"to\": \"http://localhost:{port}/text\"}}, , r)\nexception(redirected)\nend()\n\
+         try()\n RequestPost(\"{allowed}/redirect\", {{\"to\": \"{other}/echo\"}}, , \"x\", r)\nexception(post_redirected)\nend()\n\
+         addResult(direct)\naddResult(by_name)\naddResult(v6)\naddResult(mapped)\naddResult(redirected)\naddResult(post_redirected)",
+        other = other.base,
+        allowed = allowed.base,
+    );
+    let (status, body) = server.run(&script).await;
+    assert_eq!(status, 200, "{body}");
+    let r = result(&body);
+    assert_eq!(r["direct"], "RequestGet: destination refused: 127.0.0.1 is a loopback address");
+    for key in ["by_name", "redirected"] {
+        let msg = r[key].as_str().unwrap_or_default();
+        assert!(msg.contains("destination refused: localhost resolves to"), "{key}: {msg}");
+        assert!(msg.contains("a loopback address"), "{key}: {msg}");
+    }
+    assert_eq!(r["v6"], "RequestGet: destination refused: ::1 is a loopback address");
+    assert_eq!(r["mapped"], "RequestGet: destination refused: ::ffff:127.0.0.1 is a loopback address");
+    assert_eq!(r["post_redirected"], "RequestPost: destination refused: 127.0.0.1 is a loopback address");
+    assert_eq!(other.hits(), 0, "a refused destination received a request");
+    assert_eq!(allowed.hits(), 2, "the allow-listed service sees exactly the two redirecting requests");
+}
+
+#[tokio::test]
+async fn a_host_that_grants_nothing_answers_with_catchable_errors() {
+    let upstream = Upstream::start().await;
+    let server = Server::start(config(|c| {
+        c.capabilities = String::new();
+        c.http_allow = upstream.authority.clone();
+    }))
+    .await;
+    let script = format!(
+        "try()\n RequestGet(\"{}/text\", , , r)\nexception(http)\nend()\n\
+         try()\n ormDirect(\"SELECT 1\", r)\nexception(db)\nend()\naddResult(http)\naddResult(db)",
+        upstream.base
+    );
+    let (status, body) = server.run(&script).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(result(&body)["http"], "RequestGet: capability 'http' is not granted by this host");
+    assert_eq!(result(&body)["db"], "ormDirect: capability 'db' is not granted by this host");
+    assert_eq!(upstream.hits(), 0);
+    // Outside try() it is an ordinary runtime error (400).
+    let (status, body) = server.run("ormDirect(\"SELECT 1\", r)").await;
+    assert_eq!(status, 400, "{body}");
+    let (_, health) = server.get_text("/health").await;
+    let health: Value = serde_json::from_str(&health).unwrap_or_default();
+    assert_eq!(health["capabilities"], json!({"granted": [], "http": null, "db": null}));
+}
+
+#[tokio::test]
+async fn sqlite_is_the_built_in_database_and_keeps_data_between_executions() {
+    let server = Server::start(config(|c| c.db_statement_timeout_ms = 200)).await;
+    let setup = "ormDirect(\"CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, done BOOLEAN, weight REAL)\", c)\n\
+                 addVar(b, \"it's; DROP TABLE notes; --\")\n\
+                 ormDirect(`INSERT INTO notes (body, done, weight) VALUES (${b}, true, 1.5)`, i1)\n\
+                 ormDirect(`INSERT INTO notes (body, done, weight) VALUES ('${b}', false, NULL)`, i2)\n\
+                 addResult(c)\naddResult(i1)\naddResult(i2)";
+    let (status, body) = server.run(setup).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(result(&body), &json!({"c": "Success: 0", "i1": "Success: 1", "i2": "Success: 1"}));
+    // A later execution sees the rows: one database for the process.
+    let read = "addVar(evil, \"x' OR '1'='1\")\n\
+                ormDirect(\"SELECT id, body, done, weight FROM notes ORDER BY id\", rows)\n\
+                ormDirect(`SELECT id FROM notes WHERE body = ${evil}`, none)\n\
+                addResult(rows)\naddResult(none)";
+    let (status, body) = server.run(read).await;
+    assert_eq!(status, 200, "{body}");
+    let text = "it's; DROP TABLE notes; --";
+    assert_eq!(
+        result(&body),
+        &json!({
+            "rows": [{"id": 1, "body": text, "done": true, "weight": 1.5}, {"id": 2, "body": text, "done": false, "weight": null}],
+            "none": []
+        })
+    );
+    // A runaway statement is interrupted at the statement timeout.
+    let runaway = "try()\n ormDirect(\"WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r\", x)\n\
+                   exception(e)\nend()\naddResult(e)";
+    let started = Instant::now();
+    let (status, body) = server.run(runaway).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(result(&body)["e"], "ormDirect: statement timeout of 200 ms exceeded");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    // The one connection of the in-memory database is still usable.
+    let (status, body) = server.run("ormDirect(\"SELECT count(*) AS n FROM notes\", n)\naddResult(n)").await;
+    assert_eq!((status, result(&body)), (200, &json!({"n": [{"n": 2}]})), "{body}");
+}
+
+#[tokio::test]
+async fn statements_per_execution_are_capped() {
+    let server = Server::start(config(|c| c.db_max_queries = 3)).await;
+    let script = "startLoop(i, 1, 5)\n try()\n  ormDirect(\"SELECT 1 AS one\", r)\n exception(e)\n end()\nendLoop()\naddResult(r)\naddResult(e)";
+    let (status, body) = server.run(script).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(result(&body)["r"], json!([{"one": 1}]));
+    assert_eq!(result(&body)["e"], "ormDirect: limit exceeded: at most 3 database statements per execution");
+}
+
+/// Six executions each hold a connection for 300 ms; with a pool of two
+/// they cannot all finish in under three rounds.
+#[tokio::test]
+async fn the_postgres_pool_is_shared_and_bounded() {
+    let schema = PgSchema::create().await;
+    let server = std::sync::Arc::new(
+        Server::start(config(|c| {
+            c.db_url = schema.url();
+            c.db_max_connections = 2;
+            c.timeout_ms = 10_000;
+        }))
+        .await,
+    );
+    let started = Instant::now();
+    let runs: Vec<_> = (0..6)
+        .map(|_| {
+            let server = server.clone();
+            tokio::spawn(async move { server.run("ormDirect(\"SELECT pg_sleep(0.3)\", r)\naddResult(r)").await })
+        })
+        .collect();
+    for run in runs {
+        let (status, body) = run.await.expect("task");
+        assert_eq!((status, result(&body)), (200, &json!({"r": [{"pg_sleep": null}]})), "{body}");
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(850), "6 x 300 ms on 2 connections took only {elapsed:?}");
+    schema.drop_schema().await;
+}
+
+/// On a single-threaded runtime: while one execution waits on a slow HTTP
+/// service, another runs to completion. A host call that blocked the thread
+/// would stall both (and the upstream too).
+#[tokio::test(flavor = "current_thread")]
+async fn waiting_on_http_holds_no_thread() {
+    let upstream = Upstream::start().await;
+    let server = std::sync::Arc::new(
+        Server::start(config(|c| {
+            c.http_allow = upstream.authority.clone();
+            c.timeout_ms = 5000;
+        }))
+        .await,
+    );
+    let slow_server = server.clone();
+    let slow_script = format!("RequestGet(\"{}/wait/700\", , , r)\naddResult(r)", upstream.base);
+    let slow = tokio::spawn(async move {
+        let out = slow_server.run(&slow_script).await;
+        (out, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (status, body) = server.run("addVar(a, 1)\naddResult(a)").await;
+    let quick_done = Instant::now();
+    assert_eq!(status, 200, "{body}");
+    let ((status, body), slow_done) = slow.await.expect("slow task");
+    assert_eq!((status, result(&body)), (200, &json!({"r": "waited"})), "{body}");
+    assert!(quick_done < slow_done, "the quick execution waited for the slow one");
+}
+
+#[tokio::test]
+async fn execution_deadline_cuts_a_slow_request() {
+    let upstream = Upstream::start().await;
+    let server = Server::start(config(|c| {
+        c.http_allow = upstream.authority.clone();
+        c.timeout_ms = 400;
+    }))
+    .await;
+    let script = format!("try()\n RequestGet(\"{}/slow\", , , r)\nexception(e)\nend()\naddResult(e)", upstream.base);
+    let started = Instant::now();
+    let (status, body) = server.run(&script).await;
+    let elapsed = started.elapsed();
+    // The request gets what is left of the 400 ms deadline; when it gives
+    // up, so has the execution.
+    assert_eq!(status, 504, "{body}");
+    assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
+    server.assert_healthy().await;
+}

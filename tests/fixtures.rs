@@ -14,7 +14,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -45,78 +45,87 @@ impl Upstream {
     pub async fn start() -> Upstream {
         let hits = Arc::new(AtomicUsize::new(0));
         let counted = hits.clone();
-        let app = Router::new()
-            .route(
-                "/json",
-                get(|Query(q): Params, headers: HeaderMap| async move {
-                    axum::Json(json!({"method": "GET", "query": pairs(q), "x_key": header_text(&headers, "x-key")}))
-                }),
-            )
-            .route("/text", get(|| async { "hello, plain text" }))
-            .route(
-                "/status/{code}",
-                get(|Path(code): Path<u16>| async move {
-                    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-                    (status, axum::Json(json!({"error": format!("status {code}")})))
-                })
-                .post(|Path(code): Path<u16>| async move {
-                    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-                    (status, axum::Json(json!({"error": format!("status {code}")})))
-                }),
-            )
-            .route(
-                "/echo",
-                post(|Query(q): Params, headers: HeaderMap, body: String| async move {
-                    axum::Json(json!({
-                        "method": "POST",
-                        "query": pairs(q),
-                        "content_type": header_text(&headers, "content-type"),
-                        "body": body,
-                    }))
-                }),
-            )
-            .route(
-                "/users/{id}",
-                get(|Path(id): Path<i64>| async move {
-                    if id == 404 {
-                        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no such user"})));
-                    }
-                    (StatusCode::OK, axum::Json(json!({"id": id, "tier": if id % 2 == 0 { "gold" } else { "basic" }})))
-                }),
-            )
-            .route(
-                "/slow",
-                get(|| async {
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                    "late"
-                }),
-            )
-            .route(
-                "/wait/{ms}",
-                get(|Path(ms): Path<u64>| async move {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    "waited"
-                }),
-            )
-            .route("/big", get(|| async { "x".repeat(200 << 10) }))
-            .route(
-                "/redirect",
-                get(|Query(q): Params| async move {
-                    let to = q.into_iter().find(|(k, _)| k == "to").map(|(_, v)| v).unwrap_or_default();
-                    Response::builder()
-                        .status(StatusCode::FOUND)
-                        .header(header::LOCATION, to)
-                        .body(axum::body::Body::empty())
-                        .map_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response(), IntoResponse::into_response)
-                }),
-            )
-            .layer(axum::middleware::from_fn_with_state(
-                counted,
-                |State(hits): State<Arc<AtomicUsize>>, req: axum::extract::Request, next: axum::middleware::Next| async move {
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    next.run(req).await
-                },
-            ));
+        let app =
+            Router::new()
+                .route(
+                    "/json",
+                    get(|Query(q): Params, headers: HeaderMap| async move {
+                        axum::Json(json!({"method": "GET", "query": pairs(q), "x_key": header_text(&headers, "x-key")}))
+                    }),
+                )
+                .route("/text", get(|| async { "hello, plain text" }))
+                .route(
+                    "/status/{code}",
+                    get(|Path(code): Path<u16>| async move {
+                        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+                        (status, axum::Json(json!({"error": format!("status {code}")})))
+                    })
+                    .post(|Path(code): Path<u16>| async move {
+                        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+                        (status, axum::Json(json!({"error": format!("status {code}")})))
+                    }),
+                )
+                .route(
+                    "/echo",
+                    post(|Query(q): Params, headers: HeaderMap, body: String| async move {
+                        axum::Json(json!({
+                            "method": "POST",
+                            "query": pairs(q),
+                            "content_type": header_text(&headers, "content-type"),
+                            "body": body,
+                        }))
+                    }),
+                )
+                .route(
+                    "/users/{id}",
+                    get(|Path(id): Path<i64>| async move {
+                        if id == 404 {
+                            return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no such user"})));
+                        }
+                        (
+                            StatusCode::OK,
+                            axum::Json(json!({"id": id, "tier": if id % 2 == 0 { "gold" } else { "basic" }})),
+                        )
+                    }),
+                )
+                .route(
+                    "/slow",
+                    get(|| async {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        "late"
+                    }),
+                )
+                .route(
+                    "/wait/{ms}",
+                    get(|Path(ms): Path<u64>| async move {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        "waited"
+                    }),
+                )
+                .route("/big", get(|| async { "x".repeat(200 << 10) }))
+                .route(
+                    "/redirect",
+                    any(|Query(q): Params| async move {
+                        let to = q.into_iter().find(|(k, _)| k == "to").map(|(_, v)| v).unwrap_or_default();
+                        Response::builder()
+                            .status(StatusCode::FOUND)
+                            .header(header::LOCATION, to)
+                            .body(axum::body::Body::empty())
+                            .map_or_else(
+                                |_| StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                                IntoResponse::into_response,
+                            )
+                    }),
+                )
+                .layer(axum::middleware::from_fn_with_state(
+                    counted,
+                    |State(hits): State<Arc<AtomicUsize>>,
+                     req: axum::extract::Request,
+                     next: axum::middleware::Next| async move {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        next.run(req).await
+                    },
+                ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();

@@ -168,13 +168,23 @@ mod tests {
             r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) {GOOD_EXPORTS})"#
         ));
         assert_eq!(check_module(&m), Ok(()));
+        let m = module(&format!(
+            r#"(module (import "avap" "http_request" (func (param i32 i32) (result i32)))
+                       (import "avap" "db_query" (func (param i32 i32) (result i32)))
+                       (import "avap" "reply_read" (func (param i32 i32) (result i32))) {GOOD_EXPORTS})"#
+        ));
+        assert_eq!(check_module(&m), Ok(()));
     }
 
     #[test]
     fn refuses_imports_off_the_allow_list() {
-        for (module_name, name) in
-            [("wasi_snapshot_preview1", "path_open"), ("wasi_snapshot_preview1", "sock_accept"), ("env", "system")]
-        {
+        for (module_name, name) in [
+            ("wasi_snapshot_preview1", "path_open"),
+            ("wasi_snapshot_preview1", "sock_accept"),
+            ("env", "system"),
+            ("avap", "exec"),
+            ("avap", "fs_open"),
+        ] {
             let m = module(&format!(r#"(module (import "{module_name}" "{name}" (func)) {GOOD_EXPORTS})"#));
             assert_eq!(
                 check_module(&m),

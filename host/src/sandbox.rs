@@ -657,4 +657,58 @@ mod tests {
         drop(held);
         assert!(gate.enter().await.is_ok());
     }
+
+    /// A guest that imports the capability functions; `run` is the body of
+    /// `avap_run`. A request `{}` is at offset 32.
+    fn capability_guest(run: &str) -> String {
+        format!(
+            r#"(module
+              (import "avap" "db_query" (func $db (param i32 i32) (result i32)))
+              (import "avap" "reply_read" (func $read (param i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 0) "9.9.9")
+              (data (i32.const 32) "{{}}")
+              (global $n (mut i32) (i32.const 0))
+              (func (export "avap_abi_version") (result i32) i32.const 1)
+              (func (export "avap_guest_version") (result i64) i64.const 5)
+              (func (export "avap_alloc") (param i32) (result i32) i32.const 4096)
+              (func (export "avap_run") (param i32 i32) (result i64) {run}))"#
+        )
+    }
+
+    #[tokio::test]
+    async fn a_capability_call_round_trips_through_guest_memory() {
+        // db_query, then reply_read of exactly that length at 1024, then
+        // return that range as the output.
+        let body = "(global.set $n (call $db (i32.const 32) (i32.const 2)))
+                    (drop (call $read (i32.const 1024) (global.get $n)))
+                    (i64.or (i64.const 0x40000000000) (i64.extend_i32_u (global.get $n)))";
+        let exec = run(&capability_guest(body), &limits()).await.expect("ok");
+        assert_eq!(exec.output, br#"{"error":"capability 'db' is not granted by this host"}"#);
+    }
+
+    #[tokio::test]
+    async fn capability_abi_violations_stop_the_execution() {
+        for (body, expect) in [
+            ("(drop (call $db (i32.const 65000) (i32.const 1000))) i64.const 0", "outside guest memory"),
+            ("(drop (call $db (i32.const 0) (i32.const -1))) i64.const 0", "negative length"),
+            ("(drop (call $read (i32.const 0) (i32.const 4))) i64.const 0", "no reply pending"),
+            (
+                "(global.set $n (call $db (i32.const 32) (i32.const 2)))
+                 (drop (call $read (i32.const 1024) (i32.const 3))) i64.const 0",
+                "for a reply of",
+            ),
+            (
+                "(global.set $n (call $db (i32.const 32) (i32.const 2)))
+                 (drop (call $read (i32.const 65530) (global.get $n))) i64.const 0",
+                "outside guest memory",
+            ),
+        ] {
+            let err = run(&capability_guest(body), &limits()).await.expect_err("must stop");
+            match &err {
+                SandboxError::GuestAbi(msg) => assert!(msg.contains(expect), "{msg} should mention {expect}"),
+                other => panic!("{body}: expected a guest ABI error, got {other:?}"),
+            }
+        }
+    }
 }

@@ -71,6 +71,9 @@ pub struct DbCapability {
     config: DbConfig,
 }
 
+/// How long past the statement timeout the host waits before dropping the call.
+const STATEMENT_GRACE: Duration = Duration::from_millis(50);
+
 /// The most parameters one statement may carry.
 const MAX_PARAMS: usize = 1000;
 
@@ -145,7 +148,9 @@ impl DbCapability {
                 }
             }
         };
-        match tokio::time::timeout(limit, work).await {
+        // A little grace, so that the server's own statement timeout (a
+        // clean cancel) normally fires first.
+        match tokio::time::timeout(limit + STATEMENT_GRACE, work).await {
             Ok(Err(Failure::Timeout)) | Err(_) => Err(timed_out()),
             Ok(Err(Failure::Message(m))) => Err(m),
             Ok(Ok(reply)) => Ok(reply),
@@ -316,7 +321,7 @@ fn float_of(value: &Value) -> Option<f64> {
 fn bind_pg<'q>(query: PgQuery<'q>, value: &Value, ty: &str) -> Result<PgQuery<'q>, String> {
     use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
     let null = value.is_null();
-    let expected = |what: &str| format!("expected {what} for a {ty} parameter, got {}", describe(value));
+    let expected = |what: &str| format!("expected {what} (SQL type {ty}), got {}", describe(value));
     let int = || int_of(value).ok_or_else(|| expected("an integer"));
     Ok(match ty {
         "INT2" => {
