@@ -303,7 +303,14 @@ async fn full_gate_answers_503_with_retry_after() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
     let slow = slow.await.expect("join").expect("slow request");
-    assert!(slow.status().is_success() || slow.status().as_u16() == 504);
+    // The slow one held its slot to an end of its own: done, out of time,
+    // or out of interpreter steps, depending on the machine's speed.
+    let slow_status = slow.status().as_u16();
+    let slow_body: Value = slow.json().await.unwrap_or_default();
+    assert!(
+        slow_status == 200 || slow_status == 504 || (slow_status == 400 && slow_body["kind"] == "limit_error"),
+        "{slow_status}: {slow_body}"
+    );
     let (_, metrics) = server.get_text("/metrics").await;
     assert!(metrics.contains("avap_rejects_total{reason=\"busy\"} 1"), "{metrics}");
 }
