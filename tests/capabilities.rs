@@ -34,6 +34,7 @@ async fn refused_destinations_receive_no_traffic() {
     assert_eq!(status, 200, "{body}");
     let r = result(&body);
     assert_eq!(r["direct"], "RequestGet: destination refused: 127.0.0.1 is a loopback address");
+    assert!(r["by_name"].as_str().is_some_and(|m| m.starts_with("RequestGet: destination refused: localhost")), "{r}");
     for key in ["by_name", "redirected"] {
         let msg = r[key].as_str().unwrap_or_default();
         assert!(msg.contains("destination refused: localhost resolves to"), "{key}: {msg}");
@@ -70,6 +71,9 @@ async fn a_host_that_grants_nothing_answers_with_catchable_errors() {
     let (_, health) = server.get_text("/health").await;
     let health: Value = serde_json::from_str(&health).unwrap_or_default();
     assert_eq!(health["capabilities"], json!({"granted": [], "http": null, "db": null}));
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metrics.contains("avap_capability_calls_total{capability=\"http\",result=\"error\"} 1"), "{metrics}");
+    assert!(metrics.contains("avap_capability_calls_total{capability=\"db\",result=\"error\"} 2"), "{metrics}");
 }
 
 #[tokio::test]
@@ -106,6 +110,12 @@ async fn sqlite_is_the_built_in_database_and_keeps_data_between_executions() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(result(&body)["e"], "ormDirect: statement timeout of 200 ms exceeded");
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    // One statement at a time: a second one is refused, not run.
+    let stacked =
+        "try()\n ormDirect(\"SELECT id FROM notes; DELETE FROM notes\", x)\nexception(e)\nend()\naddResult(e)";
+    let (status, body) = server.run(stacked).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(result(&body)["e"], "ormDirect: one SQL statement at a time: the text holds more than one");
     // The one connection of the in-memory database is still usable.
     let (status, body) = server.run("ormDirect(\"SELECT count(*) AS n FROM notes\", n)\naddResult(n)").await;
     assert_eq!((status, result(&body)), (200, &json!({"n": [{"n": 2}]})), "{body}");

@@ -10,6 +10,10 @@ use prometheus_client::registry::Registry;
 
 type Labels = [(&'static str, &'static str); 1];
 
+/// Capability calls by `capability` and `result` (shared with the
+/// capabilities, which count their own calls).
+pub type CapabilityCalls = Family<[(&'static str, &'static str); 2], Counter>;
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<Labels, Counter>,
@@ -18,6 +22,7 @@ pub struct Metrics {
     active: Gauge,
     catalog_syncs: Family<Labels, Counter>,
     guest_swaps: Counter,
+    capability_calls: CapabilityCalls,
 }
 
 impl Default for Metrics {
@@ -50,7 +55,13 @@ impl Metrics {
         );
         let guest_swaps = Counter::default();
         registry.register("guest_swaps", "Guest modules swapped in without a restart", guest_swaps.clone());
-        Metrics { registry, requests, rejects, duration, active, catalog_syncs, guest_swaps }
+        let capability_calls = CapabilityCalls::default();
+        registry.register(
+            "capability_calls",
+            "Calls of the http and db capabilities by result (ok, error: refused, failed or over a cap)",
+            capability_calls.clone(),
+        );
+        Metrics { registry, requests, rejects, duration, active, catalog_syncs, guest_swaps, capability_calls }
     }
 
     pub fn request(&self, outcome: &'static str) {
@@ -63,6 +74,11 @@ impl Metrics {
 
     pub fn catalog_sync(&self, result: &'static str) {
         self.catalog_syncs.get_or_create(&[("result", result)]).inc();
+    }
+
+    /// The counter the capabilities increment.
+    pub fn capability_calls(&self) -> CapabilityCalls {
+        self.capability_calls.clone()
     }
 
     pub fn guest_swap(&self) {

@@ -85,9 +85,11 @@ impl AppState {
     /// probe). Fails only if the built-in guest itself is unusable.
     pub async fn new(config: &Config) -> anyhow::Result<Arc<AppState>> {
         let limits = config.limits();
-        let capabilities = Arc::new(config.capabilities().await?);
+        let metrics = Metrics::new();
+        let mut capabilities = config.capabilities().await?;
+        capabilities.calls = Some(metrics.capability_calls());
         tracing::info!(granted = ?capabilities.granted(), "capabilities");
-        let engine = SandboxEngine::with_capabilities(&limits, capabilities)?;
+        let engine = SandboxEngine::with_capabilities(&limits, Arc::new(capabilities))?;
         let guest = engine.load_guest(crate::GUEST_WASM, "built-in").await?;
         tracing::info!(version = %guest.info().version, digest = %guest.info().digest, "guest module loaded");
         if config.internal_key == avap_wire::auth::DEFAULT_INTERNAL_KEY {
@@ -99,7 +101,7 @@ impl AppState {
             guest: RwLock::new(Arc::new(guest)),
             catalog: RwLock::new(Arc::new(LiveCatalog::built_in())),
             limits,
-            metrics: Metrics::new(),
+            metrics,
             max_body_bytes: config.max_body_bytes,
             internal_key: config.internal_key.clone().into_bytes(),
             allow_guest_downgrade: config.allow_guest_downgrade,

@@ -12,7 +12,9 @@
 //! PostgreSQL prepares the statement first and binds each value as the type
 //! the server inferred for its parameter (`"42"` binds as an integer where
 //! an integer is expected; `"1 OR 1=1"` there is an error, not a match).
-//! SQLite binds by the value's own type.
+//! SQLite binds by the value's own type. Either way one call runs one
+//! statement (PostgreSQL refuses more in a prepared statement; for SQLite
+//! the host checks the text, see [`one_statement`]).
 //!
 //! Limits: a statement timeout (PostgreSQL's `statement_timeout`; an SQLite
 //! progress handler), never beyond the execution's deadline; a row cap; a
@@ -144,6 +146,7 @@ impl DbCapability {
                 Pool::Postgres(pool) => self.run_pg(pool, &join(&req.sql, |i| format!("${i}")), &req.params).await,
                 Pool::Sqlite(pool) => {
                     let sql = join(&req.sql, |i| format!("?{i}"));
+                    one_statement(&sql).map_err(Failure::Message)?;
                     self.run_sqlite(pool, &sql, &req.params, Instant::now() + limit).await
                 }
             }
@@ -180,15 +183,12 @@ impl DbCapability {
             let done = query.execute(&mut *conn).await.map_err(db_error)?;
             return Ok(json!({ "affected": done.rows_affected() }));
         }
-        let mut rows = Vec::new();
+        let mut rows = Rows::new(&self.config);
         let mut stream = query.fetch(&mut *conn);
         while let Some(row) = stream.try_next().await.map_err(db_error)? {
-            if rows.len() == self.config.max_rows {
-                return Err(self.row_cap_error());
-            }
-            rows.push(pg_row(&row).map_err(Failure::Message)?);
+            rows.push(pg_row(&row).map_err(Failure::Message)?)?;
         }
-        Ok(json!({ "columns": columns, "rows": rows }))
+        Ok(json!({ "columns": columns, "rows": rows.rows }))
     }
 
     async fn run_sqlite(
@@ -213,15 +213,12 @@ impl DbCapability {
                 let done = query.execute(&mut *conn).await.map_err(db_error)?;
                 return Ok(json!({ "affected": done.rows_affected() }));
             }
-            let mut rows = Vec::new();
+            let mut rows = Rows::new(&self.config);
             let mut stream = query.fetch(&mut *conn);
             while let Some(row) = stream.try_next().await.map_err(db_error)? {
-                if rows.len() == self.config.max_rows {
-                    return Err(self.row_cap_error());
-                }
-                rows.push(sqlite_row(&row));
+                rows.push(sqlite_row(&row))?;
             }
-            Ok(json!({ "columns": columns, "rows": rows }))
+            Ok(json!({ "columns": columns, "rows": rows.rows }))
         }
         .await;
         if let Ok(mut handle) = conn.lock_handle().await {
@@ -234,12 +231,49 @@ impl DbCapability {
             other => other,
         }
     }
+}
 
-    fn row_cap_error(&self) -> Failure {
-        Failure::Message(format!(
-            "the query returned more than {} rows (the row cap); add a LIMIT",
-            self.config.max_rows
-        ))
+/// Rows collected for a reply, within the row cap and the reply's size cap
+/// (so a thousand wide rows cannot pile up gigabytes before the reply is
+/// refused).
+struct Rows {
+    rows: Vec<Vec<Value>>,
+    bytes: usize,
+    max_rows: usize,
+}
+
+impl Rows {
+    fn new(config: &DbConfig) -> Self {
+        Rows { rows: Vec::new(), bytes: 0, max_rows: config.max_rows }
+    }
+
+    fn push(&mut self, row: Vec<Value>) -> Result<(), Failure> {
+        if self.rows.len() == self.max_rows {
+            return Err(Failure::Message(format!(
+                "the query returned more than {} rows (the row cap); add a LIMIT",
+                self.max_rows
+            )));
+        }
+        self.bytes += row.iter().map(approximate_size).sum::<usize>();
+        if self.bytes > super::MAX_REPLY_BYTES {
+            return Err(Failure::Message(format!(
+                "the rows exceed the reply cap of {} bytes; select fewer or narrower rows",
+                super::MAX_REPLY_BYTES
+            )));
+        }
+        self.rows.push(row);
+        Ok(())
+    }
+}
+
+/// Roughly the JSON size of a value (exact for scalars up to quoting).
+fn approximate_size(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 24,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(approximate_size).sum::<usize>(),
+        Value::Object(map) => 2 + map.iter().map(|(k, v)| k.len() + 4 + approximate_size(v)).sum::<usize>(),
     }
 }
 
@@ -258,6 +292,46 @@ fn db_error(err: sqlx::Error) -> Failure {
         sqlx::Error::Tls(e) => Failure::Message(format!("the database is unavailable: {e}")),
         other => Failure::Message(format!("database error: {other}")),
     }
+}
+
+/// Refuses SQL text with more than one statement. PostgreSQL refuses that in
+/// a prepared statement by itself; SQLite would run every statement, so the
+/// host splits on `;` outside quotes, identifiers and comments. (A trigger
+/// body with `;` inside it is refused too.)
+fn one_statement(sql: &str) -> Result<(), String> {
+    let mut chars = sql.chars().peekable();
+    let mut ended = false;
+    while let Some(c) = chars.next() {
+        if ended && !c.is_whitespace() && c != ';' {
+            if c == '-' && chars.peek() == Some(&'-') {
+                chars.by_ref().take_while(|&c| c != '\n').for_each(drop);
+                continue;
+            }
+            return Err("one SQL statement at a time: the text holds more than one".into());
+        }
+        match c {
+            ';' => ended = true,
+            '\'' | '"' | '`' => {
+                // Quoted text; a doubled quote is an escaped quote and simply
+                // reopens the same quoted run.
+                chars.by_ref().take_while(|&d| d != c).for_each(drop);
+            }
+            '[' => chars.by_ref().take_while(|&d| d != ']').for_each(drop),
+            '-' if chars.peek() == Some(&'-') => chars.by_ref().take_while(|&c| c != '\n').for_each(drop),
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                for d in chars.by_ref() {
+                    if prev == '*' && d == '/' {
+                        break;
+                    }
+                    prev = d;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Joins the parts with numbered placeholders, dropping the quotes around a
@@ -516,10 +590,48 @@ fn sqlite_row(row: &SqliteRow) -> Vec<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::join;
+    use super::{DbConfig, Failure, Rows, join, one_statement};
+    use serde_json::json;
+
+    fn message(r: Result<(), Failure>) -> String {
+        match r {
+            Err(Failure::Message(m)) => m,
+            Err(Failure::Timeout) => "timeout".into(),
+            Ok(()) => "ok".into(),
+        }
+    }
+
+    #[test]
+    fn rows_stop_at_the_row_cap_and_the_reply_cap() {
+        let mut rows = Rows::new(&DbConfig { max_rows: 2, ..DbConfig::default() });
+        assert_eq!(message(rows.push(vec![json!(1)])), "ok");
+        assert_eq!(message(rows.push(vec![json!("a")])), "ok");
+        assert!(message(rows.push(vec![json!(3)])).contains("more than 2 rows (the row cap)"));
+        let mut rows = Rows::new(&DbConfig::default());
+        let wide = json!("x".repeat(3 << 20));
+        assert_eq!(message(rows.push(vec![wide.clone()])), "ok");
+        assert_eq!(message(rows.push(vec![wide.clone()])), "ok");
+        assert!(message(rows.push(vec![wide])).contains("exceed the reply cap"));
+    }
 
     fn parts(p: &[&str]) -> Vec<String> {
         p.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn one_statement_at_a_time() {
+        for ok in [
+            "SELECT 1",
+            "SELECT 1;",
+            "SELECT 1 ;  ; -- done",
+            "SELECT ';' AS semi, \"a;b\" FROM t -- x; y",
+            "SELECT 'it''s; fine' /* ; */ FROM [we;ird]",
+        ] {
+            assert_eq!(one_statement(ok), Ok(()), "{ok}");
+        }
+        for bad in ["SELECT 1; DELETE FROM t", "SELECT 'a'';' ; DROP TABLE t", "SELECT 1 /* x */; SELECT 2"] {
+            assert!(one_statement(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -260,8 +260,21 @@ impl HttpCapability {
     }
 }
 
-/// A transport failure as the script sees it, with its causes.
+/// The resolver's refusal, carried through the client's error chain.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+/// A transport failure as the script sees it, with its causes (or just the
+/// refusal, when the resolver refused the destination).
 fn transport_error(url: &Url, err: &reqwest::Error) -> String {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return refused.0.clone();
+        }
+        source = cause.source();
+    }
     let mut msg = if err.is_timeout() {
         format!("request to {url} timed out")
     } else if err.is_connect() {
@@ -302,7 +315,9 @@ impl reqwest::dns::Resolve for GuardedResolver {
             let first_refusal = addrs.iter().find_map(|a| net::refusal(a.ip()).map(|w| (a.ip(), w)));
             let kept: Vec<SocketAddr> = addrs.into_iter().filter(|a| open || net::refusal(a.ip()).is_none()).collect();
             match (kept.is_empty(), first_refusal) {
-                (true, Some((ip, why))) => Err(format!("destination refused: {host} resolves to {ip}, {why}").into()),
+                (true, Some((ip, why))) => {
+                    Err(Box::new(Refused(format!("destination refused: {host} resolves to {ip}, {why}"))) as _)
+                }
                 (true, None) => Err(format!("could not resolve {host}").into()),
                 (false, _) => Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs),
             }

@@ -69,6 +69,8 @@ impl Kind {
 pub struct Capabilities {
     pub http: Option<http::HttpCapability>,
     pub db: Option<db::DbCapability>,
+    /// Counts calls by capability and result, when set.
+    pub calls: Option<crate::metrics::CapabilityCalls>,
 }
 
 impl Capabilities {
@@ -171,6 +173,10 @@ pub async fn call<T: Send>(
             }
         },
     };
+    if let Some(calls) = &caps.calls {
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        calls.get_or_create(&[("capability", kind.name()), ("result", outcome)]).inc();
+    }
     let mut reply = match result {
         Ok(payload) => serde_json::to_vec(&json!({ "ok": payload })),
         Err(message) => serde_json::to_vec(&json!({ "error": message })),
