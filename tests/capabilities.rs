@@ -116,6 +116,38 @@ async fn sqlite_is_the_built_in_database_and_keeps_data_between_executions() {
     let (status, body) = server.run(stacked).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(result(&body)["e"], "ormDirect: one SQL statement at a time: the text holds more than one");
+    // Nothing reaches the host's files or memory through SQLite.
+    for (sql, expect) in [
+        ("ATTACH DATABASE '/tmp/avap-escape.db' AS x", "'ATTACH' statements are not allowed"),
+        ("VACUUM INTO '/tmp/avap-escape.db'", "'VACUUM' statements are not allowed"),
+        ("PRAGMA writable_schema = ON", "'PRAGMA' statements are not allowed"),
+        ("BEGIN", "'BEGIN' statements are not allowed"),
+        ("SELECT length(randomblob(1000000000)) AS n", "out of memory"),
+    ] {
+        let script = format!("try()\n ormDirect(\"{sql}\", x)\nexception(e)\nend()\naddResult(e)");
+        let (status, body) = server.run(&script).await;
+        assert_eq!(status, 200, "{body}");
+        let msg = result(&body)["e"].as_str().unwrap_or_default().to_string();
+        assert!(msg.contains(expect), "{sql}: {msg}");
+    }
+    assert!(!std::path::Path::new("/tmp/avap-escape.db").exists());
+    // A NUL in the text (from the request) is refused, not looped on.
+    let (status, body, _) = server
+        .post(
+            "/api/v1/execute",
+            json!({"script": "try()\n ormDirect(q, x)\nexception(e)\nend()\naddResult(e)", "variables": {"q": "SELECT 1\u{0}"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(result(&body)["e"], "ormDirect: the statement contains a NUL character");
+    // A placeholder inside quotes is not a parameter in SQLite: an error, not a silent miss.
+    let script = "addVar(q, \"it\")\ntry()\n ormDirect(`SELECT id FROM notes WHERE body LIKE '%${q}%'`, x)\nexception(e)\nend()\naddResult(e)";
+    let (status, body) = server.run(script).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        result(&body)["e"].as_str().is_some_and(|e| e.contains("takes 0 parameters but the template gives 1")),
+        "{body}"
+    );
     // The one connection of the in-memory database is still usable.
     let (status, body) = server.run("ormDirect(\"SELECT count(*) AS n FROM notes\", n)\naddResult(n)").await;
     assert_eq!((status, result(&body)), (200, &json!({"n": [{"n": 2}]})), "{body}");
@@ -205,4 +237,30 @@ async fn execution_deadline_cuts_a_slow_request() {
     assert_eq!(status, 504, "{body}");
     assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
     server.assert_healthy().await;
+}
+
+/// One connection, so every statement gets the session the previous one
+/// left behind: settings, temporary tables and locks must not survive it.
+#[tokio::test]
+async fn postgres_sessions_are_reset_between_executions() {
+    let schema = PgSchema::create().await;
+    let server = Server::start(config(|c| {
+        c.db_url = schema.url();
+        c.db_max_connections = 1;
+    }))
+    .await;
+    let dirty = "ormDirect(\"SELECT set_config('application_name', 'hijacked', false) AS a\", a)\n\
+                 ormDirect(\"CREATE TEMP TABLE scratch (x int)\", t)\n\
+                 ormDirect(\"SELECT pg_advisory_lock(42) AS l\", l)\naddResult(a)";
+    let (status, body) = server.run(dirty).await;
+    assert_eq!((status, result(&body)), (200, &json!({"a": [{"a": "hijacked"}]})), "{body}");
+    let (status, body) = server
+        .run("ormDirect(\"SELECT current_setting('application_name') AS a, pg_try_advisory_lock(42) AS free\", s)\naddResult(s)\n\
+              ormDirect(\"SELECT pg_advisory_unlock_all()\", u)\n\
+              try()\n ormDirect(\"SELECT count(*) AS n FROM scratch\", t)\nexception(e)\nend()\naddResult(e)")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(result(&body)["s"], json!([{"a": "avap-host", "free": true}]));
+    assert!(result(&body)["e"].as_str().is_some_and(|e| e.contains("\"scratch\" does not exist")), "{body}");
+    schema.drop_schema().await;
 }

@@ -20,8 +20,9 @@
 //! `http_request(ptr, len) -> i32` and `db_query(ptr, len) -> i32` hand the
 //! host a JSON request and return the length of its JSON reply, which the
 //! host holds until `reply_read(ptr, len) -> i32` copies it into guest
-//! memory (`len` must be that length; returns 0). A negative length means
-//! the host could not take the request at all.
+//! memory (`len` must be that length; returns 0). The host answers every
+//! call it can read with a reply (errors included) and stops the execution
+//! on a broken call; a negative length is treated as an error all the same.
 #![allow(unsafe_code)]
 
 use std::alloc::{Layout, alloc, dealloc};

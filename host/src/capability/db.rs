@@ -73,6 +73,22 @@ pub struct DbCapability {
     config: DbConfig,
 }
 
+/// Run on every PostgreSQL connection given back to the pool.
+const PG_RESET: &str = "ROLLBACK; RESET ALL; RESET SESSION AUTHORIZATION; DISCARD TEMP; \
+                        SELECT pg_advisory_unlock_all(); UNLISTEN *";
+
+/// SQLite's heap cap for the process (`PRAGMA hard_heap_limit`).
+const SQLITE_HEAP_LIMIT: u64 = 256 << 20;
+
+/// The statements `ormDirect` may run, by their first keyword: data and
+/// schema statements. Session, transaction and server commands (`SET`,
+/// `BEGIN`, `LOCK`, `COPY`, `ATTACH`, `VACUUM`, `PRAGMA`, ...) are refused;
+/// what a permitted statement may touch is up to the database role.
+const ALLOWED_STATEMENTS: &[&str] = &[
+    "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "TABLE", "CREATE", "ALTER", "DROP", "TRUNCATE", "MERGE",
+    "CALL", "REPLACE", "EXPLAIN",
+];
+
 /// How long past the statement timeout the host waits before dropping the call.
 const STATEMENT_GRACE: Duration = Duration::from_millis(50);
 
@@ -93,10 +109,24 @@ impl DbCapability {
                 PgPoolOptions::new()
                     .max_connections(config.max_connections)
                     .acquire_timeout(Duration::from_secs(5))
+                    // Nothing one statement does to its session reaches the
+                    // next one: settings, role, temporary tables, locks.
+                    .after_release(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(PG_RESET).await?;
+                            Ok(true)
+                        })
+                    })
                     .connect_lazy_with(options),
             )
         } else if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?.create_if_missing(true);
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .busy_timeout(config.statement_timeout)
+                // SQLite's heap (in-memory databases included) is capped, so
+                // `randomblob(1e9)` fails instead of taking the host's memory.
+                .pragma("hard_heap_limit", SQLITE_HEAP_LIMIT.to_string())
+                .pragma("trusted_schema", "OFF");
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             // An in-memory database lives only while a connection is open,
             // and each connection would have its own: keep exactly one.
@@ -143,10 +173,14 @@ impl DbCapability {
         let timed_out = || format!("statement timeout of {} ms exceeded", limit.as_millis());
         let work = async {
             match &self.pool {
-                Pool::Postgres(pool) => self.run_pg(pool, &join(&req.sql, |i| format!("${i}")), &req.params).await,
+                Pool::Postgres(pool) => {
+                    let sql = join(&req.sql, |i| format!("${i}"));
+                    check_statement(&sql).map_err(Failure::Message)?;
+                    self.run_pg(pool, &sql, &req.params, limit).await
+                }
                 Pool::Sqlite(pool) => {
                     let sql = join(&req.sql, |i| format!("?{i}"));
-                    one_statement(&sql).map_err(Failure::Message)?;
+                    check_statement(&sql).and_then(|()| one_statement(&sql)).map_err(Failure::Message)?;
                     self.run_sqlite(pool, &sql, &req.params, Instant::now() + limit).await
                 }
             }
@@ -160,8 +194,27 @@ impl DbCapability {
         }
     }
 
-    async fn run_pg(&self, pool: &PgPool, sql: &str, params: &[Value]) -> Result<Value, Failure> {
-        let mut conn = pool.acquire().await.map_err(db_error)?;
+    async fn run_pg(&self, pool: &PgPool, sql: &str, params: &[Value], limit: Duration) -> Result<Value, Failure> {
+        let mut conn = CloseUnlessDone { conn: Some(pool.acquire().await.map_err(db_error)?) };
+        let result = self.run_pg_on(conn.get()?, sql, params, limit).await;
+        conn.done();
+        result
+    }
+
+    async fn run_pg_on(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        sql: &str,
+        params: &[Value],
+        limit: Duration,
+    ) -> Result<Value, Failure> {
+        // The server's own timeout, cut to what is left of the deadline
+        // (reset when the connection goes back to the pool).
+        sqlx::query("SELECT set_config('statement_timeout', $1, false)")
+            .bind(format!("{}ms", limit.as_millis().max(1)))
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
         let statement = (&mut *conn).prepare(sql).await.map_err(db_error)?;
         let types: Vec<String> = match statement.parameters() {
             Some(sqlx::Either::Left(types)) => types.iter().map(|t| t.name().to_string()).collect(),
@@ -204,6 +257,19 @@ impl DbCapability {
         conn.lock_handle().await.map_err(db_error)?.set_progress_handler(10_000, move || Instant::now() < deadline);
         let result = async {
             let statement = (&mut *conn).prepare(sql).await.map_err(db_error)?;
+            let expected = match statement.parameters() {
+                Some(sqlx::Either::Right(n)) => n,
+                _ => params.len(),
+            };
+            if expected != params.len() {
+                // Typically a placeholder inside a string literal
+                // (`LIKE '%${q}%'`), which SQLite would silently not bind.
+                return Err(Failure::Message(format!(
+                    "the statement takes {expected} parameters but the template gives {}; a ${{name}} inside \
+                     quotes is not a parameter (build the pattern in the script, e.g. q = \"%\" + q + \"%\")",
+                    params.len()
+                )));
+            }
             let columns: Vec<String> = statement.columns().iter().map(|c| c.name().to_string()).collect();
             let mut query = sqlx::query(sql);
             for value in params {
@@ -216,7 +282,7 @@ impl DbCapability {
             let mut rows = Rows::new(&self.config);
             let mut stream = query.fetch(&mut *conn);
             while let Some(row) = stream.try_next().await.map_err(db_error)? {
-                rows.push(sqlite_row(&row))?;
+                rows.push(sqlite_row(&row).map_err(Failure::Message)?)?;
             }
             Ok(json!({ "columns": columns, "rows": rows.rows }))
         }
@@ -280,6 +346,62 @@ fn approximate_size(value: &Value) -> usize {
 enum Failure {
     Timeout,
     Message(String),
+}
+
+/// A pooled PostgreSQL connection that is closed, not reused, when the call
+/// using it was abandoned mid-statement (the host-side timeout dropped it).
+struct CloseUnlessDone {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+}
+
+impl CloseUnlessDone {
+    fn get(&mut self) -> Result<&mut sqlx::PgConnection, Failure> {
+        self.conn.as_deref_mut().ok_or_else(|| Failure::Message("internal error: connection already released".into()))
+    }
+
+    /// The call finished: the connection may go back to the pool.
+    fn done(&mut self) {
+        self.conn = None;
+    }
+}
+
+impl Drop for CloseUnlessDone {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// The first keyword of a statement, upper-cased (comments, white space and
+/// opening parentheses skipped).
+fn leading_keyword(sql: &str) -> String {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            break;
+        }
+    }
+    rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect::<String>().to_ascii_uppercase()
+}
+
+/// Refuses NUL bytes (SQLite would stop reading there and loop) and any
+/// statement outside [`ALLOWED_STATEMENTS`].
+fn check_statement(sql: &str) -> Result<(), String> {
+    if sql.contains('\0') {
+        return Err("the statement contains a NUL character".into());
+    }
+    let keyword = leading_keyword(sql);
+    if ALLOWED_STATEMENTS.contains(&keyword.as_str()) {
+        return Ok(());
+    }
+    let shown = if keyword.is_empty() { "this".to_string() } else { format!("'{keyword}'") };
+    Err(format!("{shown} statements are not allowed (allowed: {})", ALLOWED_STATEMENTS.join(", ")))
 }
 
 /// A database error as the script sees it. Connection details stay out.
@@ -375,8 +497,12 @@ fn describe(value: &Value) -> String {
 }
 
 fn int_of(value: &Value) -> Option<i64> {
+    // 2^63 as a float: the first value past i64's range.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
     match value {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && (-LIMIT..LIMIT).contains(f)).map(|f| f as i64)),
         Value::String(s) => s.trim().parse().ok(),
         Value::Bool(b) => Some(i64::from(*b)),
         _ => None,
@@ -509,6 +635,10 @@ fn pg_row(row: &PgRow) -> Result<Vec<Value>, String> {
             out.push(Value::Null);
             continue;
         }
+        let size = raw.as_bytes().map_or(0, <[u8]>::len);
+        if size > super::MAX_REPLY_BYTES {
+            return Err(too_large(column.name(), size));
+        }
         let ty = column.type_info().name().to_string();
         let err = |e: sqlx::Error| format!("column '{}': {e}", column.name());
         let value = match ty.as_str() {
@@ -556,9 +686,14 @@ fn pg_row(row: &PgRow) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
+fn too_large(column: &str, size: usize) -> String {
+    format!("column '{column}' holds a value of {size} bytes, over the reply cap of {} bytes", super::MAX_REPLY_BYTES)
+}
+
 /// One SQLite row as JSON values, by each value's storage class (a column
-/// declared BOOLEAN gives booleans).
-fn sqlite_row(row: &SqliteRow) -> Vec<Value> {
+/// declared BOOLEAN gives booleans). Text and blobs are measured before
+/// they are copied.
+fn sqlite_row(row: &SqliteRow) -> Result<Vec<Value>, String> {
     let mut out = Vec::with_capacity(row.columns().len());
     for (i, column) in row.columns().iter().enumerate() {
         let Ok(raw) = row.try_get_raw(i) else {
@@ -577,15 +712,20 @@ fn sqlite_row(row: &SqliteRow) -> Vec<Value> {
             }
             "INTEGER" => row.try_get_unchecked::<i64, _>(i).map(|n| json!(n)).unwrap_or(Value::Null),
             "REAL" => row.try_get_unchecked::<f64, _>(i).map(float_json).unwrap_or(Value::Null),
-            "BLOB" => row
-                .try_get_unchecked::<Vec<u8>, _>(i)
-                .map(|b| Value::String(format!("\\x{}", hex::encode(b))))
-                .unwrap_or(Value::Null),
-            _ => row.try_get_unchecked::<String, _>(i).map(Value::String).unwrap_or(Value::Null),
+            "BLOB" => match row.try_get_unchecked::<&[u8], _>(i) {
+                Ok(b) if b.len() * 2 > super::MAX_REPLY_BYTES => return Err(too_large(column.name(), b.len())),
+                Ok(b) => Value::String(format!("\\x{}", hex::encode(b))),
+                Err(_) => Value::Null,
+            },
+            _ => match row.try_get_unchecked::<&str, _>(i) {
+                Ok(t) if t.len() > super::MAX_REPLY_BYTES => return Err(too_large(column.name(), t.len())),
+                Ok(t) => Value::String(t.to_string()),
+                Err(_) => Value::Null,
+            },
         };
         out.push(value);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

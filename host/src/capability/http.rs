@@ -3,10 +3,11 @@
 //!
 //! Every hop (the first request and each redirect) is checked before it is
 //! sent: `http`/`https` only, and the destination must be allow-listed
-//! (`host:port`) or resolve to public addresses only ([`super::net`]). Names
-//! are resolved by [`GuardedResolver`], which drops every non-public address,
-//! so the address connected to is the address that was checked (no DNS
-//! rebinding between check and connect). Redirects are followed by hand, at
+//! (`host:port`) or resolve to public addresses only ([`super::net`]). There
+//! are two clients: allow-listed destinations go through one that keeps
+//! every address, all others through one whose [`GuardedResolver`] drops
+//! every non-public address, so the address connected to is the address
+//! that was checked (no DNS rebinding between check and connect). Redirects are followed by hand, at
 //! most `max_redirects` of them. The client reads no proxy settings from the
 //! environment: a proxy would connect on the guest's behalf unchecked.
 
@@ -76,21 +77,25 @@ const MANAGED_HEADERS: &[&str] = &["host", "content-length", "transfer-encoding"
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
 
 pub struct HttpCapability {
-    client: reqwest::Client,
+    /// Resolves names to public addresses only.
+    strict: reqwest::Client,
+    /// For allow-listed `host:port` destinations only: keeps every address.
+    open: reqwest::Client,
     config: HttpConfig,
 }
 
 impl HttpCapability {
     pub fn new(config: HttpConfig) -> anyhow::Result<Self> {
-        let resolver = GuardedResolver { allowed_hosts: config.allow.iter().map(|e| e.host.clone()).collect() };
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(Arc::new(resolver))
-            .user_agent(concat!("avap-host/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(4)
-            .build()?;
-        Ok(HttpCapability { client, config })
+        let client = |open: bool| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .dns_resolver(Arc::new(GuardedResolver { open }))
+                .user_agent(concat!("avap-host/", env!("CARGO_PKG_VERSION")))
+                .pool_max_idle_per_host(4)
+                .build()
+        };
+        Ok(HttpCapability { strict: client(false)?, open: client(true)?, config })
     }
 
     pub fn config(&self) -> &HttpConfig {
@@ -158,8 +163,8 @@ impl HttpCapability {
     ) -> Result<Value, String> {
         let mut redirects = 0;
         loop {
-            self.check_destination(&url).await?;
-            let mut builder = self.client.request(method.clone(), url.clone()).headers(headers.clone());
+            let client = if self.check_destination(&url)? { &self.open } else { &self.strict };
+            let mut builder = client.request(method.clone(), url.clone()).headers(headers.clone());
             if let Some(b) = &body {
                 builder = builder.body(b.clone());
             }
@@ -218,41 +223,27 @@ impl HttpCapability {
         Ok(body)
     }
 
-    /// Scheme and destination rules for one hop.
-    async fn check_destination(&self, url: &Url) -> Result<(), String> {
+    /// Scheme and destination rules for one hop. `Ok(true)`: the exact
+    /// `host:port` is allow-listed (use the open client); `Ok(false)`: use
+    /// the strict client, whose resolver refuses non-public addresses.
+    fn check_destination(&self, url: &Url) -> Result<bool, String> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("destination refused: only http and https URLs are allowed, not '{}'", url.scheme()));
         }
         let port = url.port_or_known_default().unwrap_or(0);
-        let host = match url.host() {
-            Some(Host::Domain(d)) => d.to_ascii_lowercase(),
-            Some(Host::Ipv4(ip)) => ip.to_string(),
-            Some(Host::Ipv6(ip)) => ip.to_string(),
+        let (host, ip) = match url.host() {
+            Some(Host::Domain(d)) => (d.to_ascii_lowercase(), None),
+            Some(Host::Ipv4(ip)) => (ip.to_string(), Some(IpAddr::V4(ip))),
+            Some(Host::Ipv6(ip)) => (ip.to_string(), Some(IpAddr::V6(ip))),
             None => return Err(format!("destination refused: '{url}' has no host")),
         };
         if self.allowed(&host, port) {
-            return Ok(());
+            return Ok(true);
         }
-        let ip = match url.host() {
-            Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(ip) = ip {
-            return match net::refusal(ip) {
-                Some(why) => Err(format!("destination refused: {ip} is {why}")),
-                None => Ok(()),
-            };
+        match ip.map(|ip| (ip, net::refusal(ip))) {
+            Some((ip, Some(why))) => Err(format!("destination refused: {ip} is {why}")),
+            _ => Ok(false),
         }
-        // A name: the resolver drops non-public addresses, unless the name
-        // is allow-listed on some other port; then check it here.
-        if self.config.allow.iter().any(|e| e.host == host) {
-            let addrs = lookup(&host).await?;
-            if let Some((addr, why)) = addrs.iter().find_map(|a| net::refusal(a.ip()).map(|w| (a.ip(), w))) {
-                return Err(format!("destination refused: {host} resolves to {addr}, {why}"));
-            }
-        }
-        Ok(())
     }
 
     fn allowed(&self, host: &str, port: u16) -> bool {
@@ -300,16 +291,16 @@ async fn lookup(host: &str) -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
-/// Resolves names for the client, keeping public addresses only (all of
-/// them for allow-listed names).
+/// Resolves names for a client: the strict one keeps public addresses
+/// only, the open one (used only for allow-listed destinations) keeps all.
 struct GuardedResolver {
-    allowed_hosts: Vec<String>,
+    open: bool,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_ascii_lowercase();
-        let open = self.allowed_hosts.contains(&host);
+        let open = self.open;
         Box::pin(async move {
             let addrs = lookup(&host).await?;
             let first_refusal = addrs.iter().find_map(|a| net::refusal(a.ip()).map(|w| (a.ip(), w)));

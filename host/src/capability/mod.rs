@@ -10,14 +10,14 @@
 //! - `db_query(ptr: i32, len: i32) -> i32` ([`db`])
 //! - `reply_read(ptr: i32, len: i32) -> i32`
 //!
-//! The first two read a JSON request of at most [`MAX_REQUEST_BYTES`] from
-//! `[ptr, ptr + len)` of guest memory, perform it (asynchronously: a waiting
+//! The first two read a JSON request from `[ptr, ptr + len)` of guest
+//! memory (a request over [`MAX_REQUEST_BYTES`] gets an error reply), perform it (asynchronously: a waiting
 //! guest holds no worker thread), and return the length of the JSON reply
 //! (`{"ok": ...}` or `{"error": "..."}`, at most [`MAX_REPLY_BYTES`]), which
 //! the host keeps for the guest. `reply_read` copies that reply to
 //! `[ptr, ptr + len)`, where `len` must be its exact length, and returns 0.
-//! A range outside guest memory, an oversized request, or `reply_read` with
-//! no reply pending or the wrong length is an ABI violation: the execution
+//! A range outside guest memory, a negative length, or `reply_read` with no
+//! reply pending or the wrong length is an ABI violation: the execution
 //! stops with a guest ABI error.
 //!
 //! Host calls burn no fuel, but they run under the execution's wall-clock
@@ -145,33 +145,37 @@ pub async fn call<T: Send>(
     len: i32,
 ) -> wasmtime::Result<i32> {
     let mem = memory(caller)?;
-    let r = range(ptr, len, mem.data_size(&*caller), MAX_REQUEST_BYTES)?;
-    let request = mem.data(&*caller)[r].to_vec();
+    let r = range(ptr, len, mem.data_size(&*caller), usize::MAX)?;
     let st = state(caller.data_mut());
     st.pending = None;
+    if r.len() > MAX_REQUEST_BYTES {
+        // A valid range, just too big: the script's error, not the guest's.
+        let message = format!("the request of {} bytes exceeds the cap of {MAX_REQUEST_BYTES} bytes", r.len());
+        return leave_reply(caller, state, serde_json::to_vec(&json!({ "error": message })).unwrap_or_default());
+    }
+    let request = mem.data(&*caller)[r].to_vec();
+    let st = state(caller.data_mut());
     let (caps, deadline) = (st.caps.clone(), st.deadline);
-    let result = match kind {
-        Kind::Http => match &caps.http {
-            None => Err(not_granted(kind)),
-            Some(_) if st.http_requests >= caps.http.as_ref().map_or(0, |h| h.config().max_requests) => Err(format!(
-                "limit exceeded: at most {} HTTP requests per execution",
-                caps.http.as_ref().map_or(0, |h| h.config().max_requests)
-            )),
-            Some(http) => {
+    let result = match (kind, &caps.http, &caps.db) {
+        (Kind::Http, Some(http), _) => {
+            let max = http.config().max_requests;
+            if st.http_requests >= max {
+                Err(format!("limit exceeded: at most {max} HTTP requests per execution"))
+            } else {
                 st.http_requests += 1;
                 http.perform(&request, deadline).await
             }
-        },
-        Kind::Db => match &caps.db {
-            None => Err(not_granted(kind)),
-            Some(db) if st.db_queries >= db.config().max_queries => {
-                Err(format!("limit exceeded: at most {} database statements per execution", db.config().max_queries))
-            }
-            Some(db) => {
+        }
+        (Kind::Db, _, Some(db)) => {
+            let max = db.config().max_queries;
+            if st.db_queries >= max {
+                Err(format!("limit exceeded: at most {max} database statements per execution"))
+            } else {
                 st.db_queries += 1;
                 db.run(&request, deadline).await
             }
-        },
+        }
+        _ => Err(format!("capability '{}' is not granted by this host", kind.name())),
     };
     if let Some(calls) = &caps.calls {
         let outcome = if result.is_ok() { "ok" } else { "error" };
@@ -186,13 +190,18 @@ pub async fn call<T: Send>(
         let message = format!("the reply of {} bytes exceeds the cap of {MAX_REPLY_BYTES} bytes", reply.len());
         reply = serde_json::to_vec(&json!({ "error": message })).unwrap_or_default();
     }
+    leave_reply(caller, state, reply)
+}
+
+/// Keeps `reply` for `reply_read` and returns its length.
+fn leave_reply<T>(
+    caller: &mut Caller<'_, T>,
+    state: fn(&mut T) -> &mut CapState,
+    reply: Vec<u8>,
+) -> wasmtime::Result<i32> {
     let n = i32::try_from(reply.len()).map_err(|_| abi_error("reply too large"))?;
     state(caller.data_mut()).pending = Some(reply);
     Ok(n)
-}
-
-fn not_granted(kind: Kind) -> String {
-    format!("capability '{}' is not granted by this host", kind.name())
 }
 
 /// `reply_read`: copies the pending reply into guest memory.

@@ -4,7 +4,8 @@
 //! (10/8, 172.16/12, 192.168/16, fc00::/7), shared CGNAT space (100.64/10),
 //! link-local (169.254/16 including the cloud metadata address
 //! 169.254.169.254, fe80::/10), unspecified and "this network" (0/8, ::),
-//! multicast, broadcast, documentation and other reserved ranges, and any
+//! multicast, broadcast, documentation and other reserved ranges, 6to4 and
+//! Teredo tunnel addresses (2002::/16, 2001::/32), and any
 //! IPv4 address written as IPv6 (`::ffff:a.b.c.d`, `64:ff9b::a.b.c.d`) is
 //! judged as the IPv4 address it carries. An allow-list of `host:port`
 //! entries (`AVAP_HTTP_ALLOW`) opens exact destinations whatever their
@@ -54,6 +55,9 @@ fn refusal_v6(ip: Ipv6Addr) -> Option<&'static str> {
         0xfc00..=0xfdff => "a private (unique local) address",
         0xff00..=0xffff => "a multicast address",
         0x2001 if ip.segments()[1] == 0x0db8 => "a documentation address",
+        // Tunnels that carry an IPv4 address (and reach it through a relay).
+        0x2001 if ip.segments()[1] == 0 => "a Teredo tunnel address",
+        0x2002 => "a 6to4 tunnel address",
         // Only 2000::/3 is global unicast; everything else is reserved.
         0x2000..=0x3fff => return None,
         _ => "a reserved address",
@@ -139,6 +143,8 @@ mod tests {
             ("64:ff9b::a00:1", "a private address"),
             ("::10.0.0.1", "a private address"),
             ("100::1", "a reserved address"),
+            ("2002:7f00:1::1", "a 6to4 tunnel address"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "a Teredo tunnel address"),
         ] {
             assert_eq!(refusal(ip(addr)), Some(why), "{addr}");
         }
