@@ -19,6 +19,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 use url::{Host, Url};
 
 use super::net::{self, AllowEntry};
@@ -86,11 +87,12 @@ pub struct HttpCapability {
 
 impl HttpCapability {
     pub fn new(config: HttpConfig) -> anyhow::Result<Self> {
+        let lookups = Arc::new(Semaphore::new(MAX_LOOKUPS));
         let client = |open: bool| {
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
-                .dns_resolver(Arc::new(GuardedResolver { open }))
+                .dns_resolver(Arc::new(GuardedResolver { open, lookups: lookups.clone() }))
                 .user_agent(concat!("avap-host/", env!("CARGO_PKG_VERSION")))
                 .pool_max_idle_per_host(4)
                 .build()
@@ -282,9 +284,24 @@ fn transport_error(url: &Url, err: &reqwest::Error) -> String {
     msg
 }
 
-async fn lookup(host: &str) -> Result<Vec<SocketAddr>, String> {
-    let addrs: Vec<SocketAddr> =
-        tokio::net::lookup_host((host, 0)).await.map_err(|e| format!("could not resolve {host}: {e}"))?.collect();
+/// Name lookups in flight at once, for the whole process. Each runs on a
+/// blocking thread that a timeout cannot stop, so they are counted until
+/// the thread is done, and a lookup beyond the bound fails at once.
+const MAX_LOOKUPS: usize = 16;
+
+async fn lookup(lookups: &Arc<Semaphore>, host: &str) -> Result<Vec<SocketAddr>, String> {
+    let permit = lookups
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| format!("could not resolve {host}: too many name lookups in progress"))?;
+    let name = host.to_string();
+    let addrs = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), 0)).map(Iterator::collect::<Vec<_>>)
+    })
+    .await
+    .map_err(|e| format!("could not resolve {host}: {e}"))?
+    .map_err(|e| format!("could not resolve {host}: {e}"))?;
     if addrs.is_empty() {
         return Err(format!("could not resolve {host}: no addresses"));
     }
@@ -295,14 +312,15 @@ async fn lookup(host: &str) -> Result<Vec<SocketAddr>, String> {
 /// only, the open one (used only for allow-listed destinations) keeps all.
 struct GuardedResolver {
     open: bool,
+    lookups: Arc<Semaphore>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_ascii_lowercase();
-        let open = self.open;
+        let (open, lookups) = (self.open, self.lookups.clone());
         Box::pin(async move {
-            let addrs = lookup(&host).await?;
+            let addrs = lookup(&lookups, &host).await?;
             let first_refusal = addrs.iter().find_map(|a| net::refusal(a.ip()).map(|w| (a.ip(), w)));
             let kept: Vec<SocketAddr> = addrs.into_iter().filter(|a| open || net::refusal(a.ip()).is_none()).collect();
             match (kept.is_empty(), first_refusal) {
