@@ -249,18 +249,23 @@ async fn postgres_sessions_are_reset_between_executions() {
         c.db_max_connections = 1;
     }))
     .await;
-    let dirty = "ormDirect(\"SELECT set_config('application_name', 'hijacked', false) AS a\", a)\n\
+    let dirty = "ormDirect(\"SELECT pg_backend_pid() AS pid\", p)\naddResult(p)\n\
+                 ormDirect(\"SELECT set_config('application_name', 'hijacked', false) AS a\", a)\n\
                  ormDirect(\"CREATE TEMP TABLE scratch (x int)\", t)\n\
                  ormDirect(\"SELECT pg_advisory_lock(42) AS l\", l)\naddResult(a)";
     let (status, body) = server.run(dirty).await;
-    assert_eq!((status, result(&body)), (200, &json!({"a": [{"a": "hijacked"}]})), "{body}");
+    assert_eq!((status, &result(&body)["a"]), (200, &json!([{"a": "hijacked"}])), "{body}");
+    let first_pid = result(&body)["p"].clone();
     let (status, body) = server
-        .run("ormDirect(\"SELECT current_setting('application_name') AS a, pg_try_advisory_lock(42) AS free\", s)\naddResult(s)\n\
+        .run("ormDirect(\"SELECT pg_backend_pid() AS pid\", p)\naddResult(p)\n\
+              ormDirect(\"SELECT current_setting('application_name') AS a, pg_try_advisory_lock(42) AS free\", s)\naddResult(s)\n\
               ormDirect(\"SELECT pg_advisory_unlock_all()\", u)\n\
               try()\n ormDirect(\"SELECT count(*) AS n FROM scratch\", t)\nexception(e)\nend()\naddResult(e)")
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(result(&body)["s"], json!([{"a": "avap-host", "free": true}]));
+    // The same connection, reset rather than replaced: the reset works.
+    assert_eq!(result(&body)["p"], first_pid, "the connection was replaced, not reset");
     assert!(result(&body)["e"].as_str().is_some_and(|e| e.contains("\"scratch\" does not exist")), "{body}");
     schema.drop_schema().await;
 }
