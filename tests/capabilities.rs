@@ -269,3 +269,28 @@ async fn postgres_sessions_are_reset_between_executions() {
     assert!(result(&body)["e"].as_str().is_some_and(|e| e.contains("\"scratch\" does not exist")), "{body}");
     schema.drop_schema().await;
 }
+
+/// An allow-listed name reaches its listed port, whatever it resolves to;
+/// the same name on another port is judged like any other destination.
+#[tokio::test]
+async fn an_allow_listed_name_opens_only_its_port() {
+    let allowed = Upstream::start().await;
+    let other = Upstream::start().await;
+    let port = |u: &Upstream| u.authority.rsplit(':').next().unwrap_or_default().to_string();
+    let (allowed_port, other_port) = (port(&allowed), port(&other));
+    let server = Server::start(config(|c| c.http_allow = format!("localhost:{allowed_port}"))).await;
+    let script = format!(
+        "RequestGet(\"http://LocalHost:{allowed_port}/text\", , , ok)\n\
+         try()\n RequestGet(\"http://localhost:{other_port}/text\", , , r)\nexception(e)\nend()\naddResult(ok)\naddResult(e)"
+    );
+    let (status, body) = server.run(&script).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(result(&body)["ok"], "hello, plain text");
+    assert!(
+        result(&body)["e"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("RequestGet: destination refused: localhost resolves to")),
+        "{body}"
+    );
+    assert_eq!((allowed.hits(), other.hits()), (1, 0));
+}
