@@ -18,7 +18,7 @@ async fn refused_destinations_receive_no_traffic() {
     let allowed = Upstream::start().await;
     let other = Upstream::start().await;
     let server = Server::start(config(|c| c.http_allow = allowed.authority.clone())).await;
-    let port = other.authority.rsplit(':').next().unwrap_or_default().to_string();
+    let port = other.port();
     let script = format!(
         "try()\n RequestGet(\"{other}/text\", , , r)\nexception(direct)\nend()\n\
          try()\n RequestGet(\"http://localhost:{port}/text\", , , r)\nexception(by_name)\nend()\n\
@@ -276,8 +276,7 @@ async fn postgres_sessions_are_reset_between_executions() {
 async fn an_allow_listed_name_opens_only_its_port() {
     let allowed = Upstream::start().await;
     let other = Upstream::start().await;
-    let port = |u: &Upstream| u.authority.rsplit(':').next().unwrap_or_default().to_string();
-    let (allowed_port, other_port) = (port(&allowed), port(&other));
+    let (allowed_port, other_port) = (allowed.port(), other.port());
     let server = Server::start(config(|c| c.http_allow = format!("localhost:{allowed_port}"))).await;
     let script = format!(
         "RequestGet(\"http://LocalHost:{allowed_port}/text\", , , ok)\n\

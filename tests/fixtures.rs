@@ -56,11 +56,7 @@ impl Upstream {
                 .route("/text", get(|| async { "hello, plain text" }))
                 .route(
                     "/status/{code}",
-                    get(|Path(code): Path<u16>| async move {
-                        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-                        (status, axum::Json(json!({"error": format!("status {code}")})))
-                    })
-                    .post(|Path(code): Path<u16>| async move {
+                    any(|Path(code): Path<u16>| async move {
                         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
                         (status, axum::Json(json!({"error": format!("status {code}")})))
                     }),
@@ -137,6 +133,10 @@ impl Upstream {
                 .await;
         });
         Upstream { base: format!("http://{addr}"), authority: addr.to_string(), hits, _shutdown: tx }
+    }
+
+    pub fn port(&self) -> &str {
+        self.authority.rsplit(':').next().unwrap_or_default()
     }
 
     pub fn hits(&self) -> usize {

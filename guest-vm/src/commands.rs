@@ -161,7 +161,7 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
     if spec.name == "ormDirect" {
         // The prompt is read by `orm_direct` itself: a template's parts
         // become bound parameters instead of being spliced into the text.
-        let (Some(prompt), Some(CmdArg::Target(target))) = (args.first(), args.get(1)) else {
+        let (Some(CmdArg::Value(prompt)), Some(CmdArg::Target(target))) = (args.first(), args.get(1)) else {
             return Err(Error::runtime("internal error: ormDirect has the wrong arguments"));
         };
         let value = outside::orm_direct(interp, prompt)?;

@@ -150,6 +150,11 @@ impl<'p> Interp<'p> {
         self.locals.as_ref().and_then(|l| l.get(name)).or_else(|| self.globals.get(name))
     }
 
+    /// The value of a template's `${name}` part (missing is an error).
+    pub(crate) fn template_var(&self, name: &str) -> Result<&Value, Error> {
+        self.get_var(name).ok_or_else(|| rt(format!("template variable '{name}' is not defined")))
+    }
+
     /// Writes a variable: a parameter of the current call if `name` is one,
     /// otherwise the script's namespace.
     pub(crate) fn set_var(&mut self, name: &str, value: Value) {
@@ -608,9 +613,7 @@ impl<'p> Interp<'p> {
                     match p {
                         TemplatePart::Text(t) => out.push_str(t),
                         TemplatePart::Var(name) => {
-                            let v = self
-                                .get_var(name)
-                                .ok_or_else(|| rt(format!("template variable '{name}' is not defined")))?;
+                            let v = self.template_var(name)?;
                             let t = self.text(v)?;
                             out.push_str(&t);
                         }

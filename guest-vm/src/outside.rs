@@ -3,7 +3,7 @@
 //! `ormDirect` (`db`). This file only builds requests and reads replies; the
 //! host performs the I/O and enforces every limit and destination rule.
 
-use crate::ast::{CmdArg, Expr, TemplatePart, ValueArg};
+use crate::ast::{Expr, TemplatePart, ValueArg};
 use crate::error::Error;
 use crate::eval::Interp;
 use crate::host::{self, Capability};
@@ -54,19 +54,18 @@ fn pairs(interp: &Interp<'_>, cmd: &str, what: &str, value: &Value) -> Result<Ve
         Value::Null => return Ok(Vec::new()),
         Value::Str(s) if s.trim().is_empty() => return Ok(Vec::new()),
         Value::Dict { map, .. } => map,
-        Value::Str(s) => match serde_json::from_str::<Json>(s) {
-            Ok(Json::Object(obj)) => {
-                parsed = obj.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect::<Map>();
-                &parsed
-            }
-            _ => {
+        other => {
+            let object = match other {
+                Value::Str(s) => serde_json::from_str::<Json>(s).ok(),
+                _ => None,
+            };
+            let Some(Json::Object(obj)) = object else {
                 return Err(Error::runtime(format!(
                     "{cmd}: {what} must be a dict, the JSON text of an object, or empty"
                 )));
-            }
-        },
-        _ => {
-            return Err(Error::runtime(format!("{cmd}: {what} must be a dict, the JSON text of an object, or empty")));
+            };
+            parsed = obj.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect::<Map>();
+            &parsed
         }
     };
     let mut out = Vec::with_capacity(map.len());
@@ -112,12 +111,12 @@ fn response_body(interp: &Interp<'_>, text: &str) -> Result<Value, Error> {
 
 /// `ormDirect`: a template written as the argument sends its `${name}` parts
 /// as bound parameters; any other value is sent as the statement's text.
-pub(crate) fn orm_direct(interp: &mut Interp<'_>, prompt: &CmdArg) -> Result<Value, Error> {
+pub(crate) fn orm_direct(interp: &mut Interp<'_>, prompt: &ValueArg) -> Result<Value, Error> {
     const CMD: &str = "ormDirect";
     let mut parts = vec![String::new()];
     let mut params = Vec::new();
     match prompt {
-        CmdArg::Value(ValueArg::Expr(Expr::Template(template))) => {
+        ValueArg::Expr(Expr::Template(template)) => {
             for part in template {
                 match part {
                     TemplatePart::Text(t) => {
@@ -126,20 +125,17 @@ pub(crate) fn orm_direct(interp: &mut Interp<'_>, prompt: &CmdArg) -> Result<Val
                         }
                     }
                     TemplatePart::Var(name) => {
-                        let value = interp
-                            .get_var(name)
-                            .ok_or_else(|| Error::runtime(format!("template variable '{name}' is not defined")))?;
+                        let value = interp.template_var(name)?;
                         params.push(serde_json::to_value(value).map_err(|e| Error::runtime(format!("{CMD}: {e}")))?);
                         parts.push(String::new());
                     }
                 }
             }
         }
-        CmdArg::Value(arg) => {
+        arg => {
             let value = interp.resolve_value(arg)?;
             parts[0] = interp.text(&value)?;
         }
-        _ => return Err(Error::runtime(format!("internal error: argument 1 of {CMD} has the wrong kind"))),
     }
     if parts.iter().all(|p| p.trim().is_empty()) {
         return Err(Error::runtime(format!("{CMD}: the statement is empty")));

@@ -320,16 +320,19 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let host = name.as_str().to_ascii_lowercase();
         let (open, lookups) = (self.open, self.lookups.clone());
         Box::pin(async move {
+            // Never empty: `lookup` fails rather than return no address.
             let addrs = lookup(&lookups, &host).await?;
-            let first_refusal = addrs.iter().find_map(|a| net::refusal(a.ip()).map(|w| (a.ip(), w)));
-            let kept: Vec<SocketAddr> = addrs.into_iter().filter(|a| open || net::refusal(a.ip()).is_none()).collect();
-            match (kept.is_empty(), first_refusal) {
-                (true, Some((ip, why))) => {
-                    Err(Box::new(Refused(format!("destination refused: {host} resolves to {ip}, {why}"))) as _)
-                }
-                (true, None) => Err(format!("could not resolve {host}").into()),
-                (false, _) => Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs),
+            let kept: Vec<SocketAddr> =
+                addrs.iter().copied().filter(|a| open || net::refusal(a.ip()).is_none()).collect();
+            if !kept.is_empty() {
+                return Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs);
             }
+            // Every address was refused; name the first.
+            let (ip, why) = addrs
+                .iter()
+                .find_map(|a| net::refusal(a.ip()).map(|why| (a.ip(), why)))
+                .ok_or_else(|| format!("could not resolve {host}"))?;
+            Err(Box::new(Refused(format!("destination refused: {host} resolves to {ip}, {why}"))) as _)
         })
     }
 }
