@@ -293,3 +293,29 @@ async fn an_allow_listed_name_opens_only_its_port() {
     );
     assert_eq!((allowed.hits(), other.hits()), (1, 0));
 }
+
+/// The server cancels a statement at the execution's deadline (the timeout
+/// is cut on the connection), so the connection survives to be reused
+/// instead of being abandoned by the host.
+#[tokio::test]
+async fn postgres_statement_timeout_is_cut_to_the_deadline() {
+    let schema = PgSchema::create().await;
+    let server = Server::start(config(|c| {
+        c.db_url = schema.url();
+        c.db_max_connections = 1;
+        c.db_statement_timeout_ms = 5000;
+        c.timeout_ms = 600;
+    }))
+    .await;
+    let pid = "ormDirect(\"SELECT pg_backend_pid() AS pid\", p)\naddResult(p)";
+    let (status, before) = server.run(pid).await;
+    assert_eq!(status, 200, "{before}");
+    let started = Instant::now();
+    let (status, body) = server.run("ormDirect(\"SELECT pg_sleep(3)\", r)").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
+    let (status, after) = server.run(pid).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(result(&after)["p"], result(&before)["p"], "the connection was abandoned, not cancelled cleanly");
+    schema.drop_schema().await;
+}

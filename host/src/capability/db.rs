@@ -209,12 +209,15 @@ impl DbCapability {
         limit: Duration,
     ) -> Result<Value, Failure> {
         // The server's own timeout, cut to what is left of the deadline
-        // (reset when the connection goes back to the pool).
-        sqlx::query("SELECT set_config('statement_timeout', $1, false)")
-            .bind(format!("{}ms", limit.as_millis().max(1)))
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
+        // (reset when the connection goes back to the pool). The configured
+        // timeout is the connection's own already.
+        if limit < self.config.statement_timeout {
+            sqlx::query("SELECT set_config('statement_timeout', $1, false)")
+                .bind(format!("{}ms", limit.as_millis().max(1)))
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+        }
         let statement = (&mut *conn).prepare(sql).await.map_err(db_error)?;
         let types: Vec<String> = match statement.parameters() {
             Some(sqlx::Either::Left(types)) => types.iter().map(|t| t.name().to_string()).collect(),
