@@ -28,7 +28,7 @@ fn main() {
         println!("cargo:rerun-if-changed={prebuilt}");
         std::fs::copy(&prebuilt, &dest).unwrap_or_else(|e| panic!("copy AVAP_GUEST_WASM={prebuilt}: {e}"));
     } else {
-        for path in ["guest-vm/src", "guest-vm/Cargo.toml", "Cargo.lock", "Cargo.toml"] {
+        for path in ["guest-vm/src", "guest-vm/Cargo.toml", "abi/src", "abi/Cargo.toml", "Cargo.lock", "Cargo.toml"] {
             println!("cargo:rerun-if-changed={}", workspace.join(path).display());
         }
         let built = build_guest(&workspace);

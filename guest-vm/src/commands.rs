@@ -312,7 +312,10 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
                 Value::Null => Value::Null,
                 Value::Dict { map, .. } => map.get(&key).cloned().unwrap_or(Value::Null),
                 Value::Str(text) => match serde_json::from_str::<serde_json::Value>(text) {
-                    Ok(serde_json::Value::Object(mut obj)) => obj.remove(&key).map_or(Value::Null, Value::from_json),
+                    Ok(serde_json::Value::Object(mut obj)) => match obj.remove(&key) {
+                        Some(v) => Value::from_json(v).map_err(|_| Limits::value_depth_error())?,
+                        None => Value::Null,
+                    },
                     _ => {
                         return Err(Error::runtime(format!(
                             "variableFromJSON: '{name}' holds text that is not a JSON object"

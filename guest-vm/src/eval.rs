@@ -261,8 +261,14 @@ impl<'p> Interp<'p> {
             _ => None,
         };
         match n {
-            Some(n @ 100..=599) => Ok(n as u16),
-            _ => Err(rt(format!("_status must be an integer from 100 to 599, got {} {}", v.type_name(), short(v)))),
+            Some(n) if u16::try_from(n).is_ok_and(avap_abi::is_script_status) => Ok(n as u16),
+            _ => Err(rt(format!(
+                "_status must be an integer from {} to {}, got {} {}",
+                avap_abi::MIN_SCRIPT_STATUS,
+                avap_abi::MAX_SCRIPT_STATUS,
+                v.type_name(),
+                short(v)
+            ))),
         }
     }
 

@@ -65,9 +65,12 @@ pub const MAX_BLOCK_DEPTH: usize = 64;
 pub const MAX_EVAL_DEPTH: u32 = 1000;
 
 /// Fixed limit on how deeply lists and dicts nest inside each other (keeps
-/// drop, comparison and serialization recursion bounded). Input JSON is
-/// already limited to 128 levels by the JSON parser.
-pub const MAX_VALUE_DEPTH: u32 = 160;
+/// drop, comparison and serialization recursion bounded). It is the host's
+/// number too ([`avap_abi::MAX_VALUE_DEPTH`]): a value at this depth still
+/// fits every document the host reads, so nesting past it is always this
+/// `limit` error, never a document the host refuses. Values parsed from JSON
+/// text are held to it as well.
+pub const MAX_VALUE_DEPTH: u32 = avap_abi::MAX_VALUE_DEPTH;
 
 impl Limits {
     /// Defaults overridden by the fields of a JSON object; an unknown field

@@ -7,6 +7,7 @@ use crate::ast::{Expr, TemplatePart, ValueArg};
 use crate::error::Error;
 use crate::eval::Interp;
 use crate::host::{self, Capability};
+use crate::limits::Limits;
 use crate::value::{Map, Value};
 use serde_json::{Value as Json, json};
 
@@ -64,7 +65,10 @@ fn pairs(interp: &Interp<'_>, cmd: &str, what: &str, value: &Value) -> Result<Ve
                     "{cmd}: {what} must be a dict, the JSON text of an object, or empty"
                 )));
             };
-            parsed = obj.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect::<Map>();
+            parsed = obj
+                .into_iter()
+                .map(|(k, v)| Ok((k, Value::from_json(v).map_err(|_| Limits::value_depth_error())?)))
+                .collect::<Result<Map, Error>>()?;
             &parsed
         }
     };
@@ -104,7 +108,7 @@ fn response_body(interp: &Interp<'_>, text: &str) -> Result<Value, Error> {
         return Err(interp.limits.string_error());
     }
     match serde_json::from_str::<Json>(text) {
-        Ok(json) => Ok(Value::from_json(json)),
+        Ok(json) => Value::from_json(json).map_err(|_| Limits::value_depth_error()),
         Err(_) => Ok(Value::str(text)),
     }
 }
@@ -160,7 +164,7 @@ pub(crate) fn orm_direct(interp: &mut Interp<'_>, prompt: &ValueArg) -> Result<V
         let cells = row.as_array().map(Vec::as_slice).unwrap_or_default();
         let mut dict = Map::new();
         for (name, cell) in columns.iter().zip(cells) {
-            dict.insert((*name).to_string(), Value::from_json(cell.clone()));
+            dict.insert((*name).to_string(), Value::from_json(cell.clone()).map_err(|_| Limits::value_depth_error())?);
         }
         out.push(Value::dict(dict));
     }

@@ -83,9 +83,11 @@ impl Value {
         }
     }
 
-    /// Converts parsed JSON. (serde_json limits nesting to 128 levels.)
-    pub fn from_json(json: serde_json::Value) -> Value {
-        match json {
+    /// Converts parsed JSON; `Err` when it nests deeper than
+    /// [`crate::limits::MAX_VALUE_DEPTH`]. (serde_json itself stops at 128
+    /// levels, so this recursion is bounded too.)
+    pub fn from_json(json: serde_json::Value) -> Result<Value, TooDeep> {
+        Ok(match json {
             serde_json::Value::Null => Value::Null,
             serde_json::Value::Bool(b) => Value::Bool(b),
             serde_json::Value::Number(n) => match n.as_i64() {
@@ -93,11 +95,23 @@ impl Value {
                 None => Value::Float(n.as_f64().filter(|f| f.is_finite()).unwrap_or(0.0)),
             },
             serde_json::Value::String(s) => Value::str(s),
-            serde_json::Value::Array(items) => Value::list(items.into_iter().map(Value::from_json).collect()),
-            serde_json::Value::Object(obj) => {
-                Value::dict(obj.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect())
+            serde_json::Value::Array(items) => {
+                let items = items.into_iter().map(Value::from_json).collect::<Result<Vec<_>, _>>()?;
+                let v = Value::list(items);
+                if v.depth() > crate::limits::MAX_VALUE_DEPTH {
+                    return Err(TooDeep);
+                }
+                v
             }
-        }
+            serde_json::Value::Object(obj) => {
+                let map = obj.into_iter().map(|(k, v)| Ok((k, Value::from_json(v)?))).collect::<Result<Map, _>>()?;
+                let v = Value::dict(map);
+                if v.depth() > crate::limits::MAX_VALUE_DEPTH {
+                    return Err(TooDeep);
+                }
+                v
+            }
+        })
     }
 
     /// The value as text: strings as they are, `None`/`True`/`False` for
@@ -135,6 +149,10 @@ pub fn float_text(f: f64) -> String {
         None => "-inf".to_string(),
     }
 }
+
+/// JSON nests deeper than a value may ([`crate::limits::MAX_VALUE_DEPTH`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooDeep;
 
 /// Produced text or JSON would exceed its byte cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,6 +50,27 @@ fn collection_len() {
 }
 
 #[test]
+fn value_depth_is_the_hosts_number() {
+    use crate::limits::MAX_VALUE_DEPTH;
+    // The reviewer's case: 150 wraps is a clear limit error, not an output
+    // the host cannot read.
+    assert_limit(&run("a = []\nstartLoop(i, 1, 150)\na = [a]\nendLoop()\naddResult(a)"), "max_value_depth");
+    // Exactly at the limit is fine and comes out whole.
+    let wraps = MAX_VALUE_DEPTH - 1;
+    let out = run(&format!("a = []\nstartLoop(i, 1, {wraps})\na = [a]\nendLoop()\naddResult(a)"));
+    assert_eq!(out["ok"], true, "{out}");
+    // JSON text parsed by the script is held to the same depth.
+    let deep = format!("{}1{}", "[".repeat(MAX_VALUE_DEPTH as usize), "]".repeat(MAX_VALUE_DEPTH as usize));
+    let ok = run_with(json!({"script": "variableFromJSON(t, k, v)\naddResult(v)", "variables": {"t": format!("{{\"k\": {deep}}}")}}));
+    assert_eq!(ok["ok"], true, "{ok}");
+    let deeper = format!("[{deep}]");
+    let out = run_with(
+        json!({"script": "variableFromJSON(t, k, v)\naddResult(v)", "variables": {"t": format!("{{\"k\": {deeper}}}")}}),
+    );
+    assert_limit(&out, "max_value_depth");
+}
+
+#[test]
 fn value_depth() {
     assert_limit(&run("x = 1\nstartLoop(i, 1, 500)\nx = [x]\nendLoop()"), "max_value_depth");
     assert_limit(&run("startLoop(i, 1, 500)\nvariableToList(x, y)\nx = y\ny = None\nendLoop()"), "max_value_depth");

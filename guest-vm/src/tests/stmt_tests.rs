@@ -169,7 +169,12 @@ fn status() {
     let out = run("addVar(_status, 404)");
     assert_eq!(out["status"], 404);
     assert_eq!(run("addVar(a, 1)")["status"], 200);
-    assert!(fails("_status = 99", "runtime").contains("_status must be an integer from 100 to 599"));
+    assert!(fails("_status = 99", "runtime").contains("_status must be an integer from 200 to 599"));
+    // 1xx are protocol signals, never a script's answer (101 would switch protocols).
+    for informational in ["100", "101", "199"] {
+        let msg = fails(&format!("_status = {informational}"), "runtime");
+        assert!(msg.contains("from 200 to 599"), "{informational}: {msg}");
+    }
     assert!(fails("_status = \"abc\"", "runtime").contains("_status"));
 }
 
