@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use avap_host::capability::Capabilities;
-use avap_host::capability::db::{DbCapability, DbConfig};
+use avap_host::capability::db::{DbCapability, DbConfig, DbSession};
 use avap_host::sandbox::{Limits, SandboxEngine};
 
 const SMALL: &str = "addVar(a, 1)\naddResult(a)";
@@ -65,10 +65,13 @@ fn bench(c: &mut Criterion) {
                 assert!(out.output.starts_with(br#"{"ok":true"#));
             })
         });
+        // A fresh session each time, as each execution has (for SQLite, a
+        // scratch database of its own).
         group.bench_function("direct", |b| {
             b.iter(|| {
                 let deadline = Instant::now() + Duration::from_secs(5);
-                rt.block_on(direct.run(&request, deadline)).expect("statement")
+                let mut session = DbSession::default();
+                rt.block_on(direct.run(&request, deadline, &mut session)).expect("statement")
             })
         });
         group.finish();

@@ -40,6 +40,10 @@ pub const MIN_SCRIPT_STATUS: u16 = 200;
 /// See [`MIN_SCRIPT_STATUS`].
 pub const MAX_SCRIPT_STATUS: u16 = 599;
 
+// A value at its deepest fits any document; a request fits a reply.
+const _: () = assert!(MAX_VALUE_DEPTH + ENVELOPE_DEPTH <= MAX_JSON_DEPTH);
+const _: () = assert!(MAX_REQUEST_BYTES <= MAX_REPLY_BYTES);
+
 /// Whether `status` is one a script may answer with.
 pub const fn is_script_status(status: u16) -> bool {
     status >= MIN_SCRIPT_STATUS && status <= MAX_SCRIPT_STATUS
@@ -48,12 +52,6 @@ pub const fn is_script_status(status: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_value_at_its_deepest_fits_any_document() {
-        assert!(MAX_VALUE_DEPTH + ENVELOPE_DEPTH <= MAX_JSON_DEPTH);
-        assert!(MAX_REQUEST_BYTES <= MAX_REPLY_BYTES);
-    }
 
     #[test]
     fn script_statuses_exclude_informational_ones() {

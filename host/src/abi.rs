@@ -211,18 +211,19 @@ mod tests {
     }
 }
 
-/// The input document the host writes into the guest (docs/ABI.md).
-#[derive(Debug, serde::Serialize)]
+/// The input document the host writes into the guest (docs/ABI.md). Every
+/// piece from the client is raw JSON text, copied through.
+#[derive(serde::Serialize)]
 pub struct GuestInput<'a> {
     pub script: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub variables: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub variables: Option<&'a serde_json::value::RawValue>,
     /// The query string's pairs, in order.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub query: &'a [(String, String)],
     /// The request body's top-level keys other than `script` and `variables`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub body: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub body: Option<RawFields<'a>>,
     /// What the live catalog holds; absent: every built-in command.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog: Option<&'a serde_json::value::RawValue>,
@@ -231,41 +232,25 @@ pub struct GuestInput<'a> {
     pub mode: Option<&'static str>,
 }
 
+/// The fields of a JSON object as raw text, written back as they came.
+#[derive(Clone, Copy)]
+pub struct RawFields<'a>(pub &'a [(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)]);
+
+impl serde::Serialize for RawFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k.as_ref(), v)?;
+        }
+        map.end()
+    }
+}
+
 impl<'a> GuestInput<'a> {
     /// A document without request data, run against the full built-in
     /// command set (self-tests, validation).
     pub fn bare(script: &'a str, mode: Option<&'static str>) -> Self {
         GuestInput { script, variables: None, query: &[], body: None, catalog: None, mode }
     }
-}
-
-/// The output document the guest returns. Untrusted: every field is optional
-/// and type-checked by serde; nothing in it can make the host fail.
-#[derive(Debug, serde::Deserialize)]
-pub struct GuestOutput {
-    pub ok: bool,
-    #[serde(default)]
-    pub status: Option<u16>,
-    #[serde(default)]
-    pub result: Option<serde_json::Value>,
-    #[serde(default)]
-    pub variables: Option<serde_json::Value>,
-    #[serde(default)]
-    pub logs: Option<serde_json::Value>,
-    #[serde(default)]
-    pub logs_truncated: bool,
-    #[serde(default)]
-    pub kind: Option<String>,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub line: Option<u32>,
-    #[serde(default)]
-    pub diagnostics: Option<serde_json::Value>,
-    /// Check mode: functions the script defines.
-    #[serde(default)]
-    pub functions: Option<Vec<String>>,
-    /// Check mode: commands the script calls.
-    #[serde(default)]
-    pub commands: Option<Vec<String>>,
 }

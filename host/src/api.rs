@@ -1,38 +1,49 @@
 //! The HTTP API: `POST /api/v1/execute`, `POST /api/v1/compile`,
 //! `GET /health`, `GET /metrics`.
 //!
-//! Handlers stay thin: decode the request, take a slot of the gate, run the
-//! sandbox, map its typed outcome to a status (WIRE.md section 3). Client
-//! mistakes get a 4xx saying what was wrong; host faults get a 5xx that says
-//! nothing internal (the details go to the log).
+//! Handlers stay thin: read the body (within the front door's caps), check
+//! it, take a slot of the gate, run the sandbox, map its typed outcome to a
+//! status (WIRE.md section 3). Client mistakes get a 4xx saying what was
+//! wrong; host faults get a 5xx that says nothing internal (the details go
+//! to the log).
+//!
+//! JSON from the client and from the guest is never built into a tree: the
+//! body is validated in one pass (depth, duplicate keys, numbers) and split
+//! into raw top-level fields; the guest's `result`, `variables` and `logs`
+//! are copied into the response as the text they are.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use crate::abi::{GuestInput, GuestOutput};
+use avap_abi::MAX_JSON_DEPTH;
+use avap_policy::json::{self as boundary, FailureKind, GuestOutput, Kind};
+
+use crate::abi::{GuestInput, RawFields};
 use crate::sandbox::{Execution, SandboxError};
 use crate::state::AppState;
 
 /// Builds the router; binding a socket is the caller's business.
 pub fn router(state: Arc<AppState>) -> Router {
-    let body_limit = state.max_body_bytes;
     Router::new()
         .route("/api/v1/execute", post(execute))
         .route("/api/v1/compile", post(compile))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::front::guard))
         .with_state(state)
 }
 
@@ -42,26 +53,92 @@ pub struct ApiError {
     status: StatusCode,
     kind: &'static str,
     message: String,
-    extra: Vec<(&'static str, Value)>,
+    extra: Vec<(&'static str, Extra)>,
     retry_after: Option<u64>,
+    authenticate: bool,
+}
+
+#[derive(Debug)]
+enum Extra {
+    Number(u64),
+    Raw(Box<RawValue>),
 }
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, kind, message: message.into(), extra: Vec::new(), retry_after: None }
+        ApiError { status, kind, message: message.into(), extra: Vec::new(), retry_after: None, authenticate: false }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub(crate) fn too_large(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    pub(crate) fn busy(message: &str) -> Self {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
+        e.retry_after = Some(1);
+        e
+    }
+
+    pub(crate) fn body_timeout(limit: std::time::Duration) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {} ms", limit.as_millis()),
+        )
+    }
+
+    pub(crate) fn cross_origin(message: String) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "cross_origin", message)
+    }
+
+    pub(crate) fn unauthorized() -> Self {
+        let mut e = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this host needs an API token: Authorization: Bearer <token>",
+        );
+        e.authenticate = true;
+        e
+    }
+
+    /// The `kind` of this error, for tests and logs.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+}
+
+impl Serialize for ApiError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("success", &false)?;
+        map.serialize_entry("error", &self.message)?;
+        map.serialize_entry("kind", self.kind)?;
+        for (k, v) in &self.extra {
+            match v {
+                Extra::Number(n) => map.serialize_entry(k, n)?,
+                Extra::Raw(raw) => map.serialize_entry(k, raw)?,
+            }
+        }
+        map.end()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = Map::new();
-        body.insert("success".into(), Value::Bool(false));
-        body.insert("error".into(), Value::String(self.message));
-        body.insert("kind".into(), Value::String(self.kind.into()));
-        body.extend(self.extra.into_iter().map(|(k, v)| (k.to_string(), v)));
-        let mut response = (self.status, axum::Json(Value::Object(body))).into_response();
+        let mut response = (self.status, axum::Json(&self)).into_response();
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.authenticate {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -69,11 +146,11 @@ impl IntoResponse for ApiError {
 
 /// The request body of `execute`: `script` (or a signed `package`),
 /// optional `variables`, and any other top-level keys, which are request
-/// parameters for `addParam`.
-struct ExecuteRequest {
+/// parameters for `addParam`. Every piece is raw JSON borrowed from the body.
+struct ExecuteRequest<'a> {
     program: Program,
-    variables: Map<String, Value>,
-    params: Map<String, Value>,
+    variables: Option<&'a RawValue>,
+    params: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
 enum Program {
@@ -82,42 +159,48 @@ enum Program {
     Package(String),
 }
 
-fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+/// The body's top-level fields, after the one-pass check. Nothing is built
+/// into a tree.
+fn json_object(body: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, ApiError> {
+    boundary::validate(body, MAX_JSON_DEPTH)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    boundary::top_level_fields(body).map_err(|_| ApiError::bad_request("request body must be a JSON object"))
 }
 
-fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| bad_request(format!("request body is not valid JSON: {e}")))?;
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(bad_request("request body must be a JSON object")),
+fn take<'a>(fields: &mut Vec<(Cow<'a, str>, &'a RawValue)>, name: &str) -> Option<&'a RawValue> {
+    let at = fields.iter().position(|(k, _)| k == name)?;
+    Some(fields.remove(at).1)
+}
+
+fn non_empty_string(value: Option<&RawValue>, field: &str) -> Result<Option<String>, ApiError> {
+    let Some(raw) = value else { return Ok(None) };
+    if boundary::kind(raw) != Kind::String {
+        return Err(ApiError::bad_request(format!("\"{field}\" must be a string")));
     }
-}
-
-fn non_empty_script(value: Option<Value>, field: &str) -> Result<Option<String>, ApiError> {
-    match value {
-        None => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s)),
-        Some(Value::String(_)) => Err(bad_request(format!("\"{field}\" is empty"))),
-        Some(_) => Err(bad_request(format!("\"{field}\" must be a string"))),
+    let s: String = serde_json::from_str(raw.get()).map_err(|e| ApiError::bad_request(format!("\"{field}\": {e}")))?;
+    if s.trim().is_empty() {
+        return Err(ApiError::bad_request(format!("\"{field}\" is empty")));
     }
+    Ok(Some(s))
 }
 
-fn parse_execute_body(body: &[u8]) -> Result<ExecuteRequest, ApiError> {
+fn parse_execute_body(body: &[u8]) -> Result<ExecuteRequest<'_>, ApiError> {
     let mut params = json_object(body)?;
-    let script = non_empty_script(params.shift_remove("script"), "script")?;
-    let package = non_empty_script(params.shift_remove("package"), "package")?;
+    let script = non_empty_string(take(&mut params, "script"), "script")?;
+    let package = non_empty_string(take(&mut params, "package"), "package")?;
     let program = match (script, package) {
         (Some(script), None) => Program::Script(script),
         (None, Some(package)) => Program::Package(package),
-        (Some(_), Some(_)) => return Err(bad_request("give either \"script\" or \"package\", not both")),
-        (None, None) => return Err(bad_request("missing \"script\" field (or a signed \"package\")")),
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("give either \"script\" or \"package\", not both")),
+        (None, None) => return Err(ApiError::bad_request("missing \"script\" field (or a signed \"package\")")),
     };
-    let variables = match params.shift_remove("variables") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(v)) => v,
-        Some(_) => return Err(bad_request("\"variables\" must be a JSON object")),
+    let variables = match take(&mut params, "variables") {
+        None => None,
+        Some(raw) => match boundary::kind(raw) {
+            Kind::Null => None,
+            Kind::Object => Some(raw),
+            _ => return Err(ApiError::bad_request("\"variables\" must be a JSON object")),
+        },
     };
     Ok(ExecuteRequest { program, variables, params })
 }
@@ -126,78 +209,117 @@ fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
     raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
 
-/// The request body as bytes, or 413 / 400.
-fn body_bytes(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            state.metrics.reject("body_too_large");
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("request body exceeds the limit of {} bytes", state.max_body_bytes),
-            )
-        } else {
-            state.metrics.reject("bad_request");
-            bad_request(rejection.body_text())
-        }
+/// Reads the body within the front door's caps, counting refusals.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    state.front.read_body(headers, body).await.inspect_err(|e| {
+        state.metrics.reject(match e.kind {
+            "too_large" => "body_too_large",
+            "busy" => "busy",
+            "body_timeout" => "body_timeout",
+            _ => "bad_request",
+        })
     })
 }
 
 /// Verifies a base64 signed package and returns its script. A package that
 /// fails verification is never run.
 fn open_package(state: &AppState, encoded: &str) -> Result<String, ApiError> {
-    let bytes =
-        BASE64.decode(encoded.trim()).map_err(|e| bad_request(format!("\"package\" is not valid base64: {e}")))?;
+    let bytes = BASE64
+        .decode(encoded.trim())
+        .map_err(|e| ApiError::bad_request(format!("\"package\" is not valid base64: {e}")))?;
     let payload = avap_wire::package::verify(&state.internal_key, &bytes).map_err(|e| {
         state.metrics.reject("integrity");
         ApiError::new(StatusCode::FORBIDDEN, "integrity", format!("package refused, not executed: {e}"))
     })?;
-    String::from_utf8(payload.to_vec()).map_err(|_| bad_request("the package's payload is not UTF-8 AVAP source"))
+    String::from_utf8(payload.to_vec())
+        .map_err(|_| ApiError::bad_request("the package's payload is not UTF-8 AVAP source"))
 }
 
 /// Runs one guest document behind the gate, counting it.
-async fn run_in_sandbox(
-    state: &AppState,
-    input: &GuestInput<'_>,
-) -> Result<(Execution, GuestOutput, String), ApiError> {
+async fn run_in_sandbox(state: &AppState, input: &GuestInput<'_>) -> Result<(Execution, String), ApiError> {
     let _permit = state.gate.enter().await.map_err(|e| sandbox_error(state, e))?;
     let _active = state.metrics.active_guard();
     let guest = state.guest();
     let started = Instant::now();
     let result = state.run_guest(&guest, input).await;
     state.metrics.observe_duration(started.elapsed().as_secs_f64());
-    let (execution, output) = result.map_err(|e| sandbox_error(state, e))?;
-    Ok((execution, output, guest.info().version.clone()))
+    let execution = result.map_err(|e| sandbox_error(state, e))?;
+    Ok((execution, guest.info().version.clone()))
+}
+
+/// Reads the guest's output document; a document off the ABI is the
+/// guest's fault (502).
+fn decode<'a>(state: &AppState, execution: &'a Execution) -> Result<GuestOutput<'a>, ApiError> {
+    boundary::decode_output(&execution.output)
+        .map_err(|e| sandbox_error(state, SandboxError::GuestAbi(format!("malformed output document: {e}"))))
 }
 
 /// A guest failure document as a 400 response.
-fn script_error(state: &AppState, output: GuestOutput) -> ApiError {
-    let kind = match output.kind.as_deref() {
-        Some("syntax") => "syntax_error",
-        Some("limit") => "limit_error",
-        Some("input") => "bad_request",
-        _ => "runtime_error",
+fn script_error(state: &AppState, output: GuestOutput<'_>) -> ApiError {
+    let kind = match output.kind {
+        Some(FailureKind::Syntax) => "syntax_error",
+        Some(FailureKind::Limit) => "limit_error",
+        Some(FailureKind::Input) => "bad_request",
+        Some(FailureKind::Runtime) | None => "runtime_error",
     };
     state.metrics.request(kind);
     let mut err = ApiError::new(StatusCode::BAD_REQUEST, kind, output.error.unwrap_or_else(|| "script failed".into()));
     if let Some(line) = output.line {
-        err.extra.push(("line", line.into()));
+        err.extra.push(("line", Extra::Number(line.into())));
     }
-    if let Some(diagnostics) = output.diagnostics {
-        err.extra.push(("diagnostics", diagnostics));
-    }
-    if let Some(logs) = output.logs {
-        err.extra.push(("logs", logs));
+    for (name, raw) in [("diagnostics", output.diagnostics), ("logs", output.logs)] {
+        if let Some(raw) = raw {
+            err.extra.push((name, Extra::Raw(raw.to_owned())));
+        }
     }
     err
+}
+
+/// The success response of `execute`, written from the guest's raw pieces.
+#[derive(Serialize)]
+struct ExecuteResponse<'a> {
+    success: bool,
+    result: &'a RawValue,
+    variables: &'a RawValue,
+    logs: &'a RawValue,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    logs_truncated: bool,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    fuel: u64,
+    duration_ms: f64,
+}
+
+/// The guest's log array with what it wrote to stdout and stderr appended.
+fn logs_with_streams(logs: Option<&RawValue>, execution: &Execution) -> Result<Box<RawValue>, serde_json::Error> {
+    let logs = logs.map_or("[]", RawValue::get).trim_end();
+    let inner = logs.strip_suffix(']').unwrap_or("[");
+    let mut text = inner.to_string();
+    let mut empty = inner.trim_end().ends_with('[');
+    for (stream, bytes) in [("stdout", &execution.stdout), ("stderr", &execution.stderr)] {
+        if bytes.is_empty() {
+            continue;
+        }
+        if !empty {
+            text.push(',');
+        }
+        empty = false;
+        text.push_str(&serde_json::to_string(&json!({ "stream": stream, "text": String::from_utf8_lossy(bytes) }))?);
+    }
+    text.push(']');
+    RawValue::from_string(text)
 }
 
 async fn execute(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let body = body_bytes(&state, body)?;
+    let body = read_body(&state, &headers, body).await?;
     let request = parse_execute_body(&body).inspect_err(|_| state.metrics.reject("bad_request"))?;
     let script = match request.program {
         Program::Script(script) => script,
@@ -207,46 +329,30 @@ async fn execute(
     let query = query_pairs(query.as_deref());
     let input = GuestInput {
         script: &script,
-        variables: Some(&request.variables),
+        variables: request.variables,
         query: &query,
-        body: Some(&request.params),
+        body: (!request.params.is_empty()).then_some(RawFields(&request.params)),
         catalog: catalog.guest_json.as_deref(),
         mode: None,
     };
-    let (execution, output, guest_version) = run_in_sandbox(&state, &input).await?;
+    let (execution, guest_version) = run_in_sandbox(&state, &input).await?;
+    let output = decode(&state, &execution)?;
     if !output.ok {
         return Err(script_error(&state, output));
     }
-
     state.metrics.request("ok");
-    let status = output
-        .status
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .filter(|s| (100..=599).contains(&s.as_u16()))
-        .unwrap_or(StatusCode::OK);
-    let empty = || Value::Object(Map::new());
-    let mut body = Map::new();
-    body.insert("success".into(), Value::Bool(true));
-    body.insert("result".into(), output.result.unwrap_or_else(empty));
-    body.insert("variables".into(), output.variables.unwrap_or_else(empty));
-    let mut logs = match output.logs {
-        Some(Value::Array(logs)) => logs,
-        _ => Vec::new(),
+    let status = output.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::OK);
+    let logs = logs_with_streams(output.logs, &execution).map_err(|e| internal("writing the logs", e))?;
+    let empty = RawValue::from_string("{}".into()).map_err(|e| internal("an empty object", e))?;
+    let body = ExecuteResponse {
+        success: true,
+        result: output.result.unwrap_or(&empty),
+        variables: output.variables.unwrap_or(&empty),
+        logs: &logs,
+        logs_truncated: output.logs_truncated,
+        usage: Usage { fuel: execution.fuel_used, duration_ms: execution.duration.as_micros() as f64 / 1000.0 },
     };
-    for (stream, bytes) in [("stdout", &execution.stdout), ("stderr", &execution.stderr)] {
-        if !bytes.is_empty() {
-            logs.push(json!({ "stream": stream, "text": String::from_utf8_lossy(bytes) }));
-        }
-    }
-    body.insert("logs".into(), Value::Array(logs));
-    if output.logs_truncated {
-        body.insert("logs_truncated".into(), Value::Bool(true));
-    }
-    body.insert(
-        "usage".into(),
-        json!({ "fuel": execution.fuel_used, "duration_ms": execution.duration.as_micros() as f64 / 1000.0 }),
-    );
-    let mut response = (status, axum::Json(Value::Object(body))).into_response();
+    let mut response = (status, axum::Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&guest_version) {
         response.headers_mut().insert(GUEST_VERSION_HEADER, v);
     }
@@ -259,22 +365,22 @@ pub const GUEST_VERSION_HEADER: &str = "x-avap-guest-version";
 /// `POST /api/v1/compile` with `{"name", "script"}`: parse and validate in
 /// the guest; 400 with every diagnostic, or 200 with a signed package of the
 /// script that `execute` accepts as `{"package": ...}`.
-async fn compile(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body_bytes(&state, body)?;
+async fn compile(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(&state, &headers, body).await?;
     let mut fields = json_object(&body).inspect_err(|_| state.metrics.reject("bad_request"))?;
-    let script = non_empty_script(fields.shift_remove("script"), "script")?
-        .ok_or_else(|| bad_request("missing \"script\" field"))?;
-    let name = match fields.shift_remove("name") {
-        None | Some(Value::Null) => "script".to_string(),
-        Some(Value::String(s)) if !s.trim().is_empty() => s,
-        Some(_) => return Err(bad_request("\"name\" must be a non-empty string")),
+    let script = non_empty_string(take(&mut fields, "script"), "script")?
+        .ok_or_else(|| ApiError::bad_request("missing \"script\" field"))?;
+    let name = match take(&mut fields, "name") {
+        Some(raw) if boundary::kind(raw) == Kind::Null => "script".to_string(),
+        None => "script".to_string(),
+        raw => non_empty_string(raw, "name")
+            .map_err(|_| ApiError::bad_request("\"name\" must be a non-empty string"))?
+            .unwrap_or_else(|| "script".into()),
     };
     let catalog = state.catalog();
     let input = GuestInput { catalog: catalog.guest_json.as_deref(), ..GuestInput::bare(&script, Some("check")) };
-    let (_, output, _) = run_in_sandbox(&state, &input).await?;
+    let (execution, _) = run_in_sandbox(&state, &input).await?;
+    let output = decode(&state, &execution)?;
     if !output.ok {
         return Err(script_error(&state, output));
     }
@@ -304,10 +410,7 @@ fn sandbox_error(state: &AppState, err: SandboxError) -> ApiError {
     let (status, kind) = match &err {
         SandboxError::Busy(_) => {
             metrics.reject("busy");
-            let mut e =
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "all execution slots are busy; retry shortly");
-            e.retry_after = Some(1);
-            return e;
+            return ApiError::busy("all execution slots are busy; retry shortly");
         }
         SandboxError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
         SandboxError::OutOfFuel(_) => (StatusCode::GATEWAY_TIMEOUT, "out_of_fuel"),
@@ -332,8 +435,17 @@ fn sandbox_error(state: &AppState, err: SandboxError) -> ApiError {
     ApiError::new(status, kind, message)
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    axum::Json(state.health())
+/// `/health`: every detail for a caller with the token (or when no token is
+/// configured); just the status otherwise, so probes need no secret.
+async fn health(State(state): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
+    if state.front.authorized(&headers) {
+        return axum::Json(state.health());
+    }
+    let mut brief = Map::new();
+    brief.insert("status".into(), Value::from("ok"));
+    brief.insert("service".into(), Value::from("avap-host"));
+    brief.insert("detail".into(), Value::from("send the API token (Authorization: Bearer) for details"));
+    axum::Json(Value::Object(brief))
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -345,16 +457,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn execute_body_keeps_extra_keys_as_params() {
-        let r =
-            parse_execute_body(br#"{"script":"addVar(a,1)","variables":{"x":1},"name":"Ann","n":2}"#).expect("valid");
+    fn execute_body_keeps_extra_keys_as_raw_params() {
+        let r = parse_execute_body(br#"{"script":"addVar(a,1)","variables":{"x":1},"name":"Ann","n":2.50}"#)
+            .expect("valid");
         assert!(matches!(r.program, Program::Script(ref s) if s == "addVar(a,1)"));
-        assert_eq!(r.variables.get("x"), Some(&json!(1)));
-        assert_eq!(r.params.keys().collect::<Vec<_>>(), ["name", "n"]);
+        assert_eq!(r.variables.map(RawValue::get), Some(r#"{"x":1}"#));
+        let params: Vec<(&str, &str)> = r.params.iter().map(|(k, v)| (k.as_ref(), v.get())).collect();
+        assert_eq!(params, [("name", "\"Ann\""), ("n", "2.50")]);
     }
 
     #[test]
     fn execute_body_errors_say_what_is_wrong() {
+        let deep = format!(r#"{{"script":"x","variables":{{"a":{}1{}}}}}"#, "[".repeat(99), "]".repeat(99));
         for (body, needle) in [
             (&b"{"[..], "not valid JSON"),
             (b"[1]", "JSON object"),
@@ -363,6 +477,9 @@ mod tests {
             (br#"{"script":5}"#, "must be a string"),
             (br#"{"script":"x","variables":[1]}"#, "\"variables\" must be"),
             (br#"{"script":"x","package":"QUJD"}"#, "not both"),
+            (br#"{"script":"a","script":"b"}"#, "duplicate key"),
+            (deep.as_bytes(), "nested deeper than 100 levels"),
+            (b"\xef\xbb\xbf{\"script\":\"x\"}", "not valid JSON"),
         ] {
             let err = parse_execute_body(body).err().expect("rejected");
             assert_eq!(err.status, StatusCode::BAD_REQUEST);

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use avap_policy::net;
+
+use crate::capability::Capabilities;
 use crate::capability::db::{DbCapability, DbConfig};
 use crate::capability::http::{HttpCapability, HttpConfig};
-use crate::capability::{Capabilities, net};
+use crate::front::FrontConfig;
 use crate::sandbox::Limits;
 
 #[derive(Debug, Clone, Parser)]
@@ -18,9 +21,39 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 8888)]
     pub port: u16,
 
-    /// Address to listen on (all interfaces by default).
+    /// Address to listen on (all interfaces by default, for containers; use
+    /// 127.0.0.1 on a workstation).
     #[arg(long, env = "AVAP_BIND", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind: IpAddr,
+
+    /// Bearer tokens that `execute`, `compile`, `/metrics` and the details
+    /// of `/health` require, comma-separated (empty: no token needed).
+    #[arg(long, env = "AVAP_API_TOKENS", default_value = "", hide_env_values = true, hide_default_value = true)]
+    pub api_tokens: String,
+
+    /// Origins whose browser requests are allowed, comma-separated
+    /// (`https://app.example.com`); every other cross-site request gets 403.
+    #[arg(long, env = "AVAP_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
+
+    /// Time a client has to send a request's headers (also how long an idle
+    /// keep-alive connection stays open), in milliseconds.
+    #[arg(long, env = "AVAP_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub header_timeout_ms: u64,
+
+    /// Time a client has to send a request's body, in milliseconds.
+    #[arg(long, env = "AVAP_BODY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub body_timeout_ms: u64,
+
+    /// Open client connections at most; beyond it new ones wait in the
+    /// kernel's queue.
+    #[arg(long, env = "AVAP_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Bytes of request bodies being received at once, all connections
+    /// together; past it a request waits up to the body timeout, then 503.
+    #[arg(long, env = "AVAP_MAX_INFLIGHT_BODY_BYTES", default_value_t = 64 << 20)]
+    pub max_inflight_body_bytes: usize,
 
     /// Cap on one execution's linear memory, in MiB.
     #[arg(long, env = "AVAP_MAX_MEMORY_MB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4095))]
@@ -106,6 +139,15 @@ pub struct Config {
     #[arg(long, env = "AVAP_HTTP_MAX_REQUESTS", default_value_t = 10)]
     pub http_max_requests: u32,
 
+    /// Outbound HTTP requests in flight at once, for the whole process.
+    #[arg(long, env = "AVAP_HTTP_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+
+    /// Name servers for the `http` capability (`ip:port`, comma-separated);
+    /// empty: the system's (`/etc/resolv.conf`).
+    #[arg(long, env = "AVAP_HTTP_DNS_SERVERS", default_value = "")]
+    pub http_dns_servers: String,
+
     /// Database of the `db` capability: `postgres://...`, `sqlite:path` or
     /// `sqlite::memory:` (in-memory, for the life of the process).
     #[arg(long, env = "AVAP_DB_URL", default_value = "sqlite::memory:", hide_env_values = true)]
@@ -127,6 +169,17 @@ pub struct Config {
     /// SQL statements one execution may run.
     #[arg(long, env = "AVAP_DB_MAX_QUERIES", default_value_t = 100)]
     pub db_max_queries: u32,
+
+    /// DANGEROUS: run scripts with a PostgreSQL role that can reach the
+    /// database server's files or programs (a superuser, say). Without it
+    /// such a role is refused at start-up.
+    #[arg(long, env = "AVAP_DB_ALLOW_PRIVILEGED_ROLE", default_value_t = false)]
+    pub db_allow_privileged_role: bool,
+}
+
+/// A comma-separated list, trimmed, empty entries dropped.
+fn list(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 impl Config {
@@ -152,11 +205,18 @@ impl Config {
                 "http" => {
                     let allow =
                         net::parse_allow_list(&self.http_allow).map_err(|e| anyhow::anyhow!("AVAP_HTTP_ALLOW: {e}"))?;
+                    let dns_servers = list(&self.http_dns_servers)
+                        .iter()
+                        .map(|s| s.parse::<SocketAddr>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| anyhow::anyhow!("AVAP_HTTP_DNS_SERVERS: {e} (expected ip:port)"))?;
                     caps.http = Some(HttpCapability::new(HttpConfig {
                         allow,
                         timeout: Duration::from_millis(self.http_timeout_ms),
                         max_response_bytes: self.http_max_response_bytes,
                         max_requests: self.http_max_requests,
+                        max_connections: self.http_max_connections,
+                        dns_servers,
                         ..HttpConfig::default()
                     })?);
                 }
@@ -167,6 +227,7 @@ impl Config {
                         statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
                         max_rows: self.db_max_rows,
                         max_queries: self.db_max_queries,
+                        allow_privileged_role: self.db_allow_privileged_role,
                     })
                     .await
                     .map_err(|e| anyhow::anyhow!("AVAP_DB_URL: {e}"))?;
@@ -176,6 +237,25 @@ impl Config {
             }
         }
         Ok(caps)
+    }
+
+    /// The front door's settings.
+    pub fn front(&self) -> anyhow::Result<FrontConfig> {
+        let cors_origins = list(&self.cors_origins);
+        if let Some(bad) = cors_origins.iter().find(|o| o.as_str() == "*" || o.as_str() == "null" || o.ends_with('/')) {
+            anyhow::bail!(
+                "AVAP_CORS_ORIGINS: '{bad}' is not an origin (write scheme://host[:port], e.g. https://app.example.com)"
+            );
+        }
+        Ok(FrontConfig {
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
+            max_connections: self.max_connections,
+            max_body_bytes: self.max_body_bytes,
+            max_inflight_body_bytes: self.max_inflight_body_bytes.max(self.max_body_bytes),
+            cors_origins,
+            api_tokens: list(&self.api_tokens),
+        })
     }
 
     pub fn limits(&self) -> Limits {

@@ -6,6 +6,8 @@
 //! - [`abi`]: everything a guest can import and must export (with `docs/ABI.md`).
 //! - [`capability`]: the `avap` imports (HTTP, database) and their limits.
 //! - [`sandbox`]: the engine, the per-execution store and its limits.
+//! - [`front`]: the front door: connection and body caps, timeouts,
+//!   cross-site requests, API tokens.
 //! - [`api`]: the HTTP routes and how outcomes map to statuses.
 //! - [`config`]: flags and environment variables.
 
@@ -16,6 +18,7 @@ pub mod api;
 pub mod capability;
 pub mod catalog;
 pub mod config;
+pub mod front;
 pub mod metrics;
 pub mod sandbox;
 pub mod state;
@@ -31,11 +34,13 @@ pub use state::AppState;
 /// so the host runs with no other file or service.
 pub use avap_guest_embed::GUEST_WASM;
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` through the front door until `shutdown`
+/// resolves, then lets open requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await
+    let config = state.front.config.clone();
+    front::serve(listener, api::router(state), &config, shutdown).await
 }

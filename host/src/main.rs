@@ -18,6 +18,12 @@ async fn main() -> anyhow::Result<()> {
     let addr = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "avap-host listening");
+    if !addr.ip().is_loopback() && !state.front.tokens_required() {
+        tracing::warn!(
+            %addr,
+            "listening beyond this machine with no AVAP_API_TOKENS: anyone who can reach this port can run scripts"
+        );
+    }
     avap_host::serve(listener, state, shutdown_signal()).await?;
     Ok(())
 }

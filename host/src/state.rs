@@ -6,9 +6,12 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::abi::{GuestInput, GuestOutput};
+use avap_policy::json::{GuestOutput, decode_output};
+
+use crate::abi::GuestInput;
 use crate::catalog::{self, CatalogError, LiveCatalog};
 use crate::config::Config;
+use crate::front::FrontDoor;
 use crate::metrics::Metrics;
 use crate::sandbox::{Execution, Gate, Guest, Limits, SandboxEngine, SandboxError, module_digest};
 
@@ -24,7 +27,8 @@ pub struct AppState {
     pub limits: Limits,
     pub gate: Gate,
     pub metrics: Metrics,
-    pub max_body_bytes: usize,
+    /// The front door: connection and body caps, cross-site rules, tokens.
+    pub front: FrontDoor,
     pub internal_key: Vec<u8>,
     allow_guest_downgrade: bool,
     /// One catalog application at a time.
@@ -102,7 +106,7 @@ impl AppState {
             catalog: RwLock::new(Arc::new(LiveCatalog::built_in())),
             limits,
             metrics,
-            max_body_bytes: config.max_body_bytes,
+            front: FrontDoor::new(config.front()?),
             internal_key: config.internal_key.clone().into_bytes(),
             allow_guest_downgrade: config.allow_guest_downgrade,
             apply_lock: tokio::sync::Mutex::new(()),
@@ -136,19 +140,12 @@ impl AppState {
         }
     }
 
-    /// Runs one document through `guest` in a fresh instance and parses its
-    /// output. The caller holds a gate slot (or is the catalog applier,
-    /// which has a reserved pool slot).
-    pub async fn run_guest(
-        &self,
-        guest: &Guest,
-        input: &GuestInput<'_>,
-    ) -> Result<(Execution, GuestOutput), SandboxError> {
+    /// Runs one document through `guest` in a fresh instance. The caller
+    /// holds a gate slot (or is the catalog applier, which has a reserved
+    /// pool slot) and reads the output with [`decode_output`].
+    pub async fn run_guest(&self, guest: &Guest, input: &GuestInput<'_>) -> Result<Execution, SandboxError> {
         let bytes = serde_json::to_vec(input).map_err(|e| SandboxError::Internal(e.into()))?;
-        let execution = self.engine.execute(guest, &self.limits, &bytes).await?;
-        let output = serde_json::from_slice(&execution.output)
-            .map_err(|e| SandboxError::GuestAbi(format!("malformed output document: {e}")))?;
-        Ok((execution, output))
+        self.engine.execute(guest, &self.limits, &bytes).await
     }
 
     /// Vets a catalog from the definition server and, if every step passes,
@@ -208,9 +205,11 @@ impl AppState {
             )));
         }
         let input = GuestInput::bare(SELF_TEST_SCRIPT, None);
-        let (_, output) = self.run_guest(&guest, &input).await.map_err(|e| refuse(format!("self-test: {e}")))?;
-        if !output.ok || output.result != Some(json!({"b": 42})) {
-            return Err(refuse(format!("self-test gave a wrong answer: {:?}", output.error.or(output.kind))));
+        let execution = self.run_guest(&guest, &input).await.map_err(|e| refuse(format!("self-test: {e}")))?;
+        let output = decode_output(&execution.output).map_err(|e| refuse(format!("self-test output: {e}")))?;
+        let result: Option<Value> = output.result.and_then(|r| serde_json::from_str(r.get()).ok());
+        if !output.ok || result != Some(json!({"b": 42})) {
+            return Err(refuse(format!("self-test gave a wrong answer: {:?}", output.error.or(output.mode))));
         }
         Ok(guest)
     }
@@ -219,10 +218,11 @@ impl AppState {
     /// entry, as the live guest parses it.
     async fn check_avap_command(&self, guest: &Guest, name: &str, source: &str) -> Result<(), CatalogError> {
         let invalid = |reason: String| CatalogError::Invalid { name: name.to_string(), reason };
-        let (_, output) = self
+        let execution = self
             .run_guest(guest, &GuestInput::bare(source, Some("check")))
             .await
             .map_err(|e| invalid(e.to_string()))?;
+        let output: GuestOutput<'_> = decode_output(&execution.output).map_err(|e| invalid(e.to_string()))?;
         if !output.ok {
             return Err(invalid(output.error.unwrap_or_else(|| "does not parse".into())));
         }
@@ -254,6 +254,7 @@ impl AppState {
             },
             "brain": sync,
             "limits": self.limits,
+            "front_door": self.front.config,
             "capabilities": self.capabilities_health(),
         })
     }
@@ -269,6 +270,7 @@ impl AppState {
                 "max_response_bytes": c.max_response_bytes,
                 "max_requests": c.max_requests,
                 "max_redirects": c.max_redirects,
+                "max_connections": c.max_connections,
             })
         });
         let db = caps.db.as_ref().map(|d| {
@@ -279,6 +281,7 @@ impl AppState {
                 "statement_timeout_ms": c.statement_timeout.as_millis(),
                 "max_rows": c.max_rows,
                 "max_queries": c.max_queries,
+                "privileged_role_allowed": c.allow_privileged_role,
             })
         });
         json!({ "granted": caps.granted(), "http": http, "db": db })

@@ -3,26 +3,42 @@
 //!
 //! Every hop (the first request and each redirect) is checked before it is
 //! sent: `http`/`https` only, and the destination must be allow-listed
-//! (`host:port`) or resolve to public addresses only ([`super::net`]). There
-//! are two clients: allow-listed destinations go through one that keeps
-//! every address, all others through one whose [`GuardedResolver`] drops
-//! every non-public address, so the address connected to is the address
-//! that was checked (no DNS rebinding between check and connect). Redirects are followed by hand, at
-//! most `max_redirects` of them. The client reads no proxy settings from the
+//! (`host:port`) or resolve to public addresses only
+//! ([`avap_policy::net`]). There are two clients: allow-listed destinations
+//! go through one that keeps every address, all others through one whose
+//! [`GuardedResolver`] drops every non-public address, so the address
+//! connected to is the address that was checked (no DNS rebinding between
+//! check and connect). Redirects are followed by hand, at most
+//! `max_redirects` of them. The client reads no proxy settings from the
 //! environment: a proxy would connect on the guest's behalf unchecked.
+//!
+//! Names are resolved asynchronously (hickory), each lookup within the
+//! request's own timeout: a name that resolves slowly costs only the
+//! execution that asked for it. Lookups of one execution are bounded by its
+//! request and redirect caps and run one at a time (a script makes one
+//! request at a time).
+//!
+//! Open connections are capped for the whole process: requests in flight
+//! at most `max_connections` (a request waits for a free one within its
+//! timeout), connections to public destinations are not kept after their
+//! request, and allow-listed destinations (a fixed, configured set) keep at
+//! most [`IDLE_PER_ALLOWED_HOST`] idle connections each.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Semaphore;
-use url::{Host, Url};
+use url::Url;
 
-use super::net::{self, AllowEntry};
+use avap_policy::net::{self, AllowEntry, Route};
 
 /// Settings of the `http` capability.
 #[derive(Debug, Clone)]
@@ -37,6 +53,10 @@ pub struct HttpConfig {
     pub max_requests: u32,
     /// Redirects followed per request.
     pub max_redirects: u32,
+    /// Requests in flight at once, for the whole process.
+    pub max_connections: u32,
+    /// Name servers to ask (`ip:port`); empty: the system's (`/etc/resolv.conf`).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for HttpConfig {
@@ -47,9 +67,17 @@ impl Default for HttpConfig {
             max_response_bytes: 1 << 20,
             max_requests: 10,
             max_redirects: 5,
+            max_connections: 256,
+            dns_servers: Vec::new(),
         }
     }
 }
+
+/// Idle connections kept per allow-listed destination.
+pub const IDLE_PER_ALLOWED_HOST: usize = 4;
+/// How long one name lookup may take at most (twice: two attempts), within
+/// the request's own timeout.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the guest sends (see `guest-vm/src/host.rs`).
 #[derive(Deserialize)]
@@ -78,35 +106,40 @@ const MANAGED_HEADERS: &[&str] = &["host", "content-length", "transfer-encoding"
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
 
 pub struct HttpCapability {
-    /// Resolves names to public addresses only.
+    /// Resolves names to public addresses only; keeps no idle connection.
     strict: reqwest::Client,
     /// For allow-listed `host:port` destinations only: keeps every address.
     open: reqwest::Client,
+    /// Requests in flight, for the whole process.
+    in_flight: Arc<Semaphore>,
     config: HttpConfig,
 }
 
 impl HttpCapability {
     pub fn new(config: HttpConfig) -> anyhow::Result<Self> {
-        let lookups = Arc::new(Semaphore::new(MAX_LOOKUPS));
+        let resolver = Arc::new(build_resolver(&config.dns_servers)?);
         let client = |open: bool| {
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
-                .dns_resolver(Arc::new(GuardedResolver { open, lookups: lookups.clone() }))
+                .dns_resolver(Arc::new(GuardedResolver { open, resolver: resolver.clone() }))
                 .user_agent(concat!("avap-host/", env!("CARGO_PKG_VERSION")))
-                .pool_max_idle_per_host(4)
+                .pool_max_idle_per_host(if open { IDLE_PER_ALLOWED_HOST } else { 0 })
+                .pool_idle_timeout(Duration::from_secs(30))
                 .build()
         };
-        Ok(HttpCapability { strict: client(false)?, open: client(true)?, config })
+        let in_flight = Arc::new(Semaphore::new(config.max_connections.max(1) as usize));
+        Ok(HttpCapability { strict: client(false)?, open: client(true)?, in_flight, config })
     }
 
     pub fn config(&self) -> &HttpConfig {
         &self.config
     }
 
-    /// Performs one request for a guest, within `deadline`. `Err` is the
-    /// message of a catchable runtime error.
-    pub async fn perform(&self, request: &[u8], deadline: Instant) -> Result<Value, String> {
+    /// Performs one request for a guest, within `deadline`, and returns the
+    /// reply payload as JSON text. `Err` is the message of a catchable
+    /// runtime error.
+    pub async fn perform(&self, request: &[u8], deadline: Instant) -> Result<Vec<u8>, String> {
         let req: HttpRequest =
             serde_json::from_slice(request).map_err(|e| format!("malformed request from the guest: {e}"))?;
         let method = match req.method.as_str() {
@@ -149,7 +182,11 @@ impl HttpCapability {
             (self.config.timeout, "the request timeout")
         };
         let shown = url.to_string();
-        match tokio::time::timeout(limit, self.follow(method, url, headers, body)).await {
+        let work = async {
+            let _slot = self.in_flight.acquire().await.map_err(|_| "the HTTP client is shutting down".to_string())?;
+            self.follow(method, url, headers, body).await
+        };
+        match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
             Err(_) => Err(format!("request to {shown} timed out after {} ms ({what})", limit.as_millis())),
         }
@@ -162,10 +199,13 @@ impl HttpCapability {
         mut url: Url,
         mut headers: HeaderMap,
         mut body: Option<String>,
-    ) -> Result<Value, String> {
+    ) -> Result<Vec<u8>, String> {
         let mut redirects = 0;
         loop {
-            let client = if self.check_destination(&url)? { &self.open } else { &self.strict };
+            let client = match net::check_destination(&url, &self.config.allow)? {
+                Route::AllowListed => &self.open,
+                Route::Public => &self.strict,
+            };
             let mut builder = client.request(method.clone(), url.clone()).headers(headers.clone());
             if let Some(b) = &body {
                 builder = builder.body(b.clone());
@@ -199,12 +239,13 @@ impl HttpCapability {
                 continue;
             }
             let body = self.read_body(response, &url).await?;
-            return Ok(json!({
+            let reply = json!({
                 "status": status.as_u16(),
                 "reason": status.canonical_reason().unwrap_or_default(),
                 "body": String::from_utf8_lossy(&body),
                 "url": url.as_str(),
-            }));
+            });
+            return serde_json::to_vec(&reply).map_err(|e| format!("encoding the reply: {e}"));
         }
     }
 
@@ -223,33 +264,6 @@ impl HttpCapability {
             body.extend_from_slice(&chunk);
         }
         Ok(body)
-    }
-
-    /// Scheme and destination rules for one hop. `Ok(true)`: the exact
-    /// `host:port` is allow-listed (use the open client); `Ok(false)`: use
-    /// the strict client, whose resolver refuses non-public addresses.
-    fn check_destination(&self, url: &Url) -> Result<bool, String> {
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("destination refused: only http and https URLs are allowed, not '{}'", url.scheme()));
-        }
-        let port = url.port_or_known_default().unwrap_or(0);
-        let (host, ip) = match url.host() {
-            Some(Host::Domain(d)) => (d.to_ascii_lowercase(), None),
-            Some(Host::Ipv4(ip)) => (ip.to_string(), Some(IpAddr::V4(ip))),
-            Some(Host::Ipv6(ip)) => (ip.to_string(), Some(IpAddr::V6(ip))),
-            None => return Err(format!("destination refused: '{url}' has no host")),
-        };
-        if self.allowed(&host, port) {
-            return Ok(true);
-        }
-        match ip.map(|ip| (ip, net::refusal(ip))) {
-            Some((ip, Some(why))) => Err(format!("destination refused: {ip} is {why}")),
-            _ => Ok(false),
-        }
-    }
-
-    fn allowed(&self, host: &str, port: u16) -> bool {
-        self.config.allow.iter().any(|e| e.host == host && e.port == port)
     }
 }
 
@@ -284,24 +298,40 @@ fn transport_error(url: &Url, err: &reqwest::Error) -> String {
     msg
 }
 
-/// Name lookups in flight at once, for the whole process. Each runs on a
-/// blocking thread that a timeout cannot stop, so they are counted until
-/// the thread is done, and a lookup beyond the bound fails at once.
-const MAX_LOOKUPS: usize = 16;
+/// The resolver: the given name servers, or the system's.
+fn build_resolver(servers: &[SocketAddr]) -> anyhow::Result<TokioResolver> {
+    let mut builder = if servers.is_empty() {
+        TokioResolver::builder_tokio()
+            .map_err(|e| anyhow::anyhow!("reading the system's resolver configuration: {e}"))?
+    } else {
+        let name_servers = servers
+            .iter()
+            .map(|addr| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        TokioResolver::builder_with_config(
+            ResolverConfig::from_parts(None, Vec::new(), name_servers),
+            TokioRuntimeProvider::default(),
+        )
+    };
+    let options = builder.options_mut();
+    options.timeout = LOOKUP_TIMEOUT;
+    options.attempts = 2;
+    Ok(builder.build()?)
+}
 
-async fn lookup(lookups: &Arc<Semaphore>, host: &str) -> Result<Vec<SocketAddr>, String> {
-    let permit = lookups
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| format!("could not resolve {host}: too many name lookups in progress"))?;
-    let name = host.to_string();
-    let addrs = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), 0)).map(Iterator::collect::<Vec<_>>)
-    })
-    .await
-    .map_err(|e| format!("could not resolve {host}: {e}"))?
-    .map_err(|e| format!("could not resolve {host}: {e}"))?;
+async fn lookup(resolver: &TokioResolver, host: &str) -> Result<Vec<SocketAddr>, String> {
+    // Literal addresses never reach the resolver (the URL check judged them).
+    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, 0)]);
+    }
+    let answer = resolver.lookup_ip(host).await.map_err(|e| format!("could not resolve {host}: {e}"))?;
+    let addrs: Vec<SocketAddr> = answer.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
     if addrs.is_empty() {
         return Err(format!("could not resolve {host}: no addresses"));
     }
@@ -312,16 +342,16 @@ async fn lookup(lookups: &Arc<Semaphore>, host: &str) -> Result<Vec<SocketAddr>,
 /// only, the open one (used only for allow-listed destinations) keeps all.
 struct GuardedResolver {
     open: bool,
-    lookups: Arc<Semaphore>,
+    resolver: Arc<TokioResolver>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_ascii_lowercase();
-        let (open, lookups) = (self.open, self.lookups.clone());
+        let (open, resolver) = (self.open, self.resolver.clone());
         Box::pin(async move {
             // Never empty: `lookup` fails rather than return no address.
-            let addrs = lookup(&lookups, &host).await?;
+            let addrs = lookup(&resolver, &host).await?;
             let kept: Vec<SocketAddr> =
                 addrs.iter().copied().filter(|a| open || net::refusal(a.ip()).is_none()).collect();
             if !kept.is_empty() {

@@ -25,15 +25,14 @@
 
 pub mod db;
 pub mod http;
-pub mod net;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::json;
 use wasmtime::{Caller, Extern};
 
 use crate::abi::EXPORT_MEMORY;
+pub use avap_abi::{MAX_REPLY_BYTES, MAX_REQUEST_BYTES};
 
 /// The import module of the capability functions.
 pub const IMPORT_MODULE: &str = "avap";
@@ -43,10 +42,6 @@ pub const IMPORTS: &[(&str, &str)] = &[
     ("db_query", "capability `db`: one SQL statement on the host's database, parameters bound"),
     ("reply_read", "copies the pending reply of the last call into guest memory"),
 ];
-/// Largest request document a guest may hand over.
-pub const MAX_REQUEST_BYTES: usize = 4 << 20;
-/// Largest reply document handed back; a larger reply becomes an error.
-pub const MAX_REPLY_BYTES: usize = 8 << 20;
 
 /// A capability by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,19 +87,37 @@ impl Capabilities {
     }
 }
 
-/// Per-execution capability state, kept in the store.
+/// Per-execution capability state, kept in the store and dropped with it
+/// (with it the execution's scratch database, if it opened one).
 pub struct CapState {
     caps: Arc<Capabilities>,
     deadline: Instant,
     http_requests: u32,
     db_queries: u32,
+    db_session: db::DbSession,
     pending: Option<Vec<u8>>,
 }
 
 impl CapState {
     pub fn new(caps: Arc<Capabilities>, deadline: Instant) -> Self {
-        CapState { caps, deadline, http_requests: 0, db_queries: 0, pending: None }
+        CapState {
+            caps,
+            deadline,
+            http_requests: 0,
+            db_queries: 0,
+            db_session: db::DbSession::default(),
+            pending: None,
+        }
     }
+}
+
+/// `{"error": message}` as bytes.
+fn error_reply(message: &str) -> Vec<u8> {
+    let mut out = b"{\"error\":".to_vec();
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, message);
+    out.push(b'}');
+    out
 }
 
 /// A guest that broke the capability ABI (stops the execution).
@@ -151,7 +164,7 @@ pub async fn call<T: Send>(
     if r.len() > MAX_REQUEST_BYTES {
         // A valid range, just too big: the script's error, not the guest's.
         let message = format!("the request of {} bytes exceeds the cap of {MAX_REQUEST_BYTES} bytes", r.len());
-        return leave_reply(caller, state, serde_json::to_vec(&json!({ "error": message })).unwrap_or_default());
+        return leave_reply(caller, state, error_reply(&message));
     }
     let request = mem.data(&*caller)[r].to_vec();
     let st = state(caller.data_mut());
@@ -172,7 +185,7 @@ pub async fn call<T: Send>(
                 Err(format!("limit exceeded: at most {max} database statements per execution"))
             } else {
                 st.db_queries += 1;
-                db.run(&request, deadline).await
+                db.run(&request, deadline, &mut st.db_session).await
             }
         }
         _ => Err(format!("capability '{}' is not granted by this host", kind.name())),
@@ -181,15 +194,20 @@ pub async fn call<T: Send>(
         let outcome = if result.is_ok() { "ok" } else { "error" };
         calls.get_or_create(&[("capability", kind.name()), ("result", outcome)]).inc();
     }
-    let mut reply = match result {
-        Ok(payload) => serde_json::to_vec(&json!({ "ok": payload })),
-        Err(message) => serde_json::to_vec(&json!({ "error": message })),
-    }
-    .map_err(|e| abi_error(format!("encoding the reply: {e}")))?;
-    if reply.len() > MAX_REPLY_BYTES {
-        let message = format!("the reply of {} bytes exceeds the cap of {MAX_REPLY_BYTES} bytes", reply.len());
-        reply = serde_json::to_vec(&json!({ "error": message })).unwrap_or_default();
-    }
+    // The payload is JSON text the capability wrote (valid by construction).
+    let reply = match result {
+        Ok(payload) if payload.len() + 8 <= MAX_REPLY_BYTES => {
+            let mut out = Vec::with_capacity(payload.len() + 8);
+            out.extend_from_slice(b"{\"ok\":");
+            out.extend_from_slice(&payload);
+            out.push(b'}');
+            out
+        }
+        Ok(payload) => {
+            error_reply(&format!("the reply of {} bytes exceeds the cap of {MAX_REPLY_BYTES} bytes", payload.len() + 8))
+        }
+        Err(message) => error_reply(&message),
+    };
     leave_reply(caller, state, reply)
 }
 

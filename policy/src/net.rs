@@ -13,6 +13,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use url::{Host, Url};
+
 /// Why `ip` may not be reached, or `None` when it is a public address.
 pub fn refusal(ip: IpAddr) -> Option<&'static str> {
     match ip {
@@ -106,6 +108,41 @@ pub fn parse_allow_list(list: &str) -> Result<Vec<AllowEntry>, String> {
     list.split(',').filter(|e| !e.trim().is_empty()).map(AllowEntry::parse).collect()
 }
 
+/// How a hop that passed [`check_destination`] must be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The exact `host:port` is allow-listed: any address it resolves to.
+    AllowListed,
+    /// Anything else: an IP literal already checked, or a name whose every
+    /// resolved address must pass [`refusal`] before it is connected to.
+    Public,
+}
+
+/// Scheme and destination rules for one hop (the first request and each
+/// redirect): `http`/`https` only, and either the exact `host:port` is in
+/// `allow` or the host is not an IP literal that [`refusal`] refuses. The
+/// URL parser has already turned every IPv4 spelling (`0x7f.1`, `2130706433`,
+/// `017700000001`) into the address it means.
+pub fn check_destination(url: &Url, allow: &[AllowEntry]) -> Result<Route, String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("destination refused: only http and https URLs are allowed, not '{}'", url.scheme()));
+    }
+    let port = url.port_or_known_default().unwrap_or(0);
+    let (host, ip) = match url.host() {
+        Some(Host::Domain(d)) => (d.to_ascii_lowercase(), None),
+        Some(Host::Ipv4(ip)) => (ip.to_string(), Some(IpAddr::V4(ip))),
+        Some(Host::Ipv6(ip)) => (ip.to_string(), Some(IpAddr::V6(ip))),
+        None => return Err(format!("destination refused: '{url}' has no host")),
+    };
+    if allow.iter().any(|e| e.host == host && e.port == port) {
+        return Ok(Route::AllowListed);
+    }
+    match ip.map(|ip| (ip, refusal(ip))) {
+        Some((ip, Some(why))) => Err(format!("destination refused: {ip} is {why}")),
+        _ => Ok(Route::Public),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +193,41 @@ mod tests {
             ["8.8.8.8", "1.1.1.1", "172.15.0.1", "172.32.0.1", "100.63.0.1", "2606:4700::1111", "::ffff:8.8.8.8"]
         {
             assert_eq!(refusal(ip(addr)), None, "{addr}");
+        }
+    }
+
+    #[test]
+    fn every_ipv4_spelling_is_judged_as_its_address() {
+        let allow = parse_allow_list("10.0.0.5:8080").expect("list");
+        for url in [
+            "http://127.0.0.1/",
+            "http://2130706433/",
+            "http://0x7f000001/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://0x7f.0.0.1/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fd00::1]:8080/",
+            "http://0.0.0.0:8080/",
+            "http://10.0.0.5:8081/",
+            "http://167772165:8081/",
+        ] {
+            let parsed = Url::parse(url).expect("url");
+            assert!(check_destination(&parsed, &allow).is_err(), "{url} must be refused");
+        }
+        for (url, route) in [
+            ("http://10.0.0.5:8080/x", Route::AllowListed),
+            ("http://167772165:8080/", Route::AllowListed),
+            ("https://example.com/", Route::Public),
+            ("http://8.8.8.8/", Route::Public),
+        ] {
+            assert_eq!(check_destination(&Url::parse(url).expect("url"), &allow), Ok(route), "{url}");
+        }
+        for url in ["file:///etc/passwd", "gopher://127.0.0.1:25/", "ftp://8.8.8.8/", "data:text/plain,hi"] {
+            let err = check_destination(&Url::parse(url).expect("url"), &allow).expect_err("scheme");
+            assert!(err.contains("only http and https"), "{url}: {err}");
         }
     }
 

@@ -1,0 +1,746 @@
+//! PostgreSQL for `ormDirect`, through tokio-postgres.
+//!
+//! **The role.** Every connection, before it serves a statement, inspects
+//! its role ([`ROLE_CHECK`]): a superuser, a role that may create roles (and
+//! so grant itself anything), a member of `pg_read_server_files`,
+//! `pg_write_server_files` or `pg_execute_server_program`, or a role granted
+//! the server's file functions can reach the database server's files or run
+//! programs on it, and every script would inherit that. Such a connection is
+//! refused (the host refuses to start with one) unless the operator passed
+//! `--db-allow-privileged-role`. `deploy/postgres-role.sql` makes a role
+//! that passes.
+//!
+//! **One message, one cap.** The connection reads the server through
+//! [`Capped`], which parses the protocol's framing (a type byte and a
+//! 4-byte length before each message) and fails the read as soon as a
+//! header announces a message larger than [`MAX_MESSAGE_BYTES`], before a
+//! byte of its body is buffered. So no row (a `DataRow` message), notice or
+//! error can cost the host more than about twice that, whatever the query
+//! computes. The connection is closed, and the script gets a catchable
+//! error. With TLS the cap sits above TLS, on the plain messages.
+//!
+//! **Sessions.** When a connection goes back to the pool the host runs
+//! [`RESET`], so nothing one statement does to its session reaches the
+//! next. A connection whose statement was abandoned (the host-side timeout
+//! fired) is closed, not reused. The statement timeout is set per
+//! connection at start-up (`-c statement_timeout=...`) and cut per statement
+//! to what is left of the execution's deadline.
+
+use std::io;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, Pool, RecycleError, RecycleResult};
+use futures_util::{StreamExt, pin_mut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, NoTls, TlsConnect, TlsStream};
+use tokio_postgres::types::{FromSql, ToSql, Type};
+use tokio_postgres::{Client, Config, SimpleQueryMessage};
+
+use super::{Cell, DbConfig, Failure, Param, Reply, checked_json, describe};
+use avap_abi::MAX_REPLY_BYTES;
+
+/// The largest message the server may send, in bytes: the reply cap plus
+/// room for the row's framing.
+pub const MAX_MESSAGE_BYTES: usize = MAX_REPLY_BYTES + (64 << 10);
+
+/// Run on every connection given back to the pool.
+pub const RESET: &str = "ROLLBACK; RESET ALL; RESET SESSION AUTHORIZATION; DISCARD TEMP; \
+                         SELECT pg_advisory_unlock_all(); UNLISTEN *";
+
+/// What makes a role privileged, read from the server: the role's name, its
+/// superuser and createrole flags, the file and program roles it is a
+/// member of, and the file functions it may execute.
+pub const ROLE_CHECK: &str = "\
+SELECT current_user::text, r.rolsuper, r.rolcreaterole,
+  ARRAY(SELECT g FROM unnest(ARRAY['pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program']) AS g
+        WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = g) AND pg_has_role(current_user, g, 'MEMBER'))::text,
+  ARRAY(SELECT DISTINCT p.proname::text FROM pg_proc p
+        WHERE p.pronamespace = 'pg_catalog'::regnamespace
+          AND p.proname IN ('pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'lo_import',
+                            'lo_export', 'pg_ls_logdir', 'pg_ls_waldir', 'pg_ls_tmpdir', 'pg_ls_archive_statusdir')
+          AND has_function_privilege(current_user, p.oid, 'EXECUTE'))::text
+FROM pg_roles r WHERE r.rolname = current_user";
+
+/// How long start-up waits for the first connection (the role check).
+const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const RECYCLE_TIMEOUT: Duration = Duration::from_secs(2);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Postgres {
+    pool: Pool<Manager>,
+}
+
+/// Why the host would not use a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{0}")]
+    Privileged(String),
+    #[error("cannot connect to the database: {0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("bad database configuration: {0}")]
+    Config(String),
+}
+
+impl Postgres {
+    pub async fn connect(config: &DbConfig) -> anyhow::Result<Self> {
+        let mut pg = Config::from_str(config.url.trim()).map_err(|e| anyhow::anyhow!("AVAP_DB_URL: {e}"))?;
+        pg.application_name("avap-host");
+        // The URL's own options (a search_path, say) stay; the timeout is added.
+        let timeout = format!("-c statement_timeout={}", config.statement_timeout.as_millis().max(1));
+        let options = match pg.get_options() {
+            Some(own) if !own.trim().is_empty() => format!("{own} {timeout}"),
+            _ => timeout,
+        };
+        pg.options(options);
+        pg.connect_timeout(CONNECT_TIMEOUT);
+        // TLS whenever the server is not on this machine; `prefer` (the
+        // default) could fall back to plain text under the cap's feet.
+        let local = pg.get_hosts().iter().all(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => {
+                name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            }
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(_) => true,
+        });
+        let tls = match pg.get_ssl_mode() {
+            SslMode::Disable => false,
+            SslMode::Prefer => !local,
+            _ => true,
+        };
+        pg.ssl_mode(if tls { SslMode::Require } else { SslMode::Disable });
+        let manager =
+            Manager { config: pg, tls: tls.then(rustls_connector), allow_privileged: config.allow_privileged_role };
+        let pool = Pool::builder(manager)
+            .max_size(config.max_connections as usize)
+            .wait_timeout(Some(ACQUIRE_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(RECYCLE_TIMEOUT))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()?;
+        // The role check at start-up: refuse now rather than on every
+        // statement. A server that is down is not a reason not to start.
+        match tokio::time::timeout(STARTUP_CHECK_TIMEOUT, pool.get()).await {
+            Ok(Ok(_conn)) => {}
+            Ok(Err(managed::PoolError::Backend(ConnectError::Privileged(why)))) => anyhow::bail!("{why}"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the database is not reachable at start-up; every connection made later is checked")
+            }
+            Err(_) => tracing::warn!("the database did not answer at start-up; every connection made later is checked"),
+        }
+        Ok(Postgres { pool })
+    }
+
+    pub(crate) async fn run(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        limit: Duration,
+        config: &DbConfig,
+    ) -> Result<Vec<u8>, Failure> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        // Marked until the statement is done: a call dropped mid-statement
+        // leaves it marked, and the pool closes the connection.
+        conn.in_flight = true;
+        let result = run_on(&conn, sql, params, limit, config).await;
+        conn.in_flight = false;
+        if conn.over_cap.load(Ordering::Relaxed) {
+            conn.closed = true;
+            return Err(Failure::Message(format!(
+                "the database sent a row larger than the reply cap of {MAX_REPLY_BYTES} bytes; select fewer or narrower columns"
+            )));
+        }
+        result
+    }
+}
+
+fn rustls_connector() -> tokio_postgres_rustls::MakeRustlsConnect {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+    match config {
+        Ok(config) => tokio_postgres_rustls::MakeRustlsConnect::new(config),
+        // The ring provider supports the default versions; this cannot fail.
+        Err(_) => tokio_postgres_rustls::MakeRustlsConnect::with_webpki_roots(),
+    }
+}
+
+async fn run_on(
+    conn: &Connection,
+    sql: &str,
+    params: &[Param<'_>],
+    limit: Duration,
+    config: &DbConfig,
+) -> Result<Vec<u8>, Failure> {
+    let client = &conn.client;
+    // The server's own timeout, cut to what is left of the deadline (reset
+    // when the connection goes back to the pool).
+    if limit < config.statement_timeout {
+        client
+            .execute("SELECT set_config('statement_timeout', $1, false)", &[&format!("{}ms", limit.as_millis().max(1))])
+            .await
+            .map_err(|e| pg_error(&e, conn))?;
+    }
+    let statement = client.prepare(sql).await.map_err(|e| pg_error(&e, conn))?;
+    let types = statement.params();
+    if types.len() != params.len() {
+        return Err(Failure::Message(format!(
+            "the statement takes {} parameters but the template gives {}",
+            types.len(),
+            params.len()
+        )));
+    }
+    let mut bound: Vec<Box<dyn ToSql + Sync + Send>> = Vec::with_capacity(params.len());
+    for (i, (value, ty)) in params.iter().zip(types).enumerate() {
+        bound.push(bind(value, ty).map_err(|e| Failure::Message(format!("parameter {}: {e}", i + 1)))?);
+    }
+    let args = bound.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync));
+    if statement.columns().is_empty() {
+        let n = client.execute_raw(&statement, args).await.map_err(|e| pg_error(&e, conn))?;
+        return Ok(Reply::affected(n));
+    }
+    let columns: Vec<(String, Type)> =
+        statement.columns().iter().map(|c| (c.name().to_string(), c.type_().clone())).collect();
+    let mut reply = Reply::rows(columns.iter().map(|(n, _)| n.as_str()), config.max_rows);
+    let rows = client.query_raw(&statement, args).await.map_err(|e| pg_error(&e, conn))?;
+    pin_mut!(rows);
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(|e| pg_error(&e, conn))?;
+        let mut cells = Vec::with_capacity(columns.len());
+        for (i, (name, ty)) in columns.iter().enumerate() {
+            let raw: RawCell<'_> = row.try_get(i).map_err(|e| Failure::Message(format!("column '{name}': {e}")))?;
+            cells.push(cell(name, ty, raw.0)?);
+        }
+        reply.push_row(cells)?;
+    }
+    Ok(reply.finish())
+}
+
+/// A column's bytes in the binary format, whatever its type.
+struct RawCell<'a>(Option<&'a [u8]>);
+
+impl<'a> FromSql<'a> for RawCell<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawCell(Some(raw)))
+    }
+    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawCell(None))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// One PostgreSQL value as a reply cell, by its column type.
+fn cell<'a>(name: &str, ty: &Type, raw: Option<&'a [u8]>) -> Result<Cell<'a>, Failure> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
+    let Some(raw) = raw else { return Ok(Cell::Null) };
+    let bad = |e: Box<dyn std::error::Error + Sync + Send>| Failure::Message(format!("column '{name}': {e}"));
+    fn decode<'a, T: FromSql<'a>>(ty: &Type, raw: &'a [u8]) -> Result<T, Box<dyn std::error::Error + Sync + Send>> {
+        T::from_sql(ty, raw)
+    }
+    Ok(match *ty {
+        Type::BOOL => Cell::Bool(decode(ty, raw).map_err(bad)?),
+        Type::INT2 => Cell::Int(decode::<i16>(ty, raw).map_err(bad)?.into()),
+        Type::INT4 => Cell::Int(decode::<i32>(ty, raw).map_err(bad)?.into()),
+        Type::INT8 => Cell::Int(decode(ty, raw).map_err(bad)?),
+        Type::OID => Cell::Int(decode::<u32>(ty, raw).map_err(bad)?.into()),
+        Type::FLOAT4 => Cell::Float(decode::<f32>(ty, raw).map_err(bad)?.into()),
+        Type::FLOAT8 => Cell::Float(decode(ty, raw).map_err(bad)?),
+        Type::NUMERIC => {
+            let d: rust_decimal::Decimal = decode(ty, raw).map_err(|_| {
+                Failure::Message(format!(
+                    "column '{name}' holds a NUMERIC that cannot be returned as a number; cast it (e.g. {name}::text)"
+                ))
+            })?;
+            // Whole numbers (SUM of integers, say) stay integers.
+            match (d.scale(), i64::try_from(d)) {
+                (0, Ok(n)) => Cell::Int(n),
+                _ => Cell::Float(f64::try_from(d).unwrap_or(f64::NAN)),
+            }
+        }
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => {
+            Cell::Text(std::str::from_utf8(raw).map_err(|e| bad(e.into()))?)
+        }
+        Type::JSON => checked_json(name, std::str::from_utf8(raw).map_err(|e| bad(e.into()))?)?,
+        Type::JSONB => match raw.split_first() {
+            // The binary jsonb format: a version byte (1), then the text.
+            Some((1, text)) => checked_json(name, std::str::from_utf8(text).map_err(|e| bad(e.into()))?)?,
+            _ => return Err(Failure::Message(format!("column '{name}': unknown jsonb format"))),
+        },
+        Type::UUID => Cell::Owned(decode::<uuid::Uuid>(ty, raw).map_err(bad)?.to_string()),
+        Type::TIMESTAMPTZ => {
+            Cell::Owned(decode::<DateTime<Utc>>(ty, raw).map_err(bad)?.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        }
+        Type::TIMESTAMP => {
+            Cell::Owned(decode::<NaiveDateTime>(ty, raw).map_err(bad)?.format("%Y-%m-%dT%H:%M:%S%.f").to_string())
+        }
+        Type::DATE => Cell::Owned(decode::<NaiveDate>(ty, raw).map_err(bad)?.to_string()),
+        Type::TIME => Cell::Owned(decode::<NaiveTime>(ty, raw).map_err(bad)?.to_string()),
+        Type::BYTEA => {
+            if raw.len() * 2 > MAX_REPLY_BYTES {
+                return Err(super::over_reply_cap());
+            }
+            Cell::Owned(format!("\\x{}", hex::encode(raw)))
+        }
+        Type::VOID => Cell::Null,
+        _ if ty.name() == "citext" => Cell::Text(std::str::from_utf8(raw).map_err(|e| bad(e.into()))?),
+        _ => {
+            return Err(Failure::Message(format!(
+                "column '{name}' has SQL type {}, which ormDirect cannot return; cast it in the query (e.g. {name}::text)",
+                ty.name().to_ascii_uppercase()
+            )));
+        }
+    })
+}
+
+fn int_of(value: &Param) -> Option<i64> {
+    // 2^63 as a float: the first value past i64's range.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    match value {
+        Param::Int(i) => Some(*i),
+        Param::Float(f) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(f) => Some(*f as i64),
+        Param::Text(s) => s.trim().parse().ok(),
+        Param::Bool(b) => Some(i64::from(*b)),
+        _ => None,
+    }
+}
+
+fn float_of(value: &Param) -> Option<f64> {
+    match value {
+        Param::Int(i) => Some(*i as f64),
+        Param::Float(f) => Some(*f),
+        Param::Text(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+type Bound = Box<dyn ToSql + Sync + Send>;
+
+/// Binds `value` as the PostgreSQL type `ty` the server inferred.
+fn bind(value: &Param, ty: &Type) -> Result<Bound, String> {
+    use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+    fn some<T: ToSql + Sync + Send + 'static>(v: T) -> Bound {
+        Box::new(Some(v))
+    }
+    if matches!(value, Param::Null) {
+        return Ok(Box::new(None::<String>));
+    }
+    let expected =
+        |what: &str| format!("expected {what} (SQL type {}), got {}", ty.name().to_ascii_uppercase(), describe(value));
+    let int = || int_of(value).ok_or_else(|| expected("an integer"));
+    let text = value.text();
+    Ok(match *ty {
+        Type::INT2 => some(i16::try_from(int()?).map_err(|_| expected("a 16-bit integer"))?),
+        Type::INT4 => some(i32::try_from(int()?).map_err(|_| expected("a 32-bit integer"))?),
+        Type::INT8 => some(int()?),
+        Type::FLOAT4 => some(float_of(value).ok_or_else(|| expected("a number"))? as f32),
+        Type::FLOAT8 => some(float_of(value).ok_or_else(|| expected("a number"))?),
+        Type::NUMERIC => some(
+            rust_decimal::Decimal::from_str(text.trim())
+                .or_else(|_| rust_decimal::Decimal::from_scientific(text.trim()))
+                .map_err(|_| expected("a number"))?,
+        ),
+        Type::BOOL => some(match value {
+            Param::Bool(b) => *b,
+            Param::Int(0) => false,
+            Param::Int(1) => true,
+            Param::Text(s) if ["true", "t", "1"].contains(&s.to_ascii_lowercase().as_str()) => true,
+            Param::Text(s) if ["false", "f", "0"].contains(&s.to_ascii_lowercase().as_str()) => false,
+            _ => return Err(expected("a boolean")),
+        }),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => some(text.into_owned()),
+        _ if ty.name() == "citext" => some(text.into_owned()),
+        Type::JSON | Type::JSONB => {
+            let json: serde_json::Value = match value {
+                // Scalars as their JSON; containers from their (checked) text.
+                Param::Json(raw) => serde_json::from_str(raw.get()).map_err(|e| e.to_string())?,
+                Param::Text(s) => serde_json::Value::String(s.clone()),
+                other => serde_json::from_str(&other.json_text()).map_err(|e| e.to_string())?,
+            };
+            some(json)
+        }
+        Type::UUID => some(uuid::Uuid::parse_str(text.trim()).map_err(|_| expected("a UUID"))?),
+        Type::TIMESTAMPTZ => some(
+            DateTime::parse_from_rfc3339(text.trim())
+                .map(|d| d.with_timezone(&Utc))
+                .or_else(|_| naive_datetime(&text).map(|n| n.and_utc()))
+                .or_else(|_| {
+                    float_of(value).and_then(|s| DateTime::<Utc>::from_timestamp_micros((s * 1e6) as i64)).ok_or(())
+                })
+                .map_err(|_| expected("an ISO 8601 date-time or a Unix timestamp"))?,
+        ),
+        Type::TIMESTAMP => some(naive_datetime(&text).map_err(|_| expected("an ISO 8601 date-time"))?),
+        Type::DATE => some(NaiveDate::from_str(text.trim()).map_err(|_| expected("a date (YYYY-MM-DD)"))?),
+        Type::TIME => some(NaiveTime::from_str(text.trim()).map_err(|_| expected("a time (HH:MM:SS)"))?),
+        _ => {
+            return Err(format!(
+                "cannot bind a value as SQL type {}; cast the parameter in the query (e.g. ${{name}}::text)",
+                ty.name().to_ascii_uppercase()
+            ));
+        }
+    })
+}
+
+fn naive_datetime(text: &str) -> Result<chrono::NaiveDateTime, ()> {
+    let text = text.trim();
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
+        .or_else(|| chrono::NaiveDate::from_str(text).ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+        .ok_or(())
+}
+
+/// A PostgreSQL error as the script sees it, by its SQLSTATE. Connection
+/// details stay out.
+fn pg_error(err: &tokio_postgres::Error, conn: &Connection) -> Failure {
+    if let Some(db) = err.as_db_error() {
+        if *db.code() == SqlState::QUERY_CANCELED {
+            return Failure::Timeout;
+        }
+        return Failure::Message(format!("database error: {}", db.message()));
+    }
+    if conn.over_cap.load(Ordering::Relaxed) {
+        return Failure::Message(format!(
+            "the database sent a row larger than the reply cap of {MAX_REPLY_BYTES} bytes; select fewer or narrower columns"
+        ));
+    }
+    if err.is_closed() {
+        return Failure::Message("the database connection closed".into());
+    }
+    Failure::Message(format!("database error: {err}"))
+}
+
+fn pool_error(err: managed::PoolError<ConnectError>) -> Failure {
+    match err {
+        managed::PoolError::Timeout(_) => Failure::Message("no database connection became free in time".into()),
+        managed::PoolError::Backend(ConnectError::Privileged(why)) => Failure::Message(why),
+        managed::PoolError::Backend(e) => Failure::Message(format!("the database is unavailable: {e}")),
+        other => Failure::Message(format!("the database is unavailable: {other}")),
+    }
+}
+
+/// One pooled connection.
+pub struct Connection {
+    client: Client,
+    /// Set by [`Capped`] when the server announced an over-cap message.
+    over_cap: Arc<AtomicBool>,
+    /// A statement is running (or was abandoned mid-way).
+    in_flight: bool,
+    /// Known unusable.
+    closed: bool,
+}
+
+/// Makes and recycles connections for the pool.
+pub struct Manager {
+    config: Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    allow_privileged: bool,
+}
+
+impl managed::Manager for Manager {
+    type Type = Connection;
+    type Error = ConnectError;
+
+    async fn create(&self) -> Result<Connection, ConnectError> {
+        let over_cap = Arc::new(AtomicBool::new(false));
+        let client = self.open(over_cap.clone()).await?;
+        check_role(&client, self.allow_privileged).await?;
+        Ok(Connection { client, over_cap, in_flight: false, closed: false })
+    }
+
+    async fn recycle(&self, conn: &mut Connection, _: &Metrics) -> RecycleResult<ConnectError> {
+        if conn.in_flight || conn.closed || conn.client.is_closed() {
+            return Err(RecycleError::message("abandoned or closed"));
+        }
+        conn.client.batch_execute(RESET).await.map_err(|e| RecycleError::Backend(e.into()))
+    }
+}
+
+impl Manager {
+    /// Connects to the first host that answers, through [`Capped`].
+    async fn open(&self, over_cap: Arc<AtomicBool>) -> Result<Client, ConnectError> {
+        let ports = self.config.get_ports();
+        let mut last = ConnectError::Config("no host in the database URL".into());
+        for (i, host) in self.config.get_hosts().iter().enumerate() {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            let result = match host {
+                tokio_postgres::config::Host::Tcp(name) => {
+                    match tokio::net::TcpStream::connect((name.as_str(), port)).await {
+                        Ok(tcp) => {
+                            let _ = tcp.set_nodelay(true);
+                            self.handshake(tcp, name, over_cap.clone()).await
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(dir) => {
+                    let path = dir.join(format!(".s.PGSQL.{port}"));
+                    match tokio::net::UnixStream::connect(path).await {
+                        Ok(unix) => self.handshake(unix, "localhost", over_cap.clone()).await,
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            };
+            match result {
+                Ok(client) => return Ok(client),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn handshake<S>(&self, stream: S, host: &str, over_cap: Arc<AtomicBool>) -> Result<Client, ConnectError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match &self.tls {
+            None => {
+                let capped = Capped::new(stream, over_cap);
+                let (client, connection) = self.config.connect_raw(capped, NoTls).await?;
+                tokio::spawn(drive(connection));
+                Ok(client)
+            }
+            Some(tls) => {
+                let mut tls = tls.clone();
+                let inner =
+                    <tokio_postgres_rustls::MakeRustlsConnect as MakeTlsConnect<S>>::make_tls_connect(&mut tls, host)
+                        .map_err(|e| ConnectError::Config(e.to_string()))?;
+                let (client, connection) = self.config.connect_raw(stream, CappedTls { inner, over_cap }).await?;
+                tokio::spawn(drive(connection));
+                Ok(client)
+            }
+        }
+    }
+}
+
+/// Drives a connection's I/O until it closes.
+async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "database connection closed");
+    }
+}
+
+/// Runs [`ROLE_CHECK`] and refuses a privileged role unless allowed.
+async fn check_role(client: &Client, allow: bool) -> Result<(), ConnectError> {
+    let messages = client.simple_query(ROLE_CHECK).await?;
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .ok_or_else(|| ConnectError::Config("the role check returned no row".into()))?;
+    let field = |i: usize| row.get(i).unwrap_or_default();
+    let (role, superuser, createrole, roles, functions) = (field(0), field(1), field(2), field(3), field(4));
+    let mut reasons = Vec::new();
+    if superuser == "t" {
+        reasons.push("is a superuser".to_string());
+    }
+    if createrole == "t" {
+        reasons.push("may create roles (and grant itself any of them)".to_string());
+    }
+    if roles != "{}" {
+        reasons.push(format!("is a member of {}", roles.trim_matches(['{', '}'])));
+    }
+    if functions != "{}" {
+        reasons.push(format!("may execute {}", functions.trim_matches(['{', '}'])));
+    }
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    let why = format!(
+        "the database role '{role}' {}: it can reach the database server's files or programs, and every script \
+         would inherit that. Connect as a least-privileged role (deploy/postgres-role.sql), or pass \
+         --db-allow-privileged-role (AVAP_DB_ALLOW_PRIVILEGED_ROLE=true) to run with it anyway",
+        reasons.join(", ")
+    );
+    if allow {
+        tracing::warn!(role, reasons = %reasons.join(", "), "DANGER: running scripts with a privileged database role (--db-allow-privileged-role)");
+        return Ok(());
+    }
+    Err(ConnectError::Privileged(why))
+}
+
+/// A stream that reads PostgreSQL backend messages and fails as soon as a
+/// message header announces more than [`MAX_MESSAGE_BYTES`].
+///
+/// Every message from the server after start-up is framed: one type byte,
+/// then a 4-byte big-endian length that counts itself but not the type
+/// byte. The reader tracks where each header falls in the bytes it passes
+/// on; writes go through untouched.
+pub struct Capped<S> {
+    inner: S,
+    /// Bytes of the current header seen so far (0..5), or `None` while in a
+    /// message's body.
+    header: [u8; 5],
+    have: usize,
+    /// Body bytes of the current message still to come.
+    remaining: usize,
+    cap: usize,
+    over_cap: Arc<AtomicBool>,
+}
+
+impl<S> Capped<S> {
+    pub fn new(inner: S, over_cap: Arc<AtomicBool>) -> Self {
+        Capped { inner, header: [0; 5], have: 0, remaining: 0, cap: MAX_MESSAGE_BYTES, over_cap }
+    }
+
+    /// Follows the framing through `bytes` just read.
+    fn scan(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            if self.remaining > 0 {
+                let n = self.remaining.min(bytes.len());
+                self.remaining -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (5 - self.have).min(bytes.len());
+            self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have == 5 {
+                self.have = 0;
+                let len = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]) as usize;
+                let body = len
+                    .checked_sub(4)
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad message length"))?;
+                if body > self.cap {
+                    self.over_cap.store(true, Ordering::Relaxed);
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("the server sent a message of {body} bytes, over the cap of {} bytes", self.cap),
+                    ));
+                }
+                self.remaining = body;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let fresh = buf.filled()[before..].to_vec();
+                Poll::Ready(self.scan(&fresh))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// TLS whose plain side goes through [`Capped`].
+struct CappedTls<T> {
+    inner: T,
+    over_cap: Arc<AtomicBool>,
+}
+
+/// A TLS stream under the cap, keeping its channel binding.
+pub struct CappedTlsStream<T>(Capped<T>);
+
+impl<S, T> TlsConnect<S> for CappedTls<T>
+where
+    T: TlsConnect<S> + Send + 'static,
+    T::Future: Send + 'static,
+    T::Stream: Send + 'static,
+{
+    type Stream = CappedTlsStream<T::Stream>;
+    type Error = T::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Stream, T::Error>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        let over_cap = self.over_cap;
+        let handshake = self.inner.connect(stream);
+        Box::pin(async move { handshake.await.map(|s| CappedTlsStream(Capped::new(s, over_cap))) })
+    }
+}
+
+impl<T: TlsStream + Unpin> TlsStream for CappedTlsStream<T> {
+    fn channel_binding(&self) -> ChannelBinding {
+        self.0.inner.channel_binding()
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for CappedTlsStream<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for CappedTlsStream<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, body: usize) -> Vec<u8> {
+        let mut out = vec![kind];
+        out.extend_from_slice(&((body + 4) as u32).to_be_bytes());
+        out.extend(std::iter::repeat_n(b'x', body));
+        out
+    }
+
+    #[test]
+    fn the_cap_follows_the_framing_across_any_split() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut stream: Vec<u8> = Vec::new();
+        for n in [0, 1, 4, 5, 100, 70_000] {
+            stream.extend(frame(b'D', n));
+        }
+        // Fed in every chunk size, the same messages pass.
+        for chunk in [1, 2, 3, 5, 7, 4096] {
+            let mut capped = Capped::new((), flag.clone());
+            capped.cap = 70_000;
+            for piece in stream.chunks(chunk) {
+                capped.scan(piece).expect("within the cap");
+            }
+            assert_eq!((capped.have, capped.remaining), (0, 0));
+        }
+        // One byte over the cap fails at its header, before its body.
+        let mut capped = Capped::new((), flag.clone());
+        capped.cap = 70_000;
+        let over = frame(b'D', 70_001);
+        assert!(capped.scan(&over[..5]).is_err());
+        assert!(flag.load(Ordering::Relaxed));
+        // A length that cannot count itself is a protocol error.
+        let mut capped = Capped::new((), Arc::new(AtomicBool::new(false)));
+        assert!(capped.scan(&[b'D', 0, 0, 0, 3]).is_err());
+    }
+}

@@ -1,0 +1,299 @@
+//! The front door: everything between a TCP connection and a handler.
+//!
+//! - **Connections**: at most `max_connections` open at once (the host stops
+//!   accepting at the cap; the kernel queues the rest), each served by
+//!   hyper's HTTP/1 with a header-read timeout that also reaps idle
+//!   keep-alive connections, and header size capped.
+//! - **Bodies**: read only after the request passed the checks below, within
+//!   `body_timeout`, at most `max_body_bytes` each (413), and all bodies
+//!   being read at once share a budget of `max_inflight_body_bytes`, so many
+//!   slow or large uploads cannot add up beyond it (503 when it stays full).
+//! - **Cross-site requests**: a browser's cross-origin request (an `Origin`
+//!   not in `AVAP_CORS_ORIGINS`, or `Sec-Fetch-Site: cross-site`) is refused
+//!   with 403 before its body is read; CORS preflights are answered for the
+//!   allowed origins only. Clients that are not browsers send neither header
+//!   and are not affected, whatever their `Content-Type`.
+//! - **Tokens**: with `AVAP_API_TOKENS` set, `execute`, `compile`,
+//!   `/metrics` and the details of `/health` need `Authorization: Bearer
+//!   <token>`; tokens are compared in constant time (as SHA-256 digests, so
+//!   their length does not leak either).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use crate::api::ApiError;
+use crate::state::AppState;
+
+/// Settings of the front door (flags in `config.rs`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FrontConfig {
+    #[serde(rename = "header_timeout_ms", serialize_with = "ser_ms")]
+    pub header_timeout: Duration,
+    #[serde(rename = "body_timeout_ms", serialize_with = "ser_ms")]
+    pub body_timeout: Duration,
+    pub max_connections: u32,
+    pub max_body_bytes: usize,
+    pub max_inflight_body_bytes: usize,
+    /// Origins whose browser requests are allowed (`https://app.example.com`).
+    pub cors_origins: Vec<String>,
+    /// Whether bearer tokens are required (the tokens themselves are not shown).
+    #[serde(rename = "tokens_required")]
+    #[serde(serialize_with = "ser_present")]
+    pub api_tokens: Vec<String>,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u128(d.as_millis())
+}
+
+fn ser_present<S: serde::Serializer>(tokens: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(!tokens.is_empty())
+}
+
+impl Default for FrontConfig {
+    fn default() -> Self {
+        FrontConfig {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            max_body_bytes: 1 << 20,
+            max_inflight_body_bytes: 64 << 20,
+            cors_origins: Vec::new(),
+            api_tokens: Vec::new(),
+        }
+    }
+}
+
+/// Largest request head (request line and headers) read, in bytes.
+pub const MAX_HEAD_BYTES: usize = 64 << 10;
+/// How long shutdown waits for open connections to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The body budget is counted in units of this many bytes.
+const BUDGET_UNIT: usize = 1024;
+
+/// The front door's state: its settings, the token digests, the body budget.
+pub struct FrontDoor {
+    pub config: FrontConfig,
+    token_digests: Vec<[u8; 32]>,
+    body_budget: Arc<Semaphore>,
+}
+
+impl FrontDoor {
+    pub fn new(config: FrontConfig) -> Self {
+        let token_digests = config.api_tokens.iter().map(|t| Sha256::digest(t.as_bytes()).into()).collect();
+        let units = config.max_inflight_body_bytes.div_ceil(BUDGET_UNIT).max(1);
+        let units = units.min(Semaphore::MAX_PERMITS);
+        FrontDoor { config, token_digests, body_budget: Arc::new(Semaphore::new(units)) }
+    }
+
+    pub fn tokens_required(&self) -> bool {
+        !self.token_digests.is_empty()
+    }
+
+    /// Whether the request carries one of the tokens (always, when none is
+    /// configured).
+    pub fn authorized(&self, headers: &HeaderMap) -> bool {
+        if self.token_digests.is_empty() {
+            return true;
+        }
+        let Some(token) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        // Every digest is compared, so the time does not say which matched.
+        self.token_digests.iter().fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(&digest)).into()
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        self.config.cors_origins.iter().any(|o| o == origin)
+    }
+
+    /// Reads a request body within the size cap, the body timeout and the
+    /// shared budget.
+    pub async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+        let max = self.config.max_body_bytes;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return Err(ApiError::too_large(max));
+        }
+        let reserve = declared.map_or(max, |n| n as usize).max(1);
+        let units = u32::try_from(reserve.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX);
+        let timeout = self.config.body_timeout;
+        let _budget = tokio::time::timeout(timeout, self.body_budget.clone().acquire_many_owned(units))
+            .await
+            .map_err(|_| ApiError::busy("too many request bodies are being received; retry shortly"))?
+            .map_err(|_| ApiError::busy("the server is shutting down"))?;
+        let read = async {
+            let mut out = Vec::with_capacity(reserve.min(max));
+            let mut body = body;
+            while let Some(frame) = body.frame().await {
+                let frame =
+                    frame.map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
+                if let Ok(data) = frame.into_data() {
+                    if out.len() + data.len() > max {
+                        return Err(ApiError::too_large(max));
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+            Ok(Bytes::from(out))
+        };
+        match tokio::time::timeout(timeout, read).await {
+            Ok(result) => result,
+            Err(_) => Err(ApiError::body_timeout(timeout)),
+        }
+    }
+}
+
+/// Refuses cross-site browser requests and answers CORS preflights, before
+/// any handler (or body read); then checks the token on the routes that
+/// need one.
+pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let front = &state.front;
+    let headers = request.headers();
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let cross_site = headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    let preflight = request.method() == Method::OPTIONS && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let allowed_origin = match &origin {
+        Some(o) if front.origin_allowed(o) => Some(o.clone()),
+        Some(o) => {
+            state.metrics.reject("cross_origin");
+            return ApiError::cross_origin(format!(
+                "requests from origin '{}' are not allowed (AVAP_CORS_ORIGINS)",
+                o.chars().take(100).collect::<String>()
+            ))
+            .into_response();
+        }
+        None if cross_site || preflight => {
+            state.metrics.reject("cross_origin");
+            return ApiError::cross_origin("cross-site requests are not allowed".into()).into_response();
+        }
+        None => None,
+    };
+    if preflight {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        if let Some(o) = &allowed_origin {
+            cors_headers(response.headers_mut(), o);
+            let h = response.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("authorization, content-type, x-request-id"),
+            );
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        }
+        return response;
+    }
+    let path = request.uri().path();
+    let needs_token = path.starts_with("/api/") || path == "/metrics";
+    if needs_token && !front.authorized(request.headers()) {
+        state.metrics.reject("unauthorized");
+        return ApiError::unauthorized().into_response();
+    }
+    let mut response = next.run(request).await;
+    if let Some(o) = &allowed_origin {
+        cors_headers(response.headers_mut(), o);
+    }
+    response
+}
+
+fn cors_headers(headers: &mut HeaderMap, origin: &str) {
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets the open
+/// connections finish their requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    config: &FrontConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1) as usize));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).max_buf_size(MAX_HEAD_BYTES);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // In-flight requests finish; idle connections close. Bounded, so a
+    // client that never reads its response cannot hold the exit.
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_checked_whole() {
+        let door =
+            FrontDoor::new(FrontConfig { api_tokens: vec!["s3cret".into(), "other".into()], ..Default::default() });
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).expect("header"));
+            h
+        };
+        assert!(door.authorized(&with("Bearer s3cret")));
+        assert!(door.authorized(&with("Bearer other")));
+        for wrong in ["Bearer s3cre", "Bearer s3cret2", "Basic s3cret", "s3cret", "Bearer "] {
+            assert!(!door.authorized(&with(wrong)), "{wrong}");
+        }
+        assert!(!door.authorized(&HeaderMap::new()));
+        assert!(FrontDoor::new(FrontConfig::default()).authorized(&HeaderMap::new()));
+    }
+}
