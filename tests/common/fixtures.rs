@@ -18,8 +18,6 @@ use axum::routing::{any, get, post};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::{Server, config};
-
 /// A local HTTP service with the routes the scripts call.
 pub struct Upstream {
     /// `http://127.0.0.1:<port>`
@@ -144,56 +142,90 @@ impl Upstream {
     }
 }
 
-/// The PostgreSQL the tests use (`AVAP_TEST_PG_URL`, else the machine's
-/// local server, trust auth, database `test`).
+/// The PostgreSQL the tests use as its administrator (`AVAP_TEST_PG_URL`,
+/// else the machine's local server, trust auth, database `test`). The host
+/// under test never connects with it: it refuses a superuser.
 pub fn pg_url() -> String {
     std::env::var("AVAP_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// A fresh schema with the fixture tables, created (and dropped) through
-/// the host's own `ormDirect`.
-pub struct PgSchema {
-    pub name: String,
-    admin: Server,
+/// Runs `sql` (several statements) as the administrator.
+pub async fn pg_admin(sql: &str) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client.batch_execute(sql).await
 }
 
-const FIXTURE: &[&str] = &[
-    "CREATE SCHEMA {s}",
-    "CREATE TABLE {s}.users (id integer PRIMARY KEY, name text NOT NULL, email text, active boolean NOT NULL, \
-     score numeric(6,2), joined timestamptz NOT NULL, born date, meta jsonb)",
-    "INSERT INTO {s}.users VALUES \
-     (1, 'Ann', 'ann@example.com', true, 91.50, '2024-03-01T09:30:00Z', '1990-05-17', '{\"plan\": \"pro\"}'), \
-     (2, 'Bob', NULL, false, 47.25, '2024-06-15T18:00:00Z', NULL, NULL), \
-     (3, 'Cy', 'cy@example.com', true, 78, '2025-01-02T00:00:00Z', '2001-12-31', '{\"plan\": \"free\", \"tags\": [1, 2]}')",
-    "CREATE TABLE {s}.events (id serial PRIMARY KEY, user_id integer NOT NULL, kind text NOT NULL, at timestamp NOT NULL DEFAULT now())",
-];
+/// A least-privileged role (`deploy/postgres-role.sql`'s shape: it may log
+/// in and use its own schema, nothing else) with a fresh schema holding the
+/// fixture tables. Dropped with both when it goes out of scope.
+pub struct PgSchema {
+    pub name: String,
+    pub role: String,
+}
+
+const FIXTURE: &str = "
+    CREATE TABLE {s}.users (id integer PRIMARY KEY, name text NOT NULL, email text, active boolean NOT NULL,
+        score numeric(6,2), joined timestamptz NOT NULL, born date, meta jsonb);
+    INSERT INTO {s}.users VALUES
+        (1, 'Ann', 'ann@example.com', true, 91.50, '2024-03-01T09:30:00Z', '1990-05-17', '{\"plan\": \"pro\"}'),
+        (2, 'Bob', NULL, false, 47.25, '2024-06-15T18:00:00Z', NULL, NULL),
+        (3, 'Cy', 'cy@example.com', true, 78, '2025-01-02T00:00:00Z', '2001-12-31', '{\"plan\": \"free\", \"tags\": [1, 2]}');
+    CREATE TABLE {s}.events (id serial PRIMARY KEY, user_id integer NOT NULL, kind text NOT NULL,
+        at timestamp NOT NULL DEFAULT now());
+";
 
 impl PgSchema {
     pub async fn create() -> PgSchema {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let name = format!("avap_e2e_{}_{nanos}", std::process::id());
-        let admin = Server::start(config(|c| {
-            c.db_url = pg_url();
-            c.timeout_ms = 10_000;
-        }))
-        .await;
-        let script: String = FIXTURE
-            .iter()
-            .enumerate()
-            .map(|(i, sql)| format!("ormDirect(\"{}\", r{i})\n", sql.replace("{s}", &name).replace('"', "\\\"")))
-            .collect();
-        let (status, body) = admin.run(&script).await;
-        assert_eq!(status, 200, "creating the fixture schema failed: {body}");
-        PgSchema { name, admin }
+        let role = format!("{name}_role");
+        let setup = format!(
+            "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
+             CREATE SCHEMA {name} AUTHORIZATION {role};
+             SET ROLE {role};
+             {fixture}
+             RESET ROLE;",
+            fixture = FIXTURE.replace("{s}", &name)
+        );
+        pg_admin(&setup).await.unwrap_or_else(|e| panic!("creating the fixture schema and role failed: {e:?}"));
+        PgSchema { name, role }
     }
 
-    /// The database URL with this schema first on the search path.
+    /// The database URL of the role, with its schema first on the search path.
     pub fn url(&self) -> String {
-        format!("{}?options=-c%20search_path%3D{}", pg_url(), self.name)
+        let base = pg_url();
+        let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", base.as_str()));
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        let host = host.split_once('?').map_or(host, |(h, _)| h);
+        format!("{scheme}://{}@{host}?options=-c%20search_path%3D{}", self.role, self.name)
     }
+}
 
-    pub async fn drop_schema(self) {
-        let (status, body) = self.admin.run(&format!("ormDirect(\"DROP SCHEMA {} CASCADE\", r)", self.name)).await;
-        assert_eq!(status, 200, "dropping the fixture schema failed: {body}");
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (schema, role) = (self.name.clone(), self.role.clone());
+        // The host's pooled connections may still be open: end them first.
+        let cleanup = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}';
+             DROP SCHEMA IF EXISTS {schema} CASCADE; DROP OWNED BY {role}; DROP ROLE IF EXISTS {role};"
+        );
+        // A runtime of its own on a thread of its own: drop may run inside a runtime.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                for _ in 0..20 {
+                    if pg_admin(&cleanup).await.is_ok() {
+                        return Some(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("warning: could not drop the test schema {} and role {}", self.name, self.role);
+        }
     }
 }
