@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod fixtures;
 
 use avap_host::{AppState, Config};

@@ -1,0 +1,1 @@
+/* /* */ SELECT */ DO $$BEGIN END$$

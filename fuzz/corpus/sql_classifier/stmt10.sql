@@ -1,0 +1,1 @@
+SELECT $q$ ; COPY t TO PROGRAM 'x' $q$

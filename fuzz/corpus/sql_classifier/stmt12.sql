@@ -1,0 +1,1 @@
+EXPLAIN QUERY PLAN PRAGMA trusted_schema = 1

@@ -1,0 +1,1 @@
+SELECT [we;ird], `b;c` FROM t
