@@ -17,6 +17,10 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+/// Diagnostics listed in one syntax error; past it, one more entry gives
+/// the count of the rest.
+pub const MAX_DIAGNOSTICS: usize = 100;
+
 impl Diagnostic {
     pub fn new(line: usize, column: usize, message: impl Into<String>) -> Self {
         Diagnostic { line, column, message: message.into() }
@@ -78,10 +82,19 @@ impl Error {
     /// All syntax problems of a script; the message summarises the first.
     pub fn syntax(mut diagnostics: Vec<Diagnostic>) -> Self {
         diagnostics.sort_by_key(|d| (d.line, d.column));
+        let total = diagnostics.len();
+        // The first ones are what an author fixes next; the count says the rest.
+        if total > MAX_DIAGNOSTICS {
+            let last = diagnostics[MAX_DIAGNOSTICS - 1].line;
+            diagnostics.truncate(MAX_DIAGNOSTICS);
+            diagnostics.push(Diagnostic::new(
+                last,
+                1,
+                format!("... and {} more syntax errors", total - MAX_DIAGNOSTICS),
+            ));
+        }
         let message = match diagnostics.first() {
-            Some(first) if diagnostics.len() > 1 => {
-                format!("syntax error at {first} (and {} more)", diagnostics.len() - 1)
-            }
+            Some(first) if total > 1 => format!("syntax error at {first} (and {} more)", total - 1),
             Some(first) => format!("syntax error at {first}"),
             None => "syntax error".to_string(),
         };

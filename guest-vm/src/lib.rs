@@ -129,10 +129,9 @@ struct Input {
 fn object_field(obj: &mut serde_json::Map<String, serde_json::Value>, name: &str) -> Result<Map, Error> {
     match obj.remove(name) {
         None | Some(serde_json::Value::Null) => Ok(Map::new()),
-        Some(serde_json::Value::Object(m)) => m
-            .into_iter()
-            .map(|(k, v)| Ok((k, Value::from_json(v).map_err(|_| Limits::value_depth_error())?)))
-            .collect(),
+        Some(serde_json::Value::Object(m)) => {
+            m.into_iter().map(|(k, v)| Ok((k, Value::from_json(v).map_err(|_| Limits::value_depth_error())?))).collect()
+        }
         Some(_) => Err(Error::input(format!("'{name}' must be an object"))),
     }
 }

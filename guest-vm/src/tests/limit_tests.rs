@@ -61,7 +61,9 @@ fn value_depth_is_the_hosts_number() {
     assert_eq!(out["ok"], true, "{out}");
     // JSON text parsed by the script is held to the same depth.
     let deep = format!("{}1{}", "[".repeat(MAX_VALUE_DEPTH as usize), "]".repeat(MAX_VALUE_DEPTH as usize));
-    let ok = run_with(json!({"script": "variableFromJSON(t, k, v)\naddResult(v)", "variables": {"t": format!("{{\"k\": {deep}}}")}}));
+    let ok = run_with(
+        json!({"script": "variableFromJSON(t, k, v)\naddResult(v)", "variables": {"t": format!("{{\"k\": {deep}}}")}}),
+    );
     assert_eq!(ok["ok"], true, "{ok}");
     let deeper = format!("[{deep}]");
     let out = run_with(

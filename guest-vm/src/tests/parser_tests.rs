@@ -100,3 +100,17 @@ fn check_api() {
     assert!(check("addVar(a, 1)\naddResult(a)").is_ok());
     assert!(check("if(a, 1, ~)\nend()").is_err());
 }
+
+#[test]
+fn a_flood_of_errors_lists_the_first_hundred_and_counts_the_rest() {
+    let script = "x = (\n".repeat(5000);
+    let err = crate::check(&script).map(|_| ()).expect_err("syntax errors");
+    let e = crate::Error::syntax(err);
+    assert_eq!(e.diagnostics.len(), crate::error::MAX_DIAGNOSTICS + 1);
+    assert!(
+        e.diagnostics.last().is_some_and(|d| d.message == "... and 4900 more syntax errors"),
+        "{:?}",
+        e.diagnostics.last()
+    );
+    assert!(e.message.contains("(and 4999 more)"), "{}", e.message);
+}
