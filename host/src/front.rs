@@ -236,7 +236,7 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1) as usize));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).max_buf_size(MAX_HEAD_BYTES);
+    http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).max_header_size(MAX_HEAD_BYTES);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -295,5 +295,23 @@ mod tests {
         }
         assert!(!door.authorized(&HeaderMap::new()));
         assert!(FrontDoor::new(FrontConfig::default()).authorized(&HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn a_full_body_budget_turns_a_request_away_after_the_body_timeout() {
+        let door = FrontDoor::new(FrontConfig {
+            max_body_bytes: 4096,
+            max_inflight_body_bytes: 4096,
+            body_timeout: Duration::from_millis(100),
+            ..Default::default()
+        });
+        let held = door.body_budget.clone().acquire_many_owned(4).await.expect("the whole budget");
+        let started = std::time::Instant::now();
+        let err = door.read_body(&HeaderMap::new(), Body::from("{}")).await.expect_err("no budget");
+        assert_eq!(err.kind(), "busy");
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        drop(held);
+        let body = door.read_body(&HeaderMap::new(), Body::from("{}")).await.expect("budget free");
+        assert_eq!(&body[..], b"{}");
     }
 }

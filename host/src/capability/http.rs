@@ -117,7 +117,11 @@ pub struct HttpCapability {
 
 impl HttpCapability {
     pub fn new(config: HttpConfig) -> anyhow::Result<Self> {
-        let resolver = Arc::new(build_resolver(&config.dns_servers)?);
+        // Lookups happen inside a request's in-flight slot, so at most
+        // `max_connections` run at once; the resolver's own cap sits above
+        // that (A and AAAA, to two servers each), never a shared queue.
+        let max_queries = 4 * config.max_connections as usize + 16;
+        let resolver = Arc::new(build_resolver(&config.dns_servers, max_queries)?);
         let client = |open: bool| {
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -299,7 +303,7 @@ fn transport_error(url: &Url, err: &reqwest::Error) -> String {
 }
 
 /// The resolver: the given name servers, or the system's.
-fn build_resolver(servers: &[SocketAddr]) -> anyhow::Result<TokioResolver> {
+fn build_resolver(servers: &[SocketAddr], max_queries: usize) -> anyhow::Result<TokioResolver> {
     let mut builder = if servers.is_empty() {
         TokioResolver::builder_tokio()
             .map_err(|e| anyhow::anyhow!("reading the system's resolver configuration: {e}"))?
@@ -322,6 +326,7 @@ fn build_resolver(servers: &[SocketAddr]) -> anyhow::Result<TokioResolver> {
     let options = builder.options_mut();
     options.timeout = LOOKUP_TIMEOUT;
     options.attempts = 2;
+    options.max_active_requests = max_queries;
     Ok(builder.build()?)
 }
 
