@@ -349,3 +349,83 @@ async fn postgres_statement_timeout_is_cut_to_the_deadline() {
     assert_eq!(status, 200, "{after}");
     assert_eq!(result(&after)["p"], result(&before)["p"], "the connection was abandoned, not cancelled cleanly");
 }
+
+/// deploy/postgres-role.sql makes a role the host accepts, and that role
+/// cannot reach the server's files even through a function it creates.
+#[tokio::test]
+async fn the_deploy_role_script_makes_a_role_the_host_accepts() {
+    use super::fixtures::{pg_admin, pg_url};
+    let id = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+    );
+    let (db, role) = (format!("avap_deploy_{id}"), format!("avap_scripts_{id}"));
+    let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/postgres-role.sql"))
+        .expect("deploy/postgres-role.sql");
+    let script = script.replace("avap_scripts", &role).replace("DATABASE app", &format!("DATABASE {db}"));
+    pg_admin(&format!("CREATE DATABASE {db}")).await.expect("create database");
+    let (scheme_host, _) = pg_url().rsplit_once('/').map(|(a, b)| (a.to_string(), b.to_string())).expect("url");
+    let admin_db = format!("{scheme_host}/{db}");
+    let (client, connection) = tokio_postgres::connect(&admin_db, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client.batch_execute(&script).await.expect("deploy/postgres-role.sql runs");
+    drop(client);
+    let host = scheme_host.rsplit_once('@').map_or(scheme_host.as_str(), |(_, h)| h).to_string();
+    let url = format!("postgres://{role}:CHANGE-ME@{host}/{db}?options=-c%20search_path%3Davap");
+    let server = Server::start(config(|c| c.db_url = url)).await;
+    let (status, body) = server
+        .run("ormDirect(\"CREATE TABLE notes (id int)\", c)\normDirect(\"INSERT INTO notes VALUES (1)\", i)\n\
+              ormDirect(\"SELECT id FROM notes\", r)\naddResult(r)\n\
+              ormDirect(\"CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$ SELECT pg_read_file('/etc/passwd') $$\", f)\n\
+              try()\n ormDirect(\"SELECT f() AS x\", x)\nexception(e)\nend()\naddResult(e)\n\
+              try()\n ormDirect(\"CREATE TABLE public.t (x int)\", p)\nexception(p)\nend()\naddResult(p)")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(result(&body)["r"], json!([{"id": 1}]));
+    assert!(
+        result(&body)["e"].as_str().is_some_and(|e| e.contains("permission denied for function pg_read_file")),
+        "{body}"
+    );
+    assert!(result(&body)["p"].as_str().is_some_and(|e| e.contains("permission denied for schema public")), "{body}");
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = pg_admin(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")).await;
+    pg_admin(&format!("DROP DATABASE {db}")).await.expect("drop database");
+    pg_admin(&format!("DROP ROLE {role}")).await.expect("drop role");
+}
+
+/// The host refuses a superuser at start-up, unless told otherwise, loudly.
+#[tokio::test]
+async fn a_privileged_database_role_is_refused_at_start_up() {
+    let superuser = super::fixtures::pg_url();
+    let err = avap_host::AppState::new(&config(|c| c.db_url = superuser.clone())).await.err().expect("refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("is a superuser"), "{msg}");
+    assert!(msg.contains("deploy/postgres-role.sql"), "{msg}");
+    let server = Server::start(config(|c| {
+        c.db_url = superuser;
+        c.db_allow_privileged_role = true;
+    }))
+    .await;
+    let (_, health) = server.get_text("/health").await;
+    assert!(health.contains("\"privileged_role_allowed\":true"), "{health}");
+}
+
+/// A role granted one of the file functions is as privileged as a superuser.
+#[tokio::test]
+async fn a_role_granted_a_file_function_is_refused() {
+    let schema = PgSchema::create().await;
+    super::fixtures::pg_admin(&format!("GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {}", schema.role))
+        .await
+        .expect("grant");
+    let err = avap_host::AppState::new(&config(|c| c.db_url = schema.url())).await.err().expect("refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("may execute pg_read_file"), "{msg}");
+    super::fixtures::pg_admin(&format!("GRANT pg_read_server_files TO {}", schema.role)).await.expect("grant");
+    super::fixtures::pg_admin(&format!("REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM {}", schema.role))
+        .await
+        .expect("revoke");
+    let err = avap_host::AppState::new(&config(|c| c.db_url = schema.url())).await.err().expect("refused");
+    assert!(format!("{err:#}").contains("is a member of pg_read_server_files"), "{err:#}");
+}

@@ -93,6 +93,17 @@ fn result(body: &Value) -> &Value {
     &body["result"]
 }
 
+/// Prints a figure and keeps it in `target/tmp/security-summary.txt`, which
+/// CI prints at the end (a passing test's output is not shown).
+fn report(line: String) {
+    use std::io::Write as _;
+    println!("{line}");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("security-summary.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 /// A listener on every address (both families) that counts connections and
 /// answers nothing useful.
 struct Counter {
@@ -215,9 +226,9 @@ async fn hostile_cases() {
                 .push(format!("[{}] {}: the host is not healthy afterwards ({health}, {ok})", case.group, case.name));
         }
     }
-    println!("security suite: {} cases in {} groups: {groups:?}", all.len(), groups.len());
-    println!("outcomes (status kind: count): {outcomes:?}");
-    println!("slowest answer: {:?} ({})", slowest.0, slowest.1);
+    report(format!("security suite: {} cases in {} groups: {groups:?}", all.len(), groups.len()));
+    report(format!("outcomes (status kind: count): {outcomes:?}"));
+    report(format!("slowest answer: {:?} ({})", slowest.0, slowest.1));
     assert_eq!(closed.hits.load(Ordering::SeqCst), 0, "a refused loopback destination received a connection");
     assert!(!std::path::Path::new("/tmp/avap-security.db").exists(), "an SQLite file was written");
     // The fixture table survived every trick.
@@ -259,7 +270,7 @@ async fn memory_large_bodies_cost_about_their_size() {
         assert_eq!(status, 200, "{}", &text[..text.len().min(300)]);
     }
     let grew = peak().saturating_sub(baseline);
-    println!("16 concurrent 1 MB bodies: the host's heap grew by at most {} MB", grew >> 20);
+    report(format!("16 concurrent 1 MB bodies: the host's heap grew by at most {} MB", grew >> 20));
     // A body, its copy into the guest's input, and the client's copy here.
     assert!(grew < 16 * (5 << 20), "16 bodies of 1 MB took {} MB of the host's heap", grew >> 20);
 }
@@ -282,7 +293,7 @@ async fn memory_a_huge_postgres_row_is_refused_at_its_header() {
     let grew = peak().saturating_sub(baseline);
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().is_some_and(|e| e.contains("larger than the reply cap")), "{body}");
-    println!("a 800 MB row: the host's heap grew by at most {} MB", grew >> 20);
+    report(format!("a 800 MB row: the host's heap grew by at most {} MB", grew >> 20));
     assert!(grew < 3 * avap_abi::MAX_REPLY_BYTES + (8 << 20), "one row took {} MB of the host's heap", grew >> 20);
     // The pool recovers: the next statement runs.
     let (status, body) = server.run("ormDirect(\"SELECT 1 AS one\", r)\naddResult(r)").await;
@@ -301,11 +312,11 @@ async fn memory_a_large_output_is_not_rebuilt() {
     let grew = peak().saturating_sub(baseline);
     assert_eq!(status, 200, "{}", &text[..text.len().min(300)]);
     let out = text.len();
-    println!(
+    report(format!(
         "an output of {} KB: the host's heap grew by at most {} KB (the client's copy included)",
         out >> 10,
         grew >> 10
-    );
+    ));
     // The guest's output copied out, the response written from it, and the
     // client's copy here; a tree of 90,000 entries would be ~10x the text.
     assert!(grew < 5 * out, "the host held {grew} bytes for an output of {out}");
@@ -605,7 +616,7 @@ fn ssrf_refused_destinations_get_no_packet() {
     let ns = match netns::Namespaces::create() {
         Ok(ns) => ns,
         Err(netns::Refused(why)) if why.contains("Operation not permitted") && std::env::var_os("CI").is_none() => {
-            eprintln!("SKIPPED: this kernel or sandbox refuses network namespaces ({why})");
+            report(format!("ssrf: SKIPPED, this kernel or sandbox refuses network namespaces ({why})"));
             return;
         }
         Err(netns::Refused(why)) => panic!("could not create the test's network namespaces: {why}"),
@@ -747,10 +758,10 @@ async fn ssrf_in_namespaces(ns: Arc<netns::Namespaces>) {
     for (addr, counter) in &counters {
         assert_eq!(counter.hits.load(Ordering::SeqCst), 0, "{addr} received a connection");
     }
-    println!(
+    report(format!(
         "ssrf: {refused} refused requests to {} destinations (+{} redirects), 0 packets sent, 0 connections received",
         direct.len(),
         direct.len()
-    );
+    ));
     server.assert_healthy().await;
 }
