@@ -210,7 +210,7 @@ fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// Reads the body within the front door's caps, counting refusals.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<crate::front::HeldBody, ApiError> {
     state.front.read_body(headers, body).await.inspect_err(|e| {
         state.metrics.reject(match e.kind {
             "too_large" => "body_too_large",

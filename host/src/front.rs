@@ -3,11 +3,14 @@
 //! - **Connections**: at most `max_connections` open at once (the host stops
 //!   accepting at the cap; the kernel queues the rest), each served by
 //!   hyper's HTTP/1 with a header-read timeout that also reaps idle
-//!   keep-alive connections, and header size capped.
+//!   keep-alive connections, and header size capped. A client that stops
+//!   reading what it is sent (a write makes no progress for the header
+//!   timeout) is disconnected too, so no connection outlives its use.
 //! - **Bodies**: read only after the request passed the checks below, within
-//!   `body_timeout`, at most `max_body_bytes` each (413), and all bodies
-//!   being read at once share a budget of `max_inflight_body_bytes`, so many
-//!   slow or large uploads cannot add up beyond it (503 when it stays full).
+//!   `body_timeout`, at most `max_body_bytes` each (413). Every body byte the
+//!   host holds, from its arrival to the end of its request, counts against
+//!   `max_inflight_body_bytes`: many slow or large uploads cannot add up
+//!   beyond it (a request waits for room within the body timeout, else 503).
 //! - **Cross-site requests**: a browser's cross-origin request (an `Origin`
 //!   not in `AVAP_CORS_ORIGINS`, or `Sec-Fetch-Site: cross-site`) is refused
 //!   with 403 before its body is read; CORS preflights are answered for the
@@ -19,7 +22,9 @@
 //!   their length does not leak either).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -33,6 +38,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
 
 use crate::api::ApiError;
@@ -127,8 +133,9 @@ impl FrontDoor {
     }
 
     /// Reads a request body within the size cap, the body timeout and the
-    /// shared budget.
-    pub async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    /// shared budget. The budget is taken as the bytes arrive and held by
+    /// the returned body until it is dropped.
+    pub async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<HeldBody, ApiError> {
         let max = self.config.max_body_bytes;
         let declared = headers
             .get(header::CONTENT_LENGTH)
@@ -137,32 +144,53 @@ impl FrontDoor {
         if declared.is_some_and(|n| n > max as u64) {
             return Err(ApiError::too_large(max));
         }
-        let reserve = declared.map_or(max, |n| n as usize).max(1);
-        let units = u32::try_from(reserve.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX);
         let timeout = self.config.body_timeout;
-        let _budget = tokio::time::timeout(timeout, self.body_budget.clone().acquire_many_owned(units))
-            .await
-            .map_err(|_| ApiError::busy("too many request bodies are being received; retry shortly"))?
-            .map_err(|_| ApiError::busy("the server is shutting down"))?;
-        let read = async {
-            let mut out = Vec::with_capacity(reserve.min(max));
-            let mut body = body;
-            while let Some(frame) = body.frame().await {
-                let frame =
-                    frame.map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
-                if let Ok(data) = frame.into_data() {
-                    if out.len() + data.len() > max {
-                        return Err(ApiError::too_large(max));
-                    }
-                    out.extend_from_slice(&data);
-                }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let units = |bytes: usize| u32::try_from(bytes.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX);
+        let mut budget: Option<tokio::sync::OwnedSemaphorePermit> = None;
+        let mut held = 0u32;
+        let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(max));
+        let mut body = body;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => return Err(ApiError::body_timeout(timeout)),
+            };
+            let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            if out.len() + data.len() > max {
+                return Err(ApiError::too_large(max));
             }
-            Ok(Bytes::from(out))
-        };
-        match tokio::time::timeout(timeout, read).await {
-            Ok(result) => result,
-            Err(_) => Err(ApiError::body_timeout(timeout)),
+            let need = units(out.len() + data.len()).saturating_sub(held);
+            if need > 0 {
+                let more = tokio::time::timeout_at(deadline, self.body_budget.clone().acquire_many_owned(need))
+                    .await
+                    .map_err(|_| ApiError::busy("too many request bodies are being received; retry shortly"))?
+                    .map_err(|_| ApiError::busy("the server is shutting down"))?;
+                match &mut budget {
+                    Some(permit) => permit.merge(more),
+                    None => budget = Some(more),
+                }
+                held += need;
+            }
+            out.extend_from_slice(&data);
         }
+        Ok(HeldBody { bytes: Bytes::from(out), _budget: budget })
+    }
+}
+
+/// A request body, and its share of the body budget until it is dropped.
+#[derive(Debug)]
+pub struct HeldBody {
+    bytes: Bytes,
+    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for HeldBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -231,6 +259,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     config: &FrontConfig,
+    open: prometheus_client::metrics::gauge::Gauge,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1) as usize));
@@ -259,10 +288,14 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let stream = StallLimit::new(stream, config.header_timeout);
         let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
+        let open = open.clone();
+        open.inc();
         tokio::spawn(async move {
             let _ = connection.await;
+            open.dec();
             drop(permit);
         });
     }
@@ -273,6 +306,74 @@ pub async fn serve(
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
     Ok(())
+}
+
+/// A connection whose writes must make progress: a write (or flush) that
+/// stays pending for `limit` fails, and hyper closes the connection. A
+/// client that never reads its responses cannot hold its slot.
+struct StallLimit<S> {
+    inner: S,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> StallLimit<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        StallLimit { inner, limit, stalled: None }
+    }
+
+    /// Turns a pending write into an error once it has been pending too long.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        match poll {
+            Poll::Ready(r) => {
+                self.stalled = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let limit = self.limit;
+                let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client stopped reading its response",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for StallLimit<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for StallLimit<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.watch(cx, poll)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, poll)
+    }
 }
 
 #[cfg(test)]
@@ -313,5 +414,9 @@ mod tests {
         drop(held);
         let body = door.read_body(&HeaderMap::new(), Body::from("{}")).await.expect("budget free");
         assert_eq!(&body[..], b"{}");
+        // The body holds its share until it is dropped.
+        assert_eq!(door.body_budget.available_permits(), 3);
+        drop(body);
+        assert_eq!(door.body_budget.available_permits(), 4);
     }
 }

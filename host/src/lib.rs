@@ -42,5 +42,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = state.front.config.clone();
-    front::serve(listener, api::router(state), &config, shutdown).await
+    let open = state.metrics.open_connections();
+    front::serve(listener, api::router(state), &config, open, shutdown).await
 }

@@ -23,6 +23,7 @@ pub struct Metrics {
     catalog_syncs: Family<Labels, Counter>,
     guest_swaps: Counter,
     capability_calls: CapabilityCalls,
+    open_connections: Gauge,
 }
 
 impl Default for Metrics {
@@ -61,7 +62,19 @@ impl Metrics {
             "Calls of the http and db capabilities by result (ok, error: refused, failed or over a cap)",
             capability_calls.clone(),
         );
-        Metrics { registry, requests, rejects, duration, active, catalog_syncs, guest_swaps, capability_calls }
+        let open_connections = Gauge::default();
+        registry.register("open_connections", "Client connections open now", open_connections.clone());
+        Metrics {
+            registry,
+            requests,
+            rejects,
+            duration,
+            active,
+            catalog_syncs,
+            guest_swaps,
+            capability_calls,
+            open_connections,
+        }
     }
 
     pub fn request(&self, outcome: &'static str) {
@@ -79,6 +92,11 @@ impl Metrics {
     /// The counter the capabilities increment.
     pub fn capability_calls(&self) -> CapabilityCalls {
         self.capability_calls.clone()
+    }
+
+    /// The gauge the front door keeps of open client connections.
+    pub fn open_connections(&self) -> Gauge {
+        self.open_connections.clone()
     }
 
     pub fn guest_swap(&self) {

@@ -10,8 +10,14 @@
 //! - it is one statement (a `;` may end it; nothing may follow but comments);
 //! - its first keyword is a data statement ([`DATA_STATEMENTS`]), `TRUNCATE`,
 //!   `CALL`, `REFRESH MATERIALIZED VIEW`, or `CREATE`/`ALTER`/`DROP` of an
-//!   object in [`SCHEMA_OBJECTS`] (tables, views, functions...; not roles,
-//!   databases, extensions, servers, languages or the system);
+//!   object in [`SCHEMA_OBJECTS`] (tables, views, triggers...; not roles,
+//!   databases, extensions, servers, languages or the system). On
+//!   PostgreSQL not functions, procedures or aggregates either: a function's
+//!   body is SQL text run with the role's rights where no classifier reads
+//!   it (`ALTER ROLE` itself, `SET ROLE`, `PREPARE`...); operators create
+//!   the functions scripts may call;
+//! - on PostgreSQL, no operator that holds `--` or `/*` (PostgreSQL's lexer
+//!   starts a comment there, where another lexer may read an operator);
 //! - `EXPLAIN` (with its options) is followed by a data statement, which is
 //!   checked by the same rules: `EXPLAIN` never wraps a `PRAGMA` or anything
 //!   else off the list;
@@ -36,6 +42,10 @@ pub enum Dialect {
 /// Statements that read or write rows.
 pub const DATA_STATEMENTS: &[&str] =
     &["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "TABLE", "MERGE", "REPLACE"];
+
+/// Kinds of objects PostgreSQL runs as code; scripts may not create them
+/// there (see the module documentation).
+pub const CODE_OBJECTS: &[&str] = &["FUNCTION", "PROCEDURE", "AGGREGATE"];
 
 /// What `CREATE`, `ALTER` and `DROP` may act on.
 pub const SCHEMA_OBJECTS: &[&str] = &[
@@ -101,6 +111,13 @@ pub const DENIED_FUNCTIONS: &[(&str, &str)] = &[
     ("pg_switch_wal", "switches the write-ahead log"),
     ("pg_create_restore_point", "writes the write-ahead log"),
     ("set_config", "changes session settings"),
+    ("pg_settings", "changes session settings"),
+    ("pg_stat_get_activity", "shows other sessions' statements"),
+    ("query_to_xml", "runs SQL text"),
+    ("query_to_xmlschema", "runs SQL text"),
+    ("query_to_xml_and_xmlschema", "runs SQL text"),
+    ("cursor_to_xml", "reads a cursor"),
+    ("ts_stat", "runs SQL text"),
     ("dblink", "connects to other servers"),
     ("dblink_connect", "connects to other servers"),
     ("dblink_connect_u", "connects to other servers"),
@@ -144,6 +161,16 @@ pub fn check_statement(sql: &str, dialect: Dialect) -> Result<(), Refusal> {
     .map_err(|e| Refusal(format!("the statement cannot be read: {}", e.message)))?;
     let code: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF)).collect();
     let statement = single_statement(&code, dialect)?;
+    if dialect == Dialect::Postgres
+        && let Some(op) = statement.iter().find_map(|t| match t {
+            Token::CustomBinaryOperator(op) if op.contains("--") || op.contains("/*") => Some(op),
+            _ => None,
+        })
+    {
+        return Err(Refusal(format!(
+            "the operator '{op}' holds '--' or '/*', where PostgreSQL starts a comment; put a space before it"
+        )));
+    }
     classify(statement, dialect)?;
     for token in statement {
         if let Token::Word(w) = token
@@ -233,6 +260,10 @@ fn classify(tokens: &[&Token], dialect: Dialect) -> Result<(), Refusal> {
                 break;
             }
             match kind {
+                Some(k) if dialect == Dialect::Postgres && CODE_OBJECTS.contains(&k.as_str()) => Err(Refusal(format!(
+                    "'{first} {k}' statements are not allowed: code in the database runs SQL no check reads; \
+                     have the database's owner create it, and CALL or SELECT it"
+                ))),
                 Some(k) if SCHEMA_OBJECTS.contains(&k.as_str()) => Ok(()),
                 Some(k) => refuse(&format!("{first} {k}")),
                 None => refuse(&first),
@@ -337,7 +368,6 @@ mod tests {
             "SELECT data->>'k', data #>> '{a,b}' FROM t WHERE x ~* 'y'",
             "CREATE MATERIALIZED VIEW m AS SELECT 1",
             "REFRESH MATERIALIZED VIEW m",
-            "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$",
             "EXPLAIN (ANALYZE, FORMAT JSON) SELECT 1",
             "EXPLAIN ANALYZE VERBOSE SELECT 1",
             "TRUNCATE t",
@@ -391,6 +421,18 @@ mod tests {
             ("CREATE FOREIGN TABLE f () SERVER s", "'CREATE FOREIGN' statements"),
             ("CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION f()", "'CREATE EVENT' statements"),
             ("CREATE LANGUAGE plperlu", "'CREATE LANGUAGE' statements"),
+            ("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$", "'CREATE FUNCTION' statements"),
+            ("CREATE OR REPLACE PROCEDURE p() LANGUAGE sql AS $$ $$", "'CREATE PROCEDURE' statements"),
+            ("ALTER FUNCTION f() SECURITY DEFINER", "'ALTER FUNCTION' statements"),
+            ("CREATE AGGREGATE a (int) (sfunc = int4pl, stype = int)", "'CREATE AGGREGATE' statements"),
+            ("UPDATE pg_settings SET setting = '0' WHERE name = 'statement_timeout'", "'pg_settings' is not allowed"),
+            (
+                "SELECT query_to_xml('SELECT pg_read_file(''/etc/passwd'')', true, false, '')",
+                "'query_to_xml' is not allowed",
+            ),
+            // PostgreSQL starts a comment at `/*` and `--` inside an operator.
+            ("SELECT 1 </* '*/ 2 AS a, pg_read_file('/etc/hostname') AS y --'", "holds '--' or '/*'"),
+            ("SELECT 2 >-- '\n 1 AS a, pg_read_file('/etc/hostname') AS y --'", "holds '--' or '/*'"),
             ("EXPLAIN EXECUTE p", "EXPLAIN may only explain"),
             ("EXPLAIN (ANALYZE) DO $$ $$", "EXPLAIN may only explain"),
             ("\"SELECT\" 1", "this statement is not allowed"),

@@ -362,12 +362,11 @@ impl reqwest::dns::Resolve for GuardedResolver {
             if !kept.is_empty() {
                 return Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs);
             }
-            // Every address was refused; name the first.
-            let (ip, why) = addrs
-                .iter()
-                .find_map(|a| net::refusal(a.ip()).map(|why| (a.ip(), why)))
-                .ok_or_else(|| format!("could not resolve {host}"))?;
-            Err(Box::new(Refused(format!("destination refused: {host} resolves to {ip}, {why}"))) as _)
+            // Every address was refused. Say which kind, not which address:
+            // the script is not told what internal names resolve to.
+            let why =
+                addrs.iter().find_map(|a| net::refusal(a.ip())).ok_or_else(|| format!("could not resolve {host}"))?;
+            Err(Box::new(Refused(format!("destination refused: {host} resolves to {why}"))) as _)
         })
     }
 }

@@ -111,11 +111,25 @@ impl CapState {
     }
 }
 
-/// `{"error": message}` as bytes.
+/// The longest error message handed to a guest, in bytes. Messages carry
+/// what a server or a database said, which can echo what the script sent
+/// (a value in an SQL error); past this they are cut.
+pub const MAX_ERROR_BYTES: usize = 4096;
+
+/// `{"error": message}` as bytes, the message cut at [`MAX_ERROR_BYTES`].
 fn error_reply(message: &str) -> Vec<u8> {
+    let mut cut = message.len().min(MAX_ERROR_BYTES);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
     let mut out = b"{\"error\":".to_vec();
     // Writing a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, message);
+    if cut < message.len() {
+        let _ =
+            serde_json::to_writer(&mut out, &format!("{} ... ({} bytes cut)", &message[..cut], message.len() - cut));
+    } else {
+        let _ = serde_json::to_writer(&mut out, message);
+    }
     out.push(b'}');
     out
 }

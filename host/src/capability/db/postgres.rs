@@ -50,23 +50,47 @@ use avap_abi::MAX_REPLY_BYTES;
 /// room for the row's framing.
 pub const MAX_MESSAGE_BYTES: usize = MAX_REPLY_BYTES + (64 << 10);
 
-/// Run on every connection given back to the pool.
-pub const RESET: &str = "ROLLBACK; RESET ALL; RESET SESSION AUTHORIZATION; DISCARD TEMP; \
-                         SELECT pg_advisory_unlock_all(); UNLISTEN *";
+/// Run on every connection given back to the pool, one after the other
+/// (`DISCARD ALL` cannot share a transaction): it resets settings, the
+/// session's role, prepared statements, cursors, temporary tables,
+/// listeners, advisory locks and plans.
+pub const RESET: &[&str] = &["ROLLBACK", "DISCARD ALL"];
 
-/// What makes a role privileged, read from the server: the role's name, its
-/// superuser and createrole flags, the file and program roles it is a
-/// member of, and the file functions it may execute.
+/// What makes a role privileged, read from the server for the connection's
+/// role and every role it is a member of (it can `SET ROLE` to any of them,
+/// or inherits their rights): superuser, createrole (it can grant itself
+/// anything), replication (it reads every change of every table),
+/// bypassrls; the predefined roles that reach the server's files and
+/// programs, every table's data, other sessions or other servers; and the
+/// functions that read or write server files or connect to other servers.
+/// Each column is a comma-separated list, empty when clear.
 pub const ROLE_CHECK: &str = "\
-SELECT current_user::text, r.rolsuper, r.rolcreaterole,
-  ARRAY(SELECT g FROM unnest(ARRAY['pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program']) AS g
-        WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = g) AND pg_has_role(current_user, g, 'MEMBER'))::text,
-  ARRAY(SELECT DISTINCT p.proname::text FROM pg_proc p
-        WHERE p.pronamespace = 'pg_catalog'::regnamespace
-          AND p.proname IN ('pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'lo_import',
-                            'lo_export', 'pg_ls_logdir', 'pg_ls_waldir', 'pg_ls_tmpdir', 'pg_ls_archive_statusdir')
-          AND has_function_privilege(current_user, p.oid, 'EXECUTE'))::text
-FROM pg_roles r WHERE r.rolname = current_user";
+WITH reach AS (
+  SELECT r.rolname::text AS name, r.rolsuper, r.rolcreaterole, r.rolreplication, r.rolbypassrls
+  FROM pg_catalog.pg_roles r WHERE pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'))
+SELECT current_user::text,
+  coalesce((SELECT string_agg(name, ',' ORDER BY name) FROM reach WHERE rolsuper), ''),
+  coalesce((SELECT string_agg(name, ',' ORDER BY name) FROM reach WHERE rolcreaterole), ''),
+  coalesce((SELECT string_agg(name, ',' ORDER BY name) FROM reach WHERE rolreplication), ''),
+  coalesce((SELECT string_agg(name, ',' ORDER BY name) FROM reach WHERE rolbypassrls), ''),
+  coalesce((SELECT string_agg(name, ',' ORDER BY name) FROM reach WHERE name IN ('pg_read_server_files',
+    'pg_write_server_files', 'pg_execute_server_program', 'pg_read_all_data', 'pg_write_all_data',
+    'pg_signal_backend', 'pg_create_subscription', 'pg_monitor', 'pg_read_all_settings')), ''),
+  coalesce((SELECT string_agg(DISTINCT p.proname::text, ',') FROM pg_catalog.pg_proc p
+    WHERE p.proname IN ('pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'lo_import',
+      'lo_export', 'pg_ls_logdir', 'pg_ls_waldir', 'pg_ls_tmpdir', 'pg_ls_archive_statusdir',
+      'pg_ls_logicalsnapdir', 'pg_ls_logicalmapdir', 'pg_ls_replslotdir', 'pg_file_write', 'pg_file_rename',
+      'pg_file_unlink', 'pg_file_sync', 'pg_logdir_ls', 'dblink_connect', 'dblink_connect_u', 'dblink',
+      'dblink_exec')
+      AND pg_catalog.has_function_privilege(current_user, p.oid, 'EXECUTE')), ''),
+  current_setting('server_version_num')::int";
+
+/// PostgreSQL 15 and later: parameters the role (or PUBLIC) was granted to
+/// set or `ALTER SYSTEM`, which are otherwise a superuser's.
+pub const PARAMETER_CHECK: &str = "\
+SELECT coalesce(string_agg(DISTINCT a.parname::text, ','), '') FROM pg_catalog.pg_parameter_acl a,
+  LATERAL pg_catalog.aclexplode(a.paracl) x
+WHERE x.grantee = 0 OR pg_catalog.pg_has_role(current_user, x.grantee, 'MEMBER')";
 
 /// How long start-up waits for the first connection (the role check).
 const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -201,7 +225,7 @@ async fn run_on(
             params.len()
         )));
     }
-    let mut bound: Vec<Box<dyn ToSql + Sync + Send>> = Vec::with_capacity(params.len());
+    let mut bound: Vec<Bound<'_>> = Vec::with_capacity(params.len());
     for (i, (value, ty)) in params.iter().zip(types).enumerate() {
         bound.push(bind(value, ty).map_err(|e| Failure::Message(format!("parameter {}: {e}", i + 1)))?);
     }
@@ -326,12 +350,38 @@ fn float_of(value: &Param) -> Option<f64> {
     }
 }
 
-type Bound = Box<dyn ToSql + Sync + Send>;
+type Bound<'a> = Box<dyn ToSql + Sync + Send + 'a>;
+
+/// JSON text bound as `json` or `jsonb` as it is: never parsed into a tree.
+/// (The text was validated with the request.)
+#[derive(Debug)]
+struct RawJson<'a>(std::borrow::Cow<'a, str>);
+
+impl ToSql for RawJson<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            // The binary jsonb format: a version byte, then the text.
+            out.extend_from_slice(&[1]);
+        }
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON || *ty == Type::JSONB
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
 
 /// Binds `value` as the PostgreSQL type `ty` the server inferred.
-fn bind(value: &Param, ty: &Type) -> Result<Bound, String> {
+fn bind<'a>(value: &'a Param<'a>, ty: &Type) -> Result<Bound<'a>, String> {
     use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-    fn some<T: ToSql + Sync + Send + 'static>(v: T) -> Bound {
+    fn some<'a, T: ToSql + Sync + Send + 'a>(v: T) -> Bound<'a> {
         Box::new(Some(v))
     }
     if matches!(value, Param::Null) {
@@ -362,15 +412,10 @@ fn bind(value: &Param, ty: &Type) -> Result<Bound, String> {
         }),
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => some(text.into_owned()),
         _ if ty.name() == "citext" => some(text.into_owned()),
-        Type::JSON | Type::JSONB => {
-            let json: serde_json::Value = match value {
-                // Scalars as their JSON; containers from their (checked) text.
-                Param::Json(raw) => serde_json::from_str(raw.get()).map_err(|e| e.to_string())?,
-                Param::Text(s) => serde_json::Value::String(s.clone()),
-                other => serde_json::from_str(&other.json_text()).map_err(|e| e.to_string())?,
-            };
-            some(json)
-        }
+        Type::JSON | Type::JSONB => some(RawJson(match value {
+            Param::Json(raw) => std::borrow::Cow::Borrowed(raw.get()),
+            other => std::borrow::Cow::Owned(other.json_text()),
+        })),
         Type::UUID => some(uuid::Uuid::parse_str(text.trim()).map_err(|_| expected("a UUID"))?),
         Type::TIMESTAMPTZ => some(
             DateTime::parse_from_rfc3339(text.trim())
@@ -464,32 +509,45 @@ impl managed::Manager for Manager {
         if conn.in_flight || conn.closed || conn.client.is_closed() {
             return Err(RecycleError::message("abandoned or closed"));
         }
-        conn.client.batch_execute(RESET).await.map_err(|e| RecycleError::Backend(e.into()))
+        for statement in RESET {
+            conn.client.batch_execute(statement).await.map_err(|e| RecycleError::Backend(e.into()))?;
+        }
+        // DISCARD ALL dropped the statements tokio-postgres caches for type lookups.
+        conn.client.clear_type_cache();
+        Ok(())
     }
 }
 
 impl Manager {
     /// Connects to the first host that answers, through [`Capped`].
     async fn open(&self, over_cap: Arc<AtomicBool>) -> Result<Client, ConnectError> {
-        let ports = self.config.get_ports();
+        use tokio_postgres::config::Host;
+        let (hosts, addrs, ports) = (self.config.get_hosts(), self.config.get_hostaddrs(), self.config.get_ports());
         let mut last = ConnectError::Config("no host in the database URL".into());
-        for (i, host) in self.config.get_hosts().iter().enumerate() {
+        for i in 0..hosts.len().max(addrs.len()) {
             let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            let result = match host {
-                tokio_postgres::config::Host::Tcp(name) => {
-                    match tokio::net::TcpStream::connect((name.as_str(), port)).await {
-                        Ok(tcp) => {
-                            let _ = tcp.set_nodelay(true);
-                            self.handshake(tcp, name, over_cap.clone()).await
-                        }
-                        Err(e) => Err(e.into()),
-                    }
-                }
+            let result = match (hosts.get(i), addrs.get(i)) {
                 #[cfg(unix)]
-                tokio_postgres::config::Host::Unix(dir) => {
+                (Some(Host::Unix(dir)), _) => {
                     let path = dir.join(format!(".s.PGSQL.{port}"));
                     match tokio::net::UnixStream::connect(path).await {
                         Ok(unix) => self.handshake(unix, "localhost", over_cap.clone()).await,
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                (host, addr) => {
+                    // `hostaddr`, when given, is where to connect; `host` stays
+                    // the name TLS verifies.
+                    let name = match host {
+                        Some(Host::Tcp(name)) => name.clone(),
+                        _ => addr.map(|ip| ip.to_string()).unwrap_or_default(),
+                    };
+                    let target = addr.map_or_else(|| name.clone(), |ip| ip.to_string());
+                    match tokio::net::TcpStream::connect((target.as_str(), port)).await {
+                        Ok(tcp) => {
+                            let _ = tcp.set_nodelay(true);
+                            self.handshake(tcp, &name, over_cap.clone()).await
+                        }
                         Err(e) => Err(e.into()),
                     }
                 }
@@ -526,16 +584,33 @@ impl Manager {
     }
 }
 
-/// Drives a connection's I/O until it closes.
-async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
-    if let Err(e) = connection.await {
-        tracing::debug!(error = %e, "database connection closed");
+/// Drives a connection's I/O until it closes. Notices and notifications a
+/// script's statement raises are dropped here (tokio-postgres would log
+/// each whole at `info`: a script could flood or forge the host's log).
+async fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(tokio_postgres::AsyncMessage::Notice(notice)) => {
+                let text: String = notice.message().chars().take(200).collect();
+                tracing::debug!(notice = %text.escape_debug(), "database notice dropped");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "database connection closed");
+                return;
+            }
+        }
     }
 }
 
-/// Runs [`ROLE_CHECK`] and refuses a privileged role unless allowed.
-async fn check_role(client: &Client, allow: bool) -> Result<(), ConnectError> {
-    let messages = client.simple_query(ROLE_CHECK).await?;
+/// The first row of a simple query, as text fields.
+async fn first_row(client: &Client, sql: &str) -> Result<Vec<String>, ConnectError> {
+    let messages = client.simple_query(sql).await?;
     let row = messages
         .iter()
         .find_map(|m| match m {
@@ -543,32 +618,46 @@ async fn check_role(client: &Client, allow: bool) -> Result<(), ConnectError> {
             _ => None,
         })
         .ok_or_else(|| ConnectError::Config("the role check returned no row".into()))?;
-    let field = |i: usize| row.get(i).unwrap_or_default();
-    let (role, superuser, createrole, roles, functions) = (field(0), field(1), field(2), field(3), field(4));
+    Ok((0..row.len()).map(|i| row.get(i).unwrap_or_default().to_string()).collect())
+}
+
+/// Runs [`ROLE_CHECK`] (and [`PARAMETER_CHECK`]) and refuses a privileged
+/// role unless allowed.
+async fn check_role(client: &Client, allow: bool) -> Result<(), ConnectError> {
+    let row = first_row(client, ROLE_CHECK).await?;
+    let field = |i: usize| row.get(i).map(String::as_str).unwrap_or_default();
+    let role = field(0);
     let mut reasons = Vec::new();
-    if superuser == "t" {
-        reasons.push("is a superuser".to_string());
+    for (i, what) in [
+        (1, "is or may become a superuser"),
+        (2, "may create roles (and grant itself any of them)"),
+        (3, "may read every change of every table (replication)"),
+        (4, "bypasses row-level security"),
+        (5, "is a member of"),
+        (6, "may execute"),
+    ] {
+        if !field(i).is_empty() {
+            reasons.push(format!("{what} ({})", field(i)));
+        }
     }
-    if createrole == "t" {
-        reasons.push("may create roles (and grant itself any of them)".to_string());
-    }
-    if roles != "{}" {
-        reasons.push(format!("is a member of {}", roles.trim_matches(['{', '}'])));
-    }
-    if functions != "{}" {
-        reasons.push(format!("may execute {}", functions.trim_matches(['{', '}'])));
+    if field(7).parse::<u32>().is_ok_and(|v| v >= 150_000) {
+        let granted = first_row(client, PARAMETER_CHECK).await?;
+        if let Some(p) = granted.first().filter(|p| !p.is_empty()) {
+            reasons.push(format!("may set superuser parameters ({p})"));
+        }
     }
     if reasons.is_empty() {
         return Ok(());
     }
     let why = format!(
-        "the database role '{role}' {}: it can reach the database server's files or programs, and every script \
-         would inherit that. Connect as a least-privileged role (deploy/postgres-role.sql), or pass \
-         --db-allow-privileged-role (AVAP_DB_ALLOW_PRIVILEGED_ROLE=true) to run with it anyway",
-        reasons.join(", ")
+        "the database role '{role}' {}: it can reach the database server's files, programs, other sessions or \
+         other servers, and every script would inherit that. Connect as a least-privileged role \
+         (deploy/postgres-role.sql), or pass --db-allow-privileged-role (AVAP_DB_ALLOW_PRIVILEGED_ROLE=true) to run \
+         with it anyway",
+        reasons.join("; ")
     );
     if allow {
-        tracing::warn!(role, reasons = %reasons.join(", "), "DANGER: running scripts with a privileged database role (--db-allow-privileged-role)");
+        tracing::warn!(role, reasons = %reasons.join("; "), "DANGER: running scripts with a privileged database role (--db-allow-privileged-role)");
         return Ok(());
     }
     Err(ConnectError::Privileged(why))

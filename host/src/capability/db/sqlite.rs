@@ -132,7 +132,7 @@ impl Sqlite {
             }
             Mode::File { path, idle, slots, busy_timeout } => {
                 let wait = deadline.saturating_duration_since(Instant::now()).min(ACQUIRE_TIMEOUT);
-                let _slot = tokio::time::timeout(wait, slots.clone().acquire_owned())
+                let slot = tokio::time::timeout(wait, slots.clone().acquire_owned())
                     .await
                     .map_err(|_| Failure::Message("no database connection became free in time".into()))?
                     .map_err(|_| Failure::Message("the database is shutting down".into()))?;
@@ -141,10 +141,19 @@ impl Sqlite {
                     Some(conn) => conn,
                     None => open_file(path, *busy_timeout).map_err(sqlite_error)?,
                 };
-                let (conn, result) = on_blocking_thread(conn, sql, params, deadline, max_rows).await?;
+                // The slot goes with the connection to the blocking thread:
+                // an abandoned statement keeps it until the thread is done.
+                let (conn, result, slot) = tokio::task::spawn_blocking(move || {
+                    let mut conn = conn;
+                    let result = run_statement(&mut conn, &sql, &params, deadline, max_rows);
+                    (conn, result, slot)
+                })
+                .await
+                .map_err(|e| Failure::Message(format!("the database call failed: {e}")))?;
                 if let Ok(mut v) = idle.lock() {
                     v.push(conn);
                 }
+                drop(slot);
                 result
             }
         }
@@ -172,9 +181,36 @@ fn open_scratch() -> rusqlite::Result<Connection> {
     let conn = Connection::open_in_memory_with_flags(
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-    conn.pragma_update(None, "max_page_count", SCRATCH_MAX_BYTES as i64 / page_size.max(512))?;
-    harden(conn)
+    cap_pages(&conn)?;
+    harden(conn, Temp::Allowed)
+}
+
+/// Keeps temporary data in memory and opens the temporary database now (it
+/// is otherwise made at its first use, with no page cap); changing
+/// `temp_store` later would drop it again.
+fn open_temp(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.execute_batch("CREATE TEMP TABLE avap_open_temp (x); DROP TABLE temp.avap_open_temp;")
+}
+
+/// Caps the main and the temporary database at [`SCRATCH_MAX_BYTES`] each.
+fn cap_pages(conn: &Connection) -> rusqlite::Result<()> {
+    open_temp(conn)?;
+    for schema in ["main", "temp"] {
+        let page_size: i64 = conn.query_row(&format!("PRAGMA {schema}.page_size"), [], |r| r.get(0))?;
+        conn.pragma_update(Some(schema), "max_page_count", SCRATCH_MAX_BYTES as i64 / page_size.max(512))?;
+    }
+    Ok(())
+}
+
+/// Whether a connection may hold temporary objects: a scratch database's
+/// connection yes (it is the execution's own), a pooled file connection no
+/// (they would outlive the execution and run inside the next one's
+/// statements).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Temp {
+    Allowed,
+    Denied,
 }
 
 fn open_file(path: &std::path::Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
@@ -184,11 +220,15 @@ fn open_file(path: &std::path::Path, busy_timeout: Duration) -> rusqlite::Result
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(busy_timeout)?;
-    harden(conn)
+    // The temporary database only: the file is the operator's to size.
+    open_temp(&conn)?;
+    let page_size: i64 = conn.query_row("PRAGMA temp.page_size", [], |r| r.get(0))?;
+    conn.pragma_update(Some("temp"), "max_page_count", SCRATCH_MAX_BYTES as i64 / page_size.max(512))?;
+    harden(conn, Temp::Denied)
 }
 
 /// Flags, limits and the authorizer; after this no pragma can run.
-fn harden(mut conn: Connection) -> rusqlite::Result<Connection> {
+fn harden(mut conn: Connection, temp: Temp) -> rusqlite::Result<Connection> {
     conn.set_db_config(Flag::SQLITE_DBCONFIG_DEFENSIVE, true)?;
     conn.set_db_config(Flag::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
     conn.set_db_config(Flag::SQLITE_DBCONFIG_WRITABLE_SCHEMA, false)?;
@@ -202,14 +242,21 @@ fn harden(mut conn: Connection) -> rusqlite::Result<Connection> {
     conn.set_limit(Limit::SQLITE_LIMIT_TRIGGER_DEPTH, 32)?;
     conn.set_limit(Limit::SQLITE_LIMIT_VARIABLE_NUMBER, limit(super::MAX_PARAMS))?;
     conn.set_limit(Limit::SQLITE_LIMIT_WORKER_THREADS, 0)?;
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.authorizer(Some(authorize))?;
+    conn.authorizer(Some(move |ctx: AuthContext<'_>| authorize(ctx, temp)))?;
     Ok(conn)
 }
 
 /// The authorizer: what a statement may do, decided as SQLite prepares it.
-fn authorize(ctx: AuthContext<'_>) -> Authorization {
+fn authorize(ctx: AuthContext<'_>, temp: Temp) -> Authorization {
     match ctx.action {
+        AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. }
+            if temp == Temp::Denied =>
+        {
+            Authorization::Deny
+        }
         AuthAction::Pragma { .. }
         | AuthAction::Attach { .. }
         | AuthAction::Detach { .. }
@@ -373,17 +420,31 @@ mod tests {
     }
 
     #[test]
-    fn a_scratch_database_is_capped() {
-        let mut conn = open_scratch().expect("scratch");
-        run(&mut conn, "CREATE TABLE t (b BLOB)").expect("create");
-        let mut err = String::new();
-        for _ in 0..20 {
-            if let Err(e) = run(&mut conn, "INSERT INTO t VALUES (randomblob(1000000))") {
-                err = e;
-                break;
+    fn a_scratch_database_is_capped_temporary_tables_too() {
+        for table in ["t", "temp.t"] {
+            let mut conn = open_scratch().expect("scratch");
+            let create = if table == "t" { "CREATE TABLE t (b BLOB)" } else { "CREATE TEMP TABLE t (b BLOB)" };
+            run(&mut conn, create).expect("create");
+            let mut err = String::new();
+            for _ in 0..20 {
+                if let Err(e) = run(&mut conn, &format!("INSERT INTO {table} VALUES (randomblob(1000000))")) {
+                    err = e;
+                    break;
+                }
             }
+            assert!(err.contains("full"), "{table}: {err}");
         }
-        assert!(err.contains("full"), "{err}");
+    }
+
+    #[test]
+    fn a_shared_file_connection_holds_no_temporary_objects() {
+        let dir = std::env::temp_dir().join(format!("avap-sqlite-test-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let mut conn = open_file(&dir.join("db.sqlite"), Duration::from_secs(1)).expect("file");
+        let err = run(&mut conn, "CREATE TEMP TABLE t (x)").expect_err("denied");
+        assert!(err.contains("not authorized"), "{err}");
+        run(&mut conn, "CREATE TABLE IF NOT EXISTS t (x)").expect("a real table is fine");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
