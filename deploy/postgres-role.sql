@@ -7,7 +7,9 @@
 -- role that can reach the server's files or programs; this one passes.
 --
 -- What the role can do: log in to this one database, and create, read and
--- change objects in its own schema `avap`. What it cannot: be a superuser,
+-- change tables, views and the like in its own schema `avap` (the host
+-- refuses CREATE FUNCTION and CREATE PROCEDURE from scripts: create the
+-- functions scripts may call yourself, as this role or another). What it cannot: be a superuser,
 -- create roles or databases, read or write server files (pg_read_file,
 -- lo_import, COPY ... TO/FROM a file or program), use the public schema, or
 -- connect to other databases of the cluster.
@@ -39,8 +41,11 @@ REVOKE ALL ON SCHEMA public FROM avap_scripts;
 REVOKE EXECUTE ON FUNCTION pg_catalog.pg_terminate_backend(integer, bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION pg_catalog.pg_cancel_backend(integer) FROM PUBLIC;
 
--- Server-side settings a script's session cannot change anyway (the host
--- refuses SET and resets every session), kept low for the role as a floor:
+-- Defaults for the role's sessions. The host refuses SET, set_config and
+-- pg_settings in a statement and resets every session before reuse; these
+-- are the values a session starts from, and what a function you make for
+-- scripts runs with unless it sets its own. (Any role may ALTER ROLE itself
+-- SET ...; the host refuses ALTER ROLE and functions created by scripts.)
 ALTER ROLE avap_scripts SET statement_timeout = '5s';
 ALTER ROLE avap_scripts SET idle_in_transaction_session_timeout = '5s';
 ALTER ROLE avap_scripts SET work_mem = '8MB';

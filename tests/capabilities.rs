@@ -270,7 +270,7 @@ async fn execution_deadline_cuts_a_slow_request() {
 
 /// One connection, so every statement gets the session the previous one
 /// left behind: settings, temporary tables and locks must not survive it.
-/// (`set_config` is refused by name, but a function the script creates can
+/// (`set_config` is refused by name, but a function the operator made can
 /// call it where no classifier looks.)
 #[tokio::test]
 async fn postgres_sessions_are_reset_between_executions() {
@@ -280,8 +280,10 @@ async fn postgres_sessions_are_reset_between_executions() {
         c.db_max_connections = 1;
     }))
     .await;
+    schema
+        .as_owner("CREATE FUNCTION dirty() RETURNS text LANGUAGE sql AS $$ SELECT set_config('application_name', 'hijacked', false) $$")
+        .await;
     let dirty = "ormDirect(\"SELECT pg_backend_pid() AS pid\", p)\naddResult(p)\n\
-                 ormDirect(\"CREATE FUNCTION dirty() RETURNS text LANGUAGE sql AS $$ SELECT set_config('application_name', 'hijacked', false) $$\", f)\n\
                  ormDirect(\"SELECT dirty() AS a\", a)\n\
                  ormDirect(\"CREATE TEMP TABLE scratch (x int)\", t)\n\
                  ormDirect(\"SELECT pg_advisory_lock(42) AS l\", l)\naddResult(a)";
@@ -370,6 +372,13 @@ async fn the_deploy_role_script_makes_a_role_the_host_accepts() {
     let (client, connection) = tokio_postgres::connect(&admin_db, tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(connection);
     client.batch_execute(&script).await.expect("deploy/postgres-role.sql runs");
+    // A function an operator made for scripts, run with the role's rights.
+    client
+        .batch_execute(&format!(
+            "SET ROLE {role}; CREATE FUNCTION avap.reader() RETURNS text LANGUAGE sql AS $$ SELECT pg_read_file('/etc/passwd') $$; RESET ROLE"
+        ))
+        .await
+        .expect("function");
     drop(client);
     let host = scheme_host.rsplit_once('@').map_or(scheme_host.as_str(), |(_, h)| h).to_string();
     let url = format!("postgres://{role}:CHANGE-ME@{host}/{db}?options=-c%20search_path%3Davap");
@@ -377,8 +386,8 @@ async fn the_deploy_role_script_makes_a_role_the_host_accepts() {
     let (status, body) = server
         .run("ormDirect(\"CREATE TABLE notes (id int)\", c)\normDirect(\"INSERT INTO notes VALUES (1)\", i)\n\
               ormDirect(\"SELECT id FROM notes\", r)\naddResult(r)\n\
-              ormDirect(\"CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$ SELECT pg_read_file('/etc/passwd') $$\", f)\n\
-              try()\n ormDirect(\"SELECT f() AS x\", x)\nexception(e)\nend()\naddResult(e)\n\
+              try()\n ormDirect(\"CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$ SELECT 1 $$\", f)\nexception(f)\nend()\naddResult(f)\n\
+              try()\n ormDirect(\"SELECT avap.reader() AS x\", x)\nexception(e)\nend()\naddResult(e)\n\
               try()\n ormDirect(\"CREATE TABLE public.t (x int)\", p)\nexception(p)\nend()\naddResult(p)")
         .await;
     assert_eq!(status, 200, "{body}");
@@ -401,7 +410,7 @@ async fn a_privileged_database_role_is_refused_at_start_up() {
     let superuser = super::fixtures::pg_url();
     let err = avap_host::AppState::new(&config(|c| c.db_url = superuser.clone())).await.err().expect("refused");
     let msg = format!("{err:#}");
-    assert!(msg.contains("is a superuser"), "{msg}");
+    assert!(msg.contains("is or may become a superuser"), "{msg}");
     assert!(msg.contains("deploy/postgres-role.sql"), "{msg}");
     let server = Server::start(config(|c| {
         c.db_url = superuser;
@@ -410,6 +419,35 @@ async fn a_privileged_database_role_is_refused_at_start_up() {
     .await;
     let (_, health) = server.get_text("/health").await;
     assert!(health.contains("\"privileged_role_allowed\":true"), "{health}");
+}
+
+/// A role that can become a privileged one (a member of it) is privileged.
+#[tokio::test]
+async fn a_member_of_a_privileged_role_is_refused() {
+    use super::fixtures::pg_admin;
+    for (grant, expect) in [
+        ("postgres", "is or may become a superuser (postgres)"),
+        ("pg_read_all_data", "is a member of (pg_read_all_data)"),
+        ("pg_signal_backend", "is a member of (pg_signal_backend)"),
+    ] {
+        let schema = PgSchema::create().await;
+        pg_admin(&format!("GRANT {grant} TO {}", schema.role)).await.expect("grant");
+        let err = avap_host::AppState::new(&config(|c| c.db_url = schema.url())).await.err().expect("refused");
+        assert!(format!("{err:#}").contains(expect), "{grant}: {err:#}");
+    }
+    let schema = PgSchema::create().await;
+    let holder = format!("{}_creator", schema.role);
+    pg_admin(&format!("CREATE ROLE {holder} CREATEROLE NOLOGIN; GRANT {holder} TO {}", schema.role))
+        .await
+        .expect("grant");
+    let err = avap_host::AppState::new(&config(|c| c.db_url = schema.url())).await.err().expect("refused");
+    let msg = format!("{err:#}");
+    let _ = pg_admin(&format!("REVOKE {holder} FROM {}; DROP ROLE {holder}", schema.role)).await;
+    assert!(msg.contains(&format!("may create roles (and grant itself any of them) ({holder})")), "{msg}");
+    let schema = PgSchema::create().await;
+    pg_admin(&format!("ALTER ROLE {} REPLICATION", schema.role)).await.expect("alter");
+    let err = avap_host::AppState::new(&config(|c| c.db_url = schema.url())).await.err().expect("refused");
+    assert!(format!("{err:#}").contains("replication"), "{err:#}");
 }
 
 /// A role granted one of the file functions is as privileged as a superuser.
@@ -421,11 +459,11 @@ async fn a_role_granted_a_file_function_is_refused() {
         .expect("grant");
     let err = avap_host::AppState::new(&config(|c| c.db_url = schema.url())).await.err().expect("refused");
     let msg = format!("{err:#}");
-    assert!(msg.contains("may execute pg_read_file"), "{msg}");
+    assert!(msg.contains("may execute (pg_read_file)"), "{msg}");
     super::fixtures::pg_admin(&format!("GRANT pg_read_server_files TO {}", schema.role)).await.expect("grant");
     super::fixtures::pg_admin(&format!("REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM {}", schema.role))
         .await
         .expect("revoke");
     let err = avap_host::AppState::new(&config(|c| c.db_url = schema.url())).await.err().expect("refused");
-    assert!(format!("{err:#}").contains("is a member of pg_read_server_files"), "{err:#}");
+    assert!(format!("{err:#}").contains("is a member of (pg_read_server_files)"), "{err:#}");
 }

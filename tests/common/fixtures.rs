@@ -192,6 +192,15 @@ impl PgSchema {
         PgSchema { name, role }
     }
 
+    /// Runs `sql` as the administrator with the role's rights (`SET ROLE`),
+    /// the schema first on the search path: for objects an operator makes
+    /// for scripts, such as functions, which scripts may not create.
+    pub async fn as_owner(&self, sql: &str) {
+        let wrapped =
+            format!("SET ROLE {}; SET search_path = {}; {sql}; RESET ROLE; RESET search_path;", self.role, self.name);
+        pg_admin(&wrapped).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+
     /// The database URL of the role, with its schema first on the search path.
     pub fn url(&self) -> String {
         let base = pg_url();

@@ -349,13 +349,18 @@ fn bodies() -> Vec<Case> {
     ]
 }
 
+/// A statement as an AVAP string literal.
+fn literal(statement: &str) -> String {
+    statement.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 fn sql_lite(name: &str, statement: &str) -> Case {
-    let text = format!("ormDirect(\"{}\", r)\naddResult(r)", statement.replace('\\', "\\\\").replace('"', "\\\""));
+    let text = format!("ormDirect(\"{}\", r)\naddResult(r)", literal(statement));
     script("sql-sqlite", name, text)
 }
 
 fn sql_pg(name: &str, statement: &str) -> Case {
-    let text = format!("ormDirect(\"{}\", r)\naddResult(r)", statement.replace('\\', "\\\\").replace('"', "\\\""));
+    let text = format!("ormDirect(\"{}\", r)\naddResult(r)", literal(statement));
     script("sql-postgres", name, text).on(Host::Pg)
 }
 
@@ -370,11 +375,18 @@ fn sql() -> Vec<Case> {
         sql_pg("lo_import", "SELECT lo_import('/etc/passwd') AS f").expect(400, RUNTIME, "'lo_import' is not allowed"),
         sql_pg("a quoted pg_read_file", "SELECT \"pg_read_file\"('/etc/passwd') AS f").expect(400, RUNTIME, "'pg_read_file' is not allowed"),
         sql_pg("COPY TO PROGRAM", "COPY (SELECT 1) TO PROGRAM 'id'").expect(400, RUNTIME, "'COPY' statements are not allowed"),
-        script("sql-postgres", "file read through a created function", "ormDirect(\"CREATE FUNCTION sneaky() RETURNS text LANGUAGE sql AS $$ SELECT pg_read_file('/etc/passwd') $$\", c)\normDirect(\"SELECT sneaky() AS f\", r)\naddResult(r)").on(Host::Pg).expect(400, RUNTIME, "permission denied for function pg_read_file"),
-        script("sql-postgres", "program run through dynamic SQL", "ormDirect(\"CREATE FUNCTION shell() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''id'''; END $$\", c)\normDirect(\"SELECT shell()\", r)").on(Host::Pg).expect(400, RUNTIME, "pg_execute_server_program"),
-        script("sql-postgres", "large object import through dynamic SQL", "ormDirect(\"CREATE FUNCTION lo() RETURNS oid LANGUAGE plpgsql AS $$ BEGIN RETURN lo_import('/etc/passwd'); END $$\", c)\normDirect(\"SELECT lo()::text AS o\", r)").on(Host::Pg).expect(400, RUNTIME, "permission denied for function lo_import"),
-        sql_pg("an untrusted language", "CREATE FUNCTION py() RETURNS int LANGUAGE plpython3u AS $$ return 1 $$").expect(400, RUNTIME, "language"),
-        sql_pg("a C function from libc", "CREATE FUNCTION sys(text) RETURNS int LANGUAGE c AS '/lib/x86_64-linux-gnu/libc.so.6', 'system'").expect(400, RUNTIME, "permission denied for language c"),
+        sql_pg("creating a function", "CREATE FUNCTION sneaky() RETURNS text LANGUAGE sql AS $$ SELECT pg_read_file('/etc/passwd') $$").expect(400, RUNTIME, "'CREATE FUNCTION' statements are not allowed"),
+        sql_pg("creating a procedure", "CREATE PROCEDURE p() LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'ALTER ROLE CURRENT_USER PASSWORD ''x'''; END $$").expect(400, RUNTIME, "'CREATE PROCEDURE' statements are not allowed"),
+        sql_pg("an untrusted language", "CREATE FUNCTION py() RETURNS int LANGUAGE plpython3u AS $$ return 1 $$").expect(400, RUNTIME, "'CREATE FUNCTION' statements are not allowed"),
+        sql_pg("a file read in an operator's function", "SELECT reads_passwd() AS f").expect(400, RUNTIME, "permission denied for function pg_read_file"),
+        sql_pg("a program run in an operator's function", "SELECT runs_program()").expect(400, RUNTIME, "pg_execute_server_program"),
+        sql_pg("a large object import in an operator's function", "SELECT imports_passwd()::text AS o").expect(400, RUNTIME, "permission denied for function lo_import"),
+        sql_pg("settings through pg_settings", "UPDATE pg_settings SET setting = '0' WHERE name = 'statement_timeout'").expect(400, RUNTIME, "'pg_settings' is not allowed"),
+        sql_pg("SQL text through query_to_xml", "SELECT query_to_xml('SELECT 1', true, false, '') AS x").expect(400, RUNTIME, "'query_to_xml' is not allowed"),
+        sql_pg("a comment inside an operator (</*)", "SELECT 1 </* '*/ 2 AS a, pg_read_file('/etc/hostname') AS y --'").expect(400, RUNTIME, "where PostgreSQL starts a comment"),
+        sql_pg("a comment inside an operator (>--)", "SELECT 2 >-- '\n 1 AS a, pg_read_file('/etc/hostname') AS y --'").expect(400, RUNTIME, "where PostgreSQL starts a comment"),
+        sql_pg("an error that echoes a huge value", "SELECT repeat(chr(1), 8000000)::int AS n").expect(400, RUNTIME, "bytes cut"),
+        script("sql-postgres", "a JSON document bound as jsonb", "d = {\"k\": [1, 2, {\"x\": \"y\"}]}\normDirect(`SELECT ${d}::jsonb -> 'k' -> 2 ->> 'x' AS v`, r)\naddResult(r)").on(Host::Pg).expect(200, OK, "\"v\":\"y\""),
         sql_pg("SET ROLE", "SET ROLE postgres").expect(400, RUNTIME, "'SET' statements are not allowed"),
         sql_pg("ALTER ROLE to superuser", "ALTER ROLE CURRENT_USER SUPERUSER").expect(400, RUNTIME, "'ALTER ROLE' statements are not allowed"),
         sql_pg("ALTER ROLE password", "ALTER ROLE CURRENT_USER PASSWORD 'x'").expect(400, RUNTIME, "'ALTER ROLE' statements are not allowed"),
@@ -413,6 +425,7 @@ fn sql() -> Vec<Case> {
         sql_lite("a runaway recursive query", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) AS c FROM r").expect(400, RUNTIME, "statement timeout"),
         sql_lite("a string doubled in SQL", "WITH RECURSIVE r(s) AS (SELECT 'x' UNION ALL SELECT s || s FROM r) SELECT length(s) AS n FROM r").expect(400, RUNTIME, "too big"),
         sql_lite("the dbstat virtual table", "CREATE VIRTUAL TABLE v USING dbstat").expect(400, RUNTIME, "not authorized"),
+        script("sql-sqlite", "filling a temporary table", "ormDirect(\"CREATE TEMP TABLE t (b BLOB)\", c)\nstartLoop(i, 1, 20)\n ormDirect(\"INSERT INTO temp.t VALUES (randomblob(1000000))\", r)\nendLoop()").expect(400, RUNTIME, "full"),
         script("sql-sqlite", "filling the scratch database", "ormDirect(\"CREATE TABLE t (b BLOB)\", c)\nstartLoop(i, 1, 20)\n ormDirect(\"INSERT INTO t VALUES (randomblob(1000000))\", r)\nendLoop()").expect(400, RUNTIME, "full"),
         sql_lite("the table the previous script filled", "SELECT count(*) AS n FROM t").expect(400, RUNTIME, "no such table: t"),
         sql_lite("BEGIN", "BEGIN IMMEDIATE").expect(400, RUNTIME, "'BEGIN' statements are not allowed"),

@@ -166,6 +166,17 @@ async fn hostile_cases() {
     ])
     .await;
     let schema = PgSchema::create().await;
+    // Functions an operator made, run with the role's rights: the role is
+    // what stops them.
+    schema
+        .as_owner(
+            "CREATE FUNCTION reads_passwd() RETURNS text LANGUAGE sql AS $$ SELECT pg_read_file('/etc/passwd') $$",
+        )
+        .await;
+    schema
+        .as_owner("CREATE FUNCTION runs_program() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''id'''; END $$")
+        .await;
+    schema.as_owner("CREATE FUNCTION imports_passwd() RETURNS oid LANGUAGE plpgsql AS $$ BEGIN RETURN lo_import('/etc/passwd'); END $$").await;
     let base = |c: &mut avap_host::Config| {
         c.http_allow = upstream.authority.clone();
         c.http_dns_servers = dns.addr.to_string();
@@ -357,6 +368,40 @@ async fn front_door_slow_and_idle_connections_are_closed() {
     server.assert_healthy().await;
 }
 
+/// A client that sends requests and never reads the answers holds its
+/// connection only as long as the writes can make no progress.
+#[tokio::test]
+async fn front_door_a_client_that_never_reads_is_dropped() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start(config(|c| c.header_timeout_ms = 700)).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let open = || async {
+        let (_, metrics) = server.get_text("/metrics").await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("avap_open_connections ").and_then(|v| v.trim().parse::<i64>().ok()))
+            .unwrap_or(-1)
+    };
+    let before = open().await;
+    // A small receive buffer and thousands of pipelined requests: the
+    // answers fill both sockets' buffers and the host's writes stall.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut stream = socket.connect(addr.parse().expect("addr")).await.expect("connect");
+    let request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut sent = 0;
+    while sent < 20_000 {
+        match tokio::time::timeout(Duration::from_millis(200), stream.write_all(request)).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break,
+        }
+    }
+    assert!(open().await > before, "the stalled connection is not counted");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(open().await, before, "a connection that never reads was kept ({sent} requests sent)");
+    server.assert_healthy().await;
+}
+
 #[tokio::test]
 async fn front_door_the_connection_cap_queues_and_reaps() {
     let _serial = SERIAL.lock().await;
@@ -392,31 +437,32 @@ async fn front_door_bodies_have_a_deadline_and_a_budget() {
     }))
     .await;
     let addr = server.base.trim_start_matches("http://").to_string();
-    // Declares a body, sends a little of it, stops.
-    let stalled = |declared: usize| {
+    // Declares a body, sends `send` bytes of it, stops.
+    let stalled = |declared: usize, send: usize| {
         let addr = addr.clone();
         async move {
             let mut s = TcpStream::connect(&addr).await.expect("connect");
             let head = format!(
-                "POST /api/v1/execute HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\n\r\n{{\"script\""
+                "POST /api/v1/execute HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\n\r\n"
             );
             s.write_all(head.as_bytes()).await.expect("write");
+            s.write_all(&vec![b' '; send]).await.expect("write");
             s
         }
     };
     let started = Instant::now();
-    let mut one = stalled(100).await;
+    let mut one = stalled(100, 10).await;
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(3), one.read(&mut buf)).await.expect("answered").expect("read");
     let text = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("body_timeout"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
-    // Two slow uploads of a megabyte hold the whole 2 MB budget: a third
-    // waits for it (and is served when their deadline frees it, since every
-    // upload holds the budget at most for the body timeout).
-    let _a = stalled(1 << 20).await;
-    let _b = stalled(1 << 20).await;
+    // Two uploads that stop just short of their megabyte hold the whole 2 MB
+    // budget (it counts the bytes received): a third waits for it, and is
+    // served when their deadline frees it.
+    let _a = stalled(1 << 20, (1 << 20) - 10).await;
+    let _b = stalled(1 << 20, (1 << 20) - 10).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let mut padded = br#"{"script": "addVar(a, 1)\naddResult(a)"}"#.to_vec();
