@@ -41,6 +41,12 @@ fn header_text(headers: &HeaderMap, name: &str) -> Value {
 
 impl Upstream {
     pub async fn start() -> Upstream {
+        Upstream::serve(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream"))
+    }
+
+    /// Serves the routes on `listener` (which may belong to another network
+    /// namespace).
+    pub fn serve(listener: tokio::net::TcpListener) -> Upstream {
         let hits = Arc::new(AtomicUsize::new(0));
         let counted = hits.clone();
         let app =
@@ -120,7 +126,6 @@ impl Upstream {
                         next.run(req).await
                     },
                 ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {

@@ -699,27 +699,9 @@ async fn ssrf_in_namespaces(ns: Arc<netns::Namespaces>) {
     let mut all = vec![v4(TARGET_V4, 8080)];
     all.extend(refused_addrs);
     let mut listeners = netns::listeners_in(&ns.target, &all).into_iter();
-    // The allow-listed service: answers /ok, and /redirect?to=... .
-    let allowed_listener = tokio::net::TcpListener::from_std(listeners.next().expect("listener")).expect("tokio");
-    let allowed_hits = Arc::new(AtomicUsize::new(0));
-    let hits = allowed_hits.clone();
-    let app = axum::Router::new()
-        .route("/ok", axum::routing::get(|| async { "reached" }))
-        .route(
-            "/redirect",
-            axum::routing::get(|axum::extract::Query(q): axum::extract::Query<Vec<(String, String)>>| async move {
-                let to = q.into_iter().find(|(k, _)| k == "to").map(|(_, v)| v).unwrap_or_default();
-                (axum::http::StatusCode::FOUND, [(axum::http::header::LOCATION, to)])
-            }),
-        )
-        .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let hits = hits.clone();
-            async move {
-                hits.fetch_add(1, Ordering::SeqCst);
-                next.run(req).await
-            }
-        }));
-    tokio::spawn(async move { axum::serve(allowed_listener, app).await });
+    // The allow-listed service (the fixtures' routes, /redirect?to= among them).
+    let allowed =
+        Upstream::serve(tokio::net::TcpListener::from_std(listeners.next().expect("listener")).expect("tokio"));
     let mut counters = Vec::new();
     for (addr, l) in refused_addrs.iter().zip(listeners) {
         counters.push((*addr, counter_on(tokio::net::TcpListener::from_std(l).expect("tokio")).await));
@@ -782,25 +764,21 @@ async fn ssrf_in_namespaces(ns: Arc<netns::Namespaces>) {
         tx_after - tx_before
     );
     // The path works: the allow-listed service is reached, by address and by name.
-    for url in [format!("http://{TARGET_V4}:8080/ok"), "http://good.test:8080/ok".to_string()] {
+    for url in [format!("http://{TARGET_V4}:8080/text"), "http://good.test:8080/text".to_string()] {
         let (status, body) = server.run(&format!("RequestGet(\"{url}\", , , r)\naddResult(r)")).await;
-        assert_eq!((status, result(&body)), (200, &json!({"r": "reached"})), "{url}: {body}");
+        assert_eq!((status, result(&body)), (200, &json!({"r": "hello, plain text"})), "{url}: {body}");
     }
     assert!(ns.client_tx_packets() > tx_after, "the allowed requests left no trace on the counter");
     // Redirects from the allowed service to every refused target: the
     // redirect is followed by hand and each hop refused.
-    let before = allowed_hits.load(Ordering::SeqCst);
+    let before = allowed.hits();
     for target in &direct {
         let url = format!("http://{TARGET_V4}:8080/redirect?to={target}");
         let (status, body) = server.run(&format!("RequestGet(\"{url}\", , , r)")).await;
         assert_eq!(status, 400, "{target}: {body}");
         assert!(body["error"].as_str().unwrap_or_default().contains("destination refused"), "{target}: {body}");
     }
-    assert_eq!(
-        allowed_hits.load(Ordering::SeqCst) - before,
-        direct.len(),
-        "each redirect asked the allowed service once"
-    );
+    assert_eq!(allowed.hits() - before, direct.len(), "each redirect asked the allowed service once");
     for (addr, counter) in &counters {
         assert_eq!(counter.hits.load(Ordering::SeqCst), 0, "{addr} received a connection");
     }
