@@ -48,9 +48,16 @@ pub fn parse(script: &str) -> Result<Program, Vec<Diagnostic>> {
         if body.starts_with(&['/', '/']) {
             continue;
         }
-        match parse_line_with_comments(body, line, start + 1) {
-            Ok(stmt) => lines.push((line, start + 1, stmt)),
-            Err(mut d) => diags.append(&mut d),
+        // `function f(a){ return a * 2 }`: the header, each statement of the
+        // body (separated by `;`) and the closing brace, as if on lines of
+        // their own.
+        let segments = one_line_function(body).unwrap_or_else(|| vec![(0, body.len())]);
+        for (from, to) in segments {
+            let Some(seg) = body.get(from..to) else { continue };
+            match parse_line_with_comments(seg, line, start + from + 1) {
+                Ok(stmt) => lines.push((line, start + from + 1, stmt)),
+                Err(mut d) => diags.append(&mut d),
+            }
         }
     }
     let function_names: HashSet<String> = lines
@@ -119,6 +126,86 @@ type LineResult = Result<LineStmt, Vec<Diagnostic>>;
 
 fn one(line: usize, col: usize, msg: impl Into<String>) -> Vec<Diagnostic> {
     vec![Diagnostic::new(line, col, msg)]
+}
+
+/// The pieces of a function header that has its body on the same line
+/// (`function f(a){ x = a + 1; return x }`): the header up to its `{`, each
+/// statement between `;`s, and the closing `}`, as `(from, to)` ranges of
+/// `body` (trimmed, none empty). `None` for every other line, including a
+/// header with nothing after its `{`. Strings and brackets inside the body
+/// are skipped, so `{`, `}` and `;` in them do not count; after the closing
+/// `}` only a `//` comment may follow.
+fn one_line_function(body: &[char]) -> Option<Vec<(usize, usize)>> {
+    let word: String = body.iter().take_while(|c| is_ident_char(**c)).collect();
+    if word != "function" {
+        return None;
+    }
+    // The header's `{`: the first one outside brackets.
+    let mut depth = 0usize;
+    let mut i = 0;
+    let open = loop {
+        let c = *body.get(i)?;
+        match c {
+            '"' | '\'' | '`' if opens_string(body, i) => {
+                i = skip_string(body, i)?;
+                continue;
+            }
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth = depth.saturating_sub(1),
+            '{' if depth == 0 => break i,
+            _ => {}
+        }
+        i += 1;
+    };
+    if body[open + 1..].iter().all(|c| c.is_whitespace()) {
+        return None;
+    }
+    let mut pieces = vec![(0, open + 1)];
+    let mut push = |from: usize, to: usize, pieces: &mut Vec<(usize, usize)>| {
+        let text = &body[from..to];
+        if let (Some(a), Some(b)) =
+            (text.iter().position(|c| !c.is_whitespace()), text.iter().rposition(|c| !c.is_whitespace()))
+        {
+            pieces.push((from + a, from + b + 1));
+        }
+    };
+    let (mut depth, mut start, mut i) = (0usize, open + 1, open + 1);
+    while let Some(&c) = body.get(i) {
+        match c {
+            '"' | '\'' | '`' if opens_string(body, i) => match skip_string(body, i) {
+                Some(next) => {
+                    i = next;
+                    continue;
+                }
+                // An unterminated string: let the statement's own parse say so.
+                None => break,
+            },
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' => depth = depth.saturating_sub(1),
+            '}' if depth > 0 => depth -= 1,
+            '}' => {
+                push(start, i, &mut pieces);
+                pieces.push((i, i + 1));
+                let after: String = body[i + 1..].iter().collect();
+                let after = after.trim();
+                if !after.is_empty() && !after.starts_with("//") {
+                    // Something after the closing brace: one more piece, for
+                    // its own error.
+                    push(i + 1, body.len(), &mut pieces);
+                }
+                return Some(pieces);
+            }
+            ';' if depth == 0 => {
+                push(start, i, &mut pieces);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    // No closing brace on this line: the body goes on below.
+    push(start, body.len(), &mut pieces);
+    Some(pieces)
 }
 
 /// Positions of `//` outside strings.

@@ -114,3 +114,27 @@ fn a_flood_of_errors_lists_the_first_hundred_and_counts_the_rest() {
     );
     assert!(e.message.contains("(and 4999 more)"), "{}", e.message);
 }
+
+#[test]
+fn one_line_function_bodies() {
+    // The original benchmark's own script.
+    let out = run("function calc(a){ return a * 1.21 }\nval = calc(100)\naddResult(val)");
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["result"]["val"], 121.0);
+    // Several statements, strings and dicts holding `;`, `{` and `}`.
+    let out = run("function f(a) { x = a + 1; s = \"a;b}\"; d = {\"k\": \"}\"}; return x }  // note\nr = f(1)\naddResult(r)");
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["result"]["r"], 2);
+    // A header with the first statement on its line, the rest below.
+    let out = run("function g(a){ x = a * 3\n return x\n}\nr = g(2)\naddResult(r)");
+    assert_eq!(out["result"]["r"], 6, "{out}");
+    // A one-line function with no return gives null.
+    let out = run("function h(){ addVar(q, 1) }\nr = h()\naddResult(r)");
+    assert_eq!(out["ok"], true, "{out}");
+    // Errors keep their line and column.
+    let out = run("function bad(a){ return a + }");
+    assert_eq!(out["kind"], "syntax", "{out}");
+    assert_eq!(out["diagnostics"][0]["line"], 1, "{out}");
+    let out = run("function bad(a){ return a } extra");
+    assert_eq!(out["kind"], "syntax", "{out}");
+}
