@@ -88,6 +88,33 @@ pub extern "C" fn avap_run(ptr: i32, len: i32) -> i64 {
     pack(leaked.as_ptr(), len)
 }
 
+/// Optional (the host calls it when exported): prepares the instance with
+/// the catalog in `[ptr, ptr + len)` (a buffer from `avap_alloc(len)`, taken
+/// back), before the host snapshots it; returns `(ptr << 32) | len` of a
+/// result document like `avap_run`.
+#[unsafe(no_mangle)]
+pub extern "C" fn avap_prepare(ptr: i32, len: i32) -> i64 {
+    let output = if ptr == 0 || !(0..=MAX_INPUT).contains(&len) {
+        crate::prepare_json(b"")
+    } else {
+        let len = len as usize;
+        let p = ptr as u32 as usize as *mut u8;
+        // SAFETY: as for `avap_run`: `ptr` came from `avap_alloc(len)`, was
+        // filled by the host, and is used once.
+        let input = unsafe { std::slice::from_raw_parts(p, len) };
+        let out = crate::prepare_json(input);
+        if let Some(layout) = layout(len) {
+            // SAFETY: allocated by `avap_alloc` with this same layout.
+            unsafe { dealloc(p, layout) };
+        }
+        out
+    };
+    let output = output.into_boxed_slice();
+    let len = output.len();
+    let leaked: &'static mut [u8] = Box::leak(output);
+    pack(leaked.as_ptr(), len)
+}
+
 #[link(wasm_import_module = "avap")]
 unsafe extern "C" {
     fn http_request(ptr: i32, len: i32) -> i32;

@@ -108,19 +108,32 @@ impl Catalog {
         Some(parsed.as_ref().map_err(String::as_str))
     }
 
+    /// Parses every AVAP catalog command now, so no execution has to (a
+    /// prepared catalog is parsed once, before the snapshot of the guest).
+    pub fn parse_all(&self, max_source_bytes: usize) {
+        for f in &self.functions {
+            let _ = self.function(&f.name, max_source_bytes);
+        }
+    }
+
     /// Reads the input's `catalog` object
     /// (`{"commands"?: [..], "functions"?: [{"name", "source"}], "unsupported"?: [..]}`).
+    /// Linear in the catalog's size apart from one sort of each list.
     pub fn from_json(mut obj: serde_json::Map<String, serde_json::Value>) -> Result<Catalog, Error> {
         let mut catalog = Catalog::new();
-        if let Some(names) = string_list(&mut obj, "commands")? {
-            catalog.restrict_commands(names);
+        if let Some(mut names) = string_list(&mut obj, "commands")? {
+            names.sort_unstable();
+            names.dedup();
+            catalog.commands = Some(names);
         }
-        for name in string_list(&mut obj, "unsupported")?.unwrap_or_default() {
-            catalog.add_unsupported(name);
-        }
+        let mut unsupported = string_list(&mut obj, "unsupported")?.unwrap_or_default();
+        unsupported.sort_unstable();
+        unsupported.dedup();
+        catalog.unsupported = unsupported;
         match obj.remove("functions") {
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::Array(items)) => {
+                let mut functions = Vec::with_capacity(items.len());
                 for item in items {
                     let bad =
                         || Error::input("'catalog.functions' items must be {\"name\": string, \"source\": string}");
@@ -135,8 +148,13 @@ impl Catalog {
                     if let Some(k) = f.keys().next() {
                         return Err(Error::input(format!("unknown field '{k}' in a 'catalog.functions' item")));
                     }
-                    catalog.add_function(name, source)?;
+                    functions.push(CatalogFunction { name, source, parsed: OnceCell::new() });
                 }
+                functions.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+                if let Some(twice) = functions.windows(2).find(|w| w[0].name == w[1].name) {
+                    return Err(Error::input(format!("catalog function '{}' is given twice", twice[0].name)));
+                }
+                catalog.functions = functions;
             }
             Some(_) => return Err(Error::input("'catalog.functions' must be a list")),
         }

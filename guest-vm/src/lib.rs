@@ -122,7 +122,8 @@ struct Input {
     query: Vec<(String, String)>,
     body: Map,
     limits: Limits,
-    catalog: Catalog,
+    /// `None`: the input names no catalog (the prepared one, if any, applies).
+    catalog: Option<Catalog>,
     mode: Mode,
 }
 
@@ -178,8 +179,8 @@ fn parse_input(bytes: &[u8]) -> Result<Input, Error> {
         Some(_) => return Err(Error::input("'limits' must be an object")),
     };
     let catalog = match obj.remove("catalog") {
-        None | Some(serde_json::Value::Null) => Catalog::default(),
-        Some(serde_json::Value::Object(m)) => Catalog::from_json(m)?,
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Object(m)) => Some(Catalog::from_json(m)?),
         Some(_) => return Err(Error::input("'catalog' must be an object")),
     };
     let mode = match obj.remove("mode") {
@@ -363,12 +364,62 @@ pub fn run_json_with_host(input: &[u8], host: &mut dyn Host) -> Vec<u8> {
         Err(e) => return small_error(&e),
     };
     let limits = input.limits;
+    let unrestricted = Catalog::default();
+    let catalog = match (&input.catalog, prepared()) {
+        (Some(own), _) => own,
+        (None, Some(prepared)) => prepared,
+        (None, None) => &unrestricted,
+    };
     if input.mode == Mode::Check {
-        return check_json(&check_script(&input.script, &input.catalog, &limits), &limits);
+        return check_json(&check_script(&input.script, catalog, &limits), &limits);
     }
     let request = Request { variables: input.variables, query: input.query, body: input.body };
-    let outcome = execute_with_host(&input.script, &request, &limits, &input.catalog, host);
+    let outcome = execute_with_host(&input.script, &request, &limits, catalog, host);
     outcome_json(&outcome, &limits)
+}
+
+thread_local! {
+    /// The catalog [`prepare_json`] installed: parsed once, kept for the
+    /// life of the instance (and, in a snapshot of it, of every instance).
+    static PREPARED: std::cell::Cell<Option<&'static Catalog>> = const { std::cell::Cell::new(None) };
+}
+
+/// The prepared catalog, if any.
+pub fn prepared() -> Option<&'static Catalog> {
+    PREPARED.with(std::cell::Cell::get)
+}
+
+/// Prepares the instance for executions: `input` is
+/// `{"catalog": {...}}` (the input's `catalog`, docs/ABI.md). The catalog is
+/// read and every AVAP command in it parsed now; executions whose input
+/// names no catalog use it. The host calls this once, then snapshots the
+/// instance, so every execution starts with the catalog ready. Returns
+/// `{"ok": true, "functions": N}` or a failure document.
+pub fn prepare_json(input: &[u8]) -> Vec<u8> {
+    let prepared = (|| {
+        let json: serde_json::Value =
+            serde_json::from_slice(input).map_err(|e| Error::input(format!("invalid input JSON: {e}")))?;
+        let serde_json::Value::Object(mut obj) = json else {
+            return Err(Error::input("the input must be a JSON object"));
+        };
+        let catalog = match obj.remove("catalog") {
+            Some(serde_json::Value::Object(m)) => Catalog::from_json(m)?,
+            _ => return Err(Error::input("'catalog' must be an object")),
+        };
+        if let Some(k) = obj.keys().next() {
+            return Err(Error::input(format!("unknown input field '{k}'")));
+        }
+        catalog.parse_all(Limits::default().max_script_bytes);
+        Ok(catalog)
+    })();
+    match prepared {
+        Ok(catalog) => {
+            let functions = catalog.function_names().len();
+            PREPARED.with(|p| p.set(Some(Box::leak(Box::new(catalog)))));
+            format!("{{\"ok\":true,\"functions\":{functions}}}").into_bytes()
+        }
+        Err(e) => small_error(&e),
+    }
 }
 
 impl Limits {

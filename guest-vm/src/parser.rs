@@ -161,7 +161,7 @@ fn one_line_function(body: &[char]) -> Option<Vec<(usize, usize)>> {
         return None;
     }
     let mut pieces = vec![(0, open + 1)];
-    let mut push = |from: usize, to: usize, pieces: &mut Vec<(usize, usize)>| {
+    let push = |from: usize, to: usize, pieces: &mut Vec<(usize, usize)>| {
         let text = &body[from..to];
         if let (Some(a), Some(b)) =
             (text.iter().position(|c| !c.is_whitespace()), text.iter().rposition(|c| !c.is_whitespace()))

@@ -305,3 +305,53 @@ fn rust_api_with_a_catalog() {
     let report = crate::check_script("py()\ngreet(1)", &catalog, &Limits::default()).expect("checks");
     assert_eq!(report.commands, ["greet", "py"]);
 }
+
+/// Runs `f` on one thread with a large stack: the prepared catalog is per
+/// thread, so preparing and running must share one.
+fn on_one_thread(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new().stack_size(256 << 20).spawn(f).expect("thread").join().expect("no panic");
+}
+
+fn exec(input: J) -> J {
+    serde_json::from_slice(&crate::run_json(input.to_string().as_bytes())).unwrap_or(J::Null)
+}
+
+#[test]
+fn a_prepared_catalog_serves_inputs_that_name_none() {
+    on_one_thread(|| {
+        let prepared = crate::prepare_json(
+            br#"{"catalog": {"commands": ["addResult", "addVar"], "functions": [{"name": "twice", "source": "function twice(a) {\n return a * 2\n}"}]}}"#,
+        );
+        assert_eq!(prepared, br#"{"ok":true,"functions":1}"#);
+        let out = exec(json!({"script": "r = twice(21)\naddResult(r)"}));
+        assert_eq!(out["result"]["r"], 42, "{out}");
+        // The prepared restriction holds: getListLen is not in its commands.
+        let out = exec(json!({"script": "getListLen(x, n)"}));
+        assert!(out["error"].as_str().unwrap_or_default().contains("not found in the catalog"), "{out}");
+        // An input that names its own catalog uses that one.
+        let out = exec(json!({"script": "getListLen(x, n)", "variables": {"x": [1]}, "catalog": {}}));
+        assert_eq!(out["ok"], true, "{out}");
+        // A broken prepare document is an input error.
+        let bad = crate::prepare_json(br#"{"catalog": 5}"#);
+        assert!(String::from_utf8_lossy(&bad).contains("'catalog' must be an object"));
+    });
+}
+
+#[test]
+fn a_large_catalog_builds_in_linear_time() {
+    on_one_thread(|| {
+        let functions: Vec<J> = (0..10_000)
+            .map(|i| json!({"name": format!("f{i:05}"), "source": format!("function f{i:05}(a) {{\n return a + {i}\n}}")}))
+            .collect();
+        let doc = serde_json::to_vec(&json!({"catalog": {"functions": functions}})).expect("json");
+        let started = std::time::Instant::now();
+        assert_eq!(crate::prepare_json(&doc), br#"{"ok":true,"functions":10000}"#);
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+        let out = exec(json!({"script": "r = f09999(1)\naddResult(r)"}));
+        assert_eq!(out["result"]["r"], 10_000, "{out}");
+        let dup = serde_json::to_vec(&json!({"catalog": {"functions": [
+            {"name": "g", "source": "function g() {\n}"}, {"name": "g", "source": "function g() {\n}"}]}}))
+        .expect("json");
+        assert!(String::from_utf8_lossy(&crate::prepare_json(&dup)).contains("given twice"));
+    });
+}

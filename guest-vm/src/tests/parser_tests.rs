@@ -122,7 +122,8 @@ fn one_line_function_bodies() {
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["result"]["val"], 121.0);
     // Several statements, strings and dicts holding `;`, `{` and `}`.
-    let out = run("function f(a) { x = a + 1; s = \"a;b}\"; d = {\"k\": \"}\"}; return x }  // note\nr = f(1)\naddResult(r)");
+    let out =
+        run("function f(a) { x = a + 1; s = \"a;b}\"; d = {\"k\": \"}\"}; return x }  // note\nr = f(1)\naddResult(r)");
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["result"]["r"], 2);
     // A header with the first statement on its line, the rest below.
