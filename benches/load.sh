@@ -1,36 +1,161 @@
 #!/usr/bin/env bash
-# Load test of the whole path (HTTP + sandbox) on loopback, bounded in time.
-# Starts a release avap-host (standalone) on 127.0.0.1, then runs wrk for
-# DURATION seconds against GET /health (the HTTP-only baseline) and against
-# POST /api/v1/execute with a small script, in the same run, so the ratio
-# holds on a noisy machine. Needs `wrk` (Debian package `wrk`).
+# The cost of isolation over loopback HTTP, as ratios measured in one run
+# (see ../shared/notes/MEASURING.md): a bare axum server that only parses
+# the JSON body and answers a constant (benches/bare.rs), avap-host on its
+# built-in catalog (standalone), and avap-host synced from a local
+# avap-brain serving its catalog plus 100 `avap` commands (the real
+# deployment), all release builds on 127.0.0.1, measured in turn with wrk,
+# interleaved, ROUNDS rounds.
 #
-#   benches/load.sh            # 10 s each, 16 connections, 2 threads
-#   DURATION=30 CONNECTIONS=64 benches/load.sh
+# Two loads, each request `POST /api/v1/execute?name=Benchmark` with body
+# {"script": S, "variables": {"nombre": "Tester", "level": 7}}:
+#   trivial  S = "addVar(a, 1)\naddResult(a)"
+#   mix      S cycling through the five scripts of the original's benchmark
+#
+# For each server and load it prints requests/s, p50, p99 and the server's
+# CPU time per request (utime+stime from /proc/PID/stat around the measured
+# run), the medians over the rounds, and each host figure over the bare
+# server's. Needs wrk (Debian package `wrk`) and python3.
+#
+#   benches/load.sh                                  # c=50, 10 s, 3 rounds
+#   DURATION=20 CONNECTIONS=50 ROUNDS=3 benches/load.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
-CONNECTIONS=${CONNECTIONS:-16}
+WARMUP=${WARMUP:-3}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-50}
 THREADS=${THREADS:-2}
-PORT=${PORT:-18899}
+BASE_PORT=${BASE_PORT:-18870}
+BARE_PORT=$BASE_PORT
+STANDALONE_PORT=$((BASE_PORT + 1))
+SYNCED_PORT=$((BASE_PORT + 2))
+BRAIN_PORT=$((BASE_PORT + 3))
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-cargo build --release -q -p avap-host
-AVAP_STANDALONE=true AVAP_BIND=127.0.0.1 PORT=$PORT RUST_LOG=warn ./target/release/avap-host &
-host=$!
-trap 'kill $host 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+cargo build --release -q -p avap-host -p avap-brain -p avap-benches --bin avap-host --bin avap-brain --bin bare-server
+bin=./target/release
 
-lua=$(mktemp)
-cat > "$lua" <<'LUA'
+work=$(mktemp -d "${TMPDIR:-/tmp}/avap-load.XXXXXX")
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# 100 catalog commands written in AVAP, beside the brain's 28 entries.
+mkdir -p "$work/catalog"
+for i in $(seq -w 1 100); do
+    printf 'function bench%s(a) {\n  return a + %d\n}\n' "$i" "$((10#$i))" > "$work/catalog/bench$i.avap"
+done
+
+RUST_LOG=warn "$bin/bare-server" "$BARE_PORT" & pids+=($!); bare=$!
+RUST_LOG=warn "$bin/avap-brain" --listen "127.0.0.1:$BRAIN_PORT" --catalog "$work/catalog" & pids+=($!)
+RUST_LOG=warn AVAP_STANDALONE=true AVAP_BIND=127.0.0.1 PORT=$STANDALONE_PORT "$bin/avap-host" & pids+=($!); standalone=$!
+RUST_LOG=warn BRAIN_HOST=127.0.0.1 BRAIN_PORT=$BRAIN_PORT AVAP_BIND=127.0.0.1 PORT=$SYNCED_PORT "$bin/avap-host" & pids+=($!); synced=$!
+
+wait_for() { # url, what
+    for _ in $(seq 1 300); do curl -sf "$1" -o /dev/null -H 'content-type: application/json' "${@:3}" && return 0; sleep 0.1; done
+    echo "$2 did not come up" >&2; exit 1
+}
+wait_for "http://127.0.0.1:$STANDALONE_PORT/health" "the standalone host"
+wait_for "http://127.0.0.1:$SYNCED_PORT/health" "the synced host"
+wait_for "http://127.0.0.1:$BARE_PORT/api/v1/execute" "the bare server" -d '{}'
+for _ in $(seq 1 300); do
+    curl -s "http://127.0.0.1:$SYNCED_PORT/health" | grep -q '"source":"brain"' && break
+    sleep 0.1
+done
+curl -s "http://127.0.0.1:$SYNCED_PORT/health" | grep -q '"source":"brain"' || { echo "the synced host never synced" >&2; exit 1; }
+
+cat > "$work/trivial.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"script": "addVar(a, 1)\\naddResult(a)"}'
+wrk.body = '{"script": "addVar(a, 1)\\naddResult(a)", "variables": {"nombre": "Tester", "level": 7}}'
+LUA
+cat > "$work/mix.lua" <<'LUA'
+local scripts = {
+  "addParam(n, 'Rafa')\\naddResult(n)",
+  "function calc(a){ return a * 1.21 }\\nval = calc(100)\\naddResult(val)",
+  "x = 50 + 50\\ny = x / 2\\naddResult(y)",
+  "msg = 'Status: ' + 'Active'\\naddResult(msg)",
+  "if(1, 1, '=')\\n  addParam(status, 'OK')\\nend()\\naddResult(status)",
+}
+local bodies = {}
+for i, s in ipairs(scripts) do
+  bodies[i] = '{"script": "' .. s .. '", "variables": {"nombre": "Tester", "level": 7}}'
+end
+local n = 0
+request = function()
+  n = n % #bodies + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[n])
+end
 LUA
 
-echo "== GET /health (HTTP only)"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/health"
-echo "== POST /api/v1/execute (addVar(a, 1) / addResult(a), one fresh sandbox per request)"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$lua" "http://127.0.0.1:$PORT/api/v1/execute"
-curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^avap_requests_total|^avap_rejects_total' || true
-rm -f "$lua"
+# Every script of the mix must answer 200 before anything is measured.
+for port in $STANDALONE_PORT $SYNCED_PORT; do
+    for s in "addParam(n, 'Rafa')\naddResult(n)" "function calc(a){ return a * 1.21 }\nval = calc(100)\naddResult(val)" \
+             "x = 50 + 50\ny = x / 2\naddResult(y)" "msg = 'Status: ' + 'Active'\naddResult(msg)" \
+             "if(1, 1, '=')\n  addParam(status, 'OK')\nend()\naddResult(status)"; do
+        code=$(curl -s -o "$work/out" -w '%{http_code}' -H 'content-type: application/json' \
+            "http://127.0.0.1:$port/api/v1/execute?name=Benchmark" -d "{\"script\": \"$s\"}")
+        [ "$code" = 200 ] || { echo "script answered $code on port $port: $s: $(cat "$work/out")" >&2; exit 1; }
+    done
+done
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+measure() { # name pid port load round
+    local url="http://127.0.0.1:$3/api/v1/execute?name=Benchmark"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 10s -s "$work/$4.lua" "$url" >/dev/null
+    local t0 t1 out
+    t0=$(ticks "$2")
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s --latency -s "$work/$4.lua" "$url")
+    t1=$(ticks "$2")
+    printf '%s\n' "$out" > "$work/wrk-$1-$4-$5.txt"
+    echo "$1 $4 $5 $((t1 - t0))" >> "$work/runs.txt"
+    echo "round $5 $4 $1: $(grep -E 'Requests/sec' <<<"$out" | tr -s ' ')"
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+    for load in trivial mix; do
+        measure bare "$bare" "$BARE_PORT" "$load" "$round"
+        measure standalone "$standalone" "$STANDALONE_PORT" "$load" "$round"
+        measure synced "$synced" "$SYNCED_PORT" "$load" "$round"
+    done
+done
+
+python3 - "$work" <<'PY'
+import re, statistics, sys
+work = sys.argv[1]
+def ms(v, unit):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rows = {}
+for line in open(f"{work}/runs.txt"):
+    name, load, rnd, ticks = line.split()
+    text = open(f"{work}/wrk-{name}-{load}-{rnd}.txt").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    n = int(re.search(r"(\d+) requests in", text).group(1))
+    p50 = ms(*re.search(r"\s50%\s+([\d.]+)(us|ms|s)", text).groups())
+    p99 = ms(*re.search(r"\s99%\s+([\d.]+)(us|ms|s)", text).groups())
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = re.search(r"Socket errors: (.*)", text)
+    cpu_us = int(ticks) * 10000 / n if n else 0
+    rows.setdefault((load, name), []).append((rps, p50, p99, cpu_us, int(bad.group(1)) if bad else 0, errors.group(1) if errors else ""))
+print()
+print("| load | server | requests/s | p50 ms | p99 ms | CPU us/request | non-2xx | vs bare: rps | CPU | p99 |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for load in ("trivial", "mix"):
+    med = {}
+    for name in ("bare", "standalone", "synced"):
+        r = rows.get((load, name), [])
+        if not r:
+            continue
+        med[name] = [statistics.median(x[i] for x in r) for i in range(4)] + [sum(x[4] for x in r)]
+    for name, (rps, p50, p99, cpu, bad) in med.items():
+        b = med["bare"]
+        ratio = "" if name == "bare" else f"{rps / b[0]:.2f} | {cpu / b[3]:.2f}x | {p99 / b[2]:.2f}x"
+        print(f"| {load} | {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.1f} | {bad} | {ratio or '- | - | -'} |")
+print()
+print("Medians of the rounds; each round measured the three servers in turn, so the ratios hold on a noisy machine.")
+PY
