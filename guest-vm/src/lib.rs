@@ -378,6 +378,14 @@ pub fn run_json_with_host(input: &[u8], host: &mut dyn Host) -> Vec<u8> {
     outcome_json(&outcome, &limits)
 }
 
+#[derive(Serialize)]
+struct PrepareOut<'a> {
+    ok: bool,
+    functions: usize,
+    #[serde(skip_serializing_if = "<[CatalogError]>::is_empty")]
+    catalog_errors: &'a [CatalogError],
+}
+
 thread_local! {
     /// The catalog [`prepare_json`] installed: parsed once, kept for the
     /// life of the instance (and, in a snapshot of it, of every instance).
@@ -394,7 +402,9 @@ pub fn prepared() -> Option<&'static Catalog> {
 /// read and every AVAP command in it parsed now; executions whose input
 /// names no catalog use it. The host calls this once, then snapshots the
 /// instance, so every execution starts with the catalog ready. Returns
-/// `{"ok": true, "functions": N}` or a failure document.
+/// `{"ok": true, "functions": N}` (plus `"catalog_errors": [{"name",
+/// "error"}]` for AVAP commands whose source is invalid) or a failure
+/// document.
 pub fn prepare_json(input: &[u8]) -> Vec<u8> {
     let prepared = (|| {
         let json: serde_json::Value =
@@ -414,9 +424,21 @@ pub fn prepare_json(input: &[u8]) -> Vec<u8> {
     })();
     match prepared {
         Ok(catalog) => {
-            let functions = catalog.function_names().len();
+            let max = Limits::default().max_script_bytes;
+            let names = catalog.function_names();
+            let errors: Vec<CatalogError> = names
+                .iter()
+                .filter_map(|name| match catalog.function(name, max) {
+                    Some(Err(error)) => Some(CatalogError { name: name.to_string(), error: error.to_string() }),
+                    _ => None,
+                })
+                .collect();
+            let answer = PrepareOut { ok: true, functions: names.len(), catalog_errors: &errors };
+            let out = serde_json::to_vec(&answer)
+                .unwrap_or_else(|_| br#"{"ok":false,"kind":"limit","error":"output error"}"#.to_vec());
+            drop(names);
             PREPARED.with(|p| p.set(Some(Box::leak(Box::new(catalog)))));
-            format!("{{\"ok\":true,\"functions\":{functions}}}").into_bytes()
+            out
         }
         Err(e) => small_error(&e),
     }

@@ -160,6 +160,9 @@ pub struct TooLong;
 
 /// A writer that refuses to grow past `cap` bytes, so that serializing a
 /// value built from shared pieces can never allocate more than the cap.
+/// What a [`CappedWriter`] reserves before the first write.
+const INITIAL_OUTPUT_BYTES: usize = 1024;
+
 pub struct CappedWriter {
     pub buf: Vec<u8>,
     cap: usize,
@@ -168,18 +171,24 @@ pub struct CappedWriter {
 
 impl CappedWriter {
     pub fn new(cap: usize) -> Self {
-        CappedWriter { buf: Vec::new(), cap, overflowed: false }
+        // Most outputs are small: one allocation up front instead of a
+        // reallocation at every doubling.
+        CappedWriter { buf: Vec::with_capacity(cap.min(INITIAL_OUTPUT_BYTES)), cap, overflowed: false }
     }
 }
 
 impl io::Write for CappedWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.write_all(data).map(|()| data.len())
+    }
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         if self.buf.len().saturating_add(data.len()) > self.cap {
             self.overflowed = true;
             return Err(io::Error::other("output cap exceeded"));
         }
         self.buf.extend_from_slice(data);
-        Ok(data.len())
+        Ok(())
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

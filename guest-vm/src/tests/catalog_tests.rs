@@ -331,6 +331,12 @@ fn a_prepared_catalog_serves_inputs_that_name_none() {
         // An input that names its own catalog uses that one.
         let out = exec(json!({"script": "getListLen(x, n)", "variables": {"x": [1]}, "catalog": {}}));
         assert_eq!(out["ok"], true, "{out}");
+        // An invalid command is reported by name (and fails if called).
+        let answer = crate::prepare_json(
+            br#"{"catalog": {"functions": [{"name": "broken", "source": "function other() {\n}"}]}}"#,
+        );
+        let answer: J = serde_json::from_slice(&answer).expect("json");
+        assert_eq!(answer["catalog_errors"][0]["name"], "broken", "{answer}");
         // A broken prepare document is an input error.
         let bad = crate::prepare_json(br#"{"catalog": 5}"#);
         assert!(String::from_utf8_lossy(&bad).contains("'catalog' must be an object"));
