@@ -100,9 +100,12 @@ async fn host_syncs_the_catalog_at_start_up() {
     let brain = BrainProc::start(brain_config(None)).await;
     let (server, _) = host_for(brain.port, |_| {}).await;
     let catalog = brain.brain.catalog();
-    let (_, text) = server.get_text("/health").await;
-    let health: Value = serde_json::from_str(&text).expect("json");
-    assert_eq!(health["catalog"]["source"], json!("brain"), "{health}");
+    // Applying includes preparing the guest's snapshot, which a debug build
+    // may not finish within the start-up deadline; the sync carries on.
+    let health = wait_health(&server, Duration::from_secs(20), "the brain's catalog", |h| {
+        h["catalog"]["source"] == json!("brain")
+    })
+    .await;
     assert_eq!(health["catalog"]["version_hash"], json!(catalog.version_hash));
     assert_eq!(health["catalog"]["commands"], json!(28));
     assert_eq!(health["brain"]["reachable"], json!(true));
@@ -226,9 +229,11 @@ async fn a_legacy_server_is_polled_and_a_tampered_catalog_is_refused_whole() {
     ]);
     let (legacy, port, _stop) = start_legacy(good.clone()).await;
     let (server, _) = host_for(port, |_| {}).await;
-    let health =
-        wait_health(&server, Duration::from_secs(5), "poll mode", |h| h["brain"]["mode"] == json!("poll")).await;
-    assert_eq!(health["catalog"]["version_hash"], json!(good.version_hash));
+    let health = wait_health(&server, Duration::from_secs(20), "poll mode", |h| {
+        h["brain"]["mode"] == json!("poll") && h["catalog"]["version_hash"] == json!(good.version_hash)
+    })
+    .await;
+    assert_eq!(health["catalog"]["source"], json!("brain"));
 
     let (status, body) = server.run("y = twice(21)\naddResult(y)").await;
     assert_eq!((status, &body["result"]), (200, &json!({"y": 42})), "{body}");
@@ -361,4 +366,42 @@ async fn a_broken_guest_module_is_refused() {
             .await;
     assert!(health["brain"]["last_refusal"].as_str().unwrap_or("").contains("guest module refused"), "{health}");
     server.assert_healthy().await;
+}
+
+/// The catalog lives in the guest's snapshot, not in each execution's input:
+/// 10,000 more commands cost a script that uses none of them nothing, and one
+/// that calls one of them finds it.
+#[tokio::test]
+async fn an_execution_costs_the_same_with_ten_thousand_catalog_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for i in 0..10_000 {
+        let source = format!("function big{i}(a) {{\n  return a + {i}\n}}\n");
+        std::fs::write(dir.path().join(format!("big{i}.avap")), source).expect("write");
+    }
+    let small = BrainProc::start(brain_config(None)).await;
+    let large = BrainProc::start(brain_config(Some(dir.path()))).await;
+    assert_eq!(large.brain.catalog().commands.len(), 10_028);
+    let (small_host, _) = host_for(small.port, |_| {}).await;
+    let (large_host, _) = host_for(large.port, |_| {}).await;
+    for (host, commands) in [(&small_host, 28), (&large_host, 10_028)] {
+        let health = wait_health(host, Duration::from_secs(60), "the brain's catalog", |h| {
+            h["catalog"]["source"] == json!("brain") && h["catalog"]["commands"] == json!(commands)
+        })
+        .await;
+        assert!(health["guest"]["snapshot"].is_object(), "the guest runs prepared: {health}");
+    }
+    let fuel = |body: &Value| body["usage"]["fuel"].as_u64().expect("fuel");
+    for script in ["addVar(a, 1)\naddResult(a)", "x = 50 + 50\ny = x / 2\naddResult(y)"] {
+        let (status, with_28) = small_host.run(script).await;
+        assert_eq!(status, 200, "{with_28}");
+        let (status, with_10k) = large_host.run(script).await;
+        assert_eq!(status, 200, "{with_10k}");
+        assert_eq!(with_28["result"], with_10k["result"]);
+        let (a, b) = (fuel(&with_28), fuel(&with_10k));
+        assert!(b <= a + a / 10, "{script:?}: {b} fuel with 10,028 commands against {a} with 28");
+    }
+    let (status, body) = large_host.run("y = big9999(1)\naddResult(y)").await;
+    assert_eq!((status, &body["result"]), (200, &json!({"y": 10_000})), "{body}");
+    let (status, _) = small_host.run("y = big9999(1)\naddResult(y)").await;
+    assert_eq!(status, 400, "the small catalog has no such command");
 }

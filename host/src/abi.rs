@@ -54,6 +54,10 @@ pub const EXPORT_ABI_VERSION: &str = "avap_abi_version";
 pub const EXPORT_GUEST_VERSION: &str = "avap_guest_version";
 pub const EXPORT_ALLOC: &str = "avap_alloc";
 pub const EXPORT_RUN: &str = "avap_run";
+/// Optional: `avap_prepare(ptr: i32, len: i32) -> i64`, like `avap_run` but
+/// with `{"catalog": {...}}`; the host calls it once before it snapshots the
+/// guest (see [`crate::sandbox::SandboxEngine::prepare`]).
+pub const EXPORT_PREPARE: &str = "avap_prepare";
 pub const EXPORT_MEMORY: &str = "memory";
 /// WASI reactor initialiser; called once per instance when present.
 pub const EXPORT_INITIALIZE: &str = "_initialize";
@@ -98,6 +102,9 @@ pub fn check_module(module: &Module) -> Result<(), AbiError> {
     expect_func(module, EXPORT_RUN, &[ValType::I32, ValType::I32], &[ValType::I64], "(i32, i32) -> i64")?;
     if let Some(init) = module.get_export(EXPORT_INITIALIZE) {
         check_signature(init, EXPORT_INITIALIZE, &[], &[], "() -> ()")?;
+    }
+    if let Some(prepare) = module.get_export(EXPORT_PREPARE) {
+        check_signature(prepare, EXPORT_PREPARE, &[ValType::I32, ValType::I32], &[ValType::I64], "(i32, i32) -> i64")?;
     }
     match module.get_export(EXPORT_MEMORY) {
         Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => Ok(()),

@@ -34,7 +34,7 @@ use avap_policy::json::{self as boundary, FailureKind, GuestOutput, Kind};
 
 use crate::abi::{GuestInput, RawFields};
 use crate::sandbox::{Execution, SandboxError};
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 
 /// Builds the router; binding a socket is the caller's business.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -235,11 +235,20 @@ fn open_package(state: &AppState, encoded: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::bad_request("the package's payload is not UTF-8 AVAP source"))
 }
 
-/// Runs one guest document behind the gate, counting it.
-async fn run_in_sandbox(state: &AppState, input: &GuestInput<'_>) -> Result<(Execution, String), ApiError> {
+/// Runs one guest document behind the gate, counting it. The live state is
+/// the one taken when the request started: the catalog goes into the input
+/// only when the runner does not hold it already.
+async fn run_in_sandbox(
+    state: &AppState,
+    live: &Live,
+    input: &mut GuestInput<'_>,
+) -> Result<(Execution, String), ApiError> {
     let _permit = state.gate.enter().await.map_err(|e| sandbox_error(state, e))?;
     let _active = state.metrics.active_guard();
-    let guest = state.guest();
+    let guest = live.runner.clone();
+    if guest.is_prepared() {
+        input.catalog = None;
+    }
     let started = Instant::now();
     let result = state.run_guest(&guest, input).await;
     state.metrics.observe_duration(started.elapsed().as_secs_f64());
@@ -325,17 +334,17 @@ async fn execute(
         Program::Script(script) => script,
         Program::Package(encoded) => open_package(&state, &encoded)?,
     };
-    let catalog = state.catalog();
+    let live = state.live();
     let query = query_pairs(query.as_deref());
-    let input = GuestInput {
+    let mut input = GuestInput {
         script: &script,
         variables: request.variables,
         query: &query,
         body: (!request.params.is_empty()).then_some(RawFields(&request.params)),
-        catalog: catalog.guest_json.as_deref(),
+        catalog: live.catalog.guest_json.as_deref(),
         mode: None,
     };
-    let (execution, guest_version) = run_in_sandbox(&state, &input).await?;
+    let (execution, guest_version) = run_in_sandbox(&state, &live, &mut input).await?;
     let output = decode(&state, &execution)?;
     if !output.ok {
         return Err(script_error(&state, output));
@@ -377,9 +386,10 @@ async fn compile(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
             .map_err(|_| ApiError::bad_request("\"name\" must be a non-empty string"))?
             .unwrap_or_else(|| "script".into()),
     };
-    let catalog = state.catalog();
-    let input = GuestInput { catalog: catalog.guest_json.as_deref(), ..GuestInput::bare(&script, Some("check")) };
-    let (execution, _) = run_in_sandbox(&state, &input).await?;
+    let live = state.live();
+    let mut input =
+        GuestInput { catalog: live.catalog.guest_json.as_deref(), ..GuestInput::bare(&script, Some("check")) };
+    let (execution, _) = run_in_sandbox(&state, &live, &mut input).await?;
     let output = decode(&state, &execution)?;
     if !output.ok {
         return Err(script_error(&state, output));

@@ -137,6 +137,20 @@ pub struct GuestInfo {
     pub source: String,
     pub abi_version: i32,
     pub size_bytes: usize,
+    /// How long compiling and probing the module took.
+    pub load_ms: u64,
+    /// For a prepared guest: the snapshot's size and how long it took to make.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotInfo>,
+}
+
+/// How a prepared guest was made.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SnapshotInfo {
+    pub size_bytes: usize,
+    pub build_ms: u64,
+    /// Catalog commands written in AVAP the snapshot holds, parsed.
+    pub functions: u64,
 }
 
 /// Per-store state: the WASI context, the memory limiter and the
@@ -186,14 +200,58 @@ impl ResourceLimiter for MemoryLimiter {
 }
 
 /// The loaded guest: a compiled module with its imports resolved once.
+///
+/// A guest loaded from a module ([`SandboxEngine::load_guest`]) is compiled
+/// in the form the snapshot tool instruments (its globals and memory also
+/// exported; it behaves the same), so it can later be prepared without a
+/// second compile of the original. A prepared guest
+/// ([`SandboxEngine::prepare`]) is a snapshot: the same code, its memory
+/// and globals as they were after `_initialize` and `avap_prepare` with the
+/// live catalog. Every execution of it starts from that image, copy on
+/// write, and its input carries no catalog.
 pub struct Guest {
     pre: InstancePre<StoreState>,
+    exports: Exports,
     info: GuestInfo,
+    /// The module's bytes as given (the snapshot is made from them).
+    wasm: Arc<[u8]>,
+    /// Whether `pre` is the instrumented module (and so can be prepared).
+    instrumented: bool,
+    /// Whether this guest is a snapshot holding the live catalog.
+    prepared: bool,
+}
+
+/// The exports every execution uses, looked up once per module rather than
+/// by name in every instance.
+struct Exports {
+    alloc: wasmtime::ModuleExport,
+    run: wasmtime::ModuleExport,
+    memory: wasmtime::ModuleExport,
+    initialize: Option<wasmtime::ModuleExport>,
+}
+
+impl Exports {
+    /// For a module that passed [`abi::check_module`].
+    fn of(module: &Module) -> Result<Exports, AbiError> {
+        let get = |name: &'static str| module.get_export_index(name).ok_or(AbiError::MissingExport(name));
+        Ok(Exports {
+            alloc: get(abi::EXPORT_ALLOC)?,
+            run: get(abi::EXPORT_RUN)?,
+            memory: get(abi::EXPORT_MEMORY)?,
+            initialize: module.get_export_index(abi::EXPORT_INITIALIZE),
+        })
+    }
 }
 
 impl Guest {
     pub fn info(&self) -> &GuestInfo {
         &self.info
+    }
+
+    /// Whether executions of this guest find the catalog already in it
+    /// (their input must not carry one).
+    pub fn is_prepared(&self) -> bool {
+        self.prepared
     }
 }
 
@@ -227,12 +285,31 @@ impl SandboxEngine {
             .total_tables(pool_slots)
             .total_stacks(pool_slots)
             .max_memory_size(limits.max_memory_bytes)
-            .linear_memory_keep_resident(2 << 20)
+            // A slot is reset for its next execution without `madvise` (and
+            // the TLB shootdowns it costs on every core): the pages of memory
+            // an execution dirtied (found with PAGEMAP_SCAN on Linux 6.7+)
+            // are rewritten from the image, and the whole function table is
+            // cleared with `memset`. Measured in docs/PERFORMANCE.md: with
+            // the table decommitted instead, every execution paid one
+            // `madvise` and two page faults, each flushing the TLB of both
+            // cores.
+            .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
             .pagemap_scan(Enabled::Auto);
         let mut config = Config::new();
+        // A prepared guest is the same code with other data: with this cache
+        // its compile reuses the functions compiled when the guest was loaded.
+        config
+            .enable_incremental_compilation(Arc::new(CompileCache::default()))
+            .map_err(anyhow::Error::from)
+            .context("the compile cache")?;
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .memory_init_cow(true)
+            // Lazy table initialisation measured cheaper than eager (the
+            // guest's table has thousands of entries; a script calls few).
+            .table_lazy_init(true)
+            .profiler(profiler())
             .consume_fuel(true)
             .epoch_interruption(true)
             .max_wasm_stack(1 << 20)
@@ -277,25 +354,39 @@ impl SandboxEngine {
 
     /// Compiles and vets a guest module: imports against the allow-list,
     /// exports against the ABI, then a probe instance that must report the
-    /// right ABI version and a version string.
+    /// right ABI version and a version string. A binary module is compiled
+    /// as the snapshot tool instruments it, so that [`Self::prepare`] needs no
+    /// second compile of it; one the tool cannot read runs as it is.
     pub async fn load_guest(&self, wasm: &[u8], source: &str) -> Result<Guest, LoadError> {
+        let started = Instant::now();
         // Compiling takes a CPU for a while: keep it off the async workers.
         let (engine, bytes) = (self.engine.clone(), wasm.to_vec());
-        let module = tokio::task::spawn_blocking(move || Module::new(&engine, bytes))
-            .await
-            .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let (module, instrumented) = tokio::task::spawn_blocking(move || {
+            let instrumented = wasmtime_wizer::Wizer::new().instrument(&bytes).ok().map(|(_, wasm)| wasm);
+            let module = Module::new(&engine, instrumented.as_deref().unwrap_or(&bytes));
+            module.map(|m| (m, instrumented.is_some()))
+        })
+        .await
+        .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
+        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         abi::check_module(&module)?;
+        let exports = Exports::of(&module)?;
         let pre = self.linker.instantiate_pre(&module).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let mut guest = Guest {
             pre,
+            exports,
             info: GuestInfo {
                 version: String::new(),
                 digest: module_digest(wasm),
                 source: source.to_string(),
                 abi_version: 0,
                 size_bytes: wasm.len(),
+                load_ms: 0,
+                snapshot: None,
             },
+            wasm: wasm.into(),
+            instrumented,
+            prepared: false,
         };
         let (abi_version, version) = self.probe(&guest).await.map_err(|e| LoadError::Probe(e.to_string()))?;
         if abi_version != abi::ABI_VERSION {
@@ -303,7 +394,88 @@ impl SandboxEngine {
         }
         guest.info.abi_version = abi_version;
         guest.info.version = version;
+        guest.info.load_ms = started.elapsed().as_millis() as u64;
         Ok(guest)
+    }
+
+    /// Makes the prepared guest of `base` for a catalog: an instance of it
+    /// runs `_initialize` and `avap_prepare(prepare_doc)` (the catalog parsed,
+    /// its commands compiled to trees, the allocator warm), and its memory
+    /// and globals become the initial state of a new module. Off the request
+    /// path; within `limits` (memory, fuel, deadline) like any execution.
+    /// `Ok(None)`: the guest cannot be prepared (no `avap_prepare`, or a module
+    /// the snapshot tool cannot read); it then runs as it is, the catalog in
+    /// each input.
+    pub async fn prepare(
+        &self,
+        base: &Guest,
+        prepare_doc: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<Prepared>, LoadError> {
+        if !base.instrumented || base.pre.module().get_export(abi::EXPORT_PREPARE).is_none() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let fail = |what: &str, e: &dyn std::fmt::Display| LoadError::Prepare(format!("{what}: {e}"));
+        let mut run = Run::start(self, base, limits).await.map_err(|e| fail("instantiating", &e))?;
+        let alloc: TypedFunc<i32, i32> = run.func(abi::EXPORT_ALLOC).map_err(|e| fail("alloc", &e))?;
+        let prepare: TypedFunc<(i32, i32), i64> = run.func(abi::EXPORT_PREPARE).map_err(|e| fail("prepare", &e))?;
+        let len = i32::try_from(prepare_doc.len()).map_err(|_| fail("the catalog", &"too large"))?;
+        let ptr = finish(&run.memory_hit, &run.limits, alloc.call_async(&mut run.store, len))
+            .await
+            .map_err(|e| fail("avap_alloc", &e))?;
+        run.memory
+            .write(&mut run.store, ptr as u32 as usize, prepare_doc)
+            .map_err(|_| fail("avap_alloc", &"a buffer outside guest memory"))?;
+        let packed = finish(&run.memory_hit, &run.limits, prepare.call_async(&mut run.store, (ptr, len)))
+            .await
+            .map_err(|e| fail("avap_prepare", &e))?;
+        let answer = run.read(packed, limits.max_output_bytes).map_err(|e| fail("avap_prepare", &e))?;
+        let answer: PrepareAnswer<'_> =
+            serde_json::from_slice(&answer).map_err(|e| fail("avap_prepare answered", &e))?;
+        if !answer.ok {
+            return Err(LoadError::Prepare(format!(
+                "avap_prepare refused the catalog: {}",
+                answer.error.unwrap_or("no reason given")
+            )));
+        }
+        let prepared_at = started.elapsed();
+        // The snapshot: the instance's globals and memory as they are now.
+        let wasm = base.wasm.clone();
+        let wizer = wasmtime_wizer::Wizer::new();
+        let (cx, _) = wizer.instrument(&wasm).map_err(|e| fail("instrumenting", &e))?;
+        let snapshot = wizer
+            .snapshot(&cx, &mut SnapshotState { store: &mut run.store, instance: run.instance })
+            .await
+            .map_err(|e| fail("snapshot", &e))?;
+        drop(run);
+        let snapshot_at = started.elapsed();
+        let size = snapshot.len();
+        let engine = self.engine.clone();
+        let module = tokio::task::spawn_blocking(move || Module::new(&engine, snapshot))
+            .await
+            .map_err(|e| fail("compiler task", &e))?
+            .map_err(|e| fail("compiling the snapshot", &e))?;
+        tracing::debug!(
+            prepare_ms = prepared_at.as_millis() as u64,
+            snapshot_ms = (snapshot_at - prepared_at).as_millis() as u64,
+            compile_ms = (started.elapsed() - snapshot_at).as_millis() as u64,
+            "guest prepared"
+        );
+        abi::check_module(&module)?;
+        let exports = Exports::of(&module)?;
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let mut info = base.info.clone();
+        info.snapshot = Some(SnapshotInfo {
+            size_bytes: size,
+            build_ms: started.elapsed().as_millis() as u64,
+            functions: answer.functions.unwrap_or(0),
+        });
+        let catalog_errors = answer.catalog_errors.into_iter().map(|e| (e.name, e.error)).collect();
+        Ok(Some(Prepared {
+            guest: Guest { pre, exports, info, wasm: base.wasm.clone(), instrumented: false, prepared: true },
+            catalog_errors,
+        }))
     }
 
     /// Reads `avap_abi_version` and `avap_guest_version` from a throwaway instance.
@@ -332,8 +504,8 @@ impl SandboxEngine {
         let started = Instant::now();
         let work = async {
             let mut run = Run::start(self, guest, limits).await?;
-            let alloc: TypedFunc<i32, i32> = run.func(abi::EXPORT_ALLOC)?;
-            let run_fn: TypedFunc<(i32, i32), i64> = run.func(abi::EXPORT_RUN)?;
+            let alloc: TypedFunc<i32, i32> = run.export_func(&guest.exports.alloc, abi::EXPORT_ALLOC)?;
+            let run_fn: TypedFunc<(i32, i32), i64> = run.export_func(&guest.exports.run, abi::EXPORT_RUN)?;
             let len = i32::try_from(input.len())
                 .map_err(|_| SandboxError::InputTooLarge { size: input.len(), limit: limits.max_input_bytes })?;
             let ptr = finish(&run.memory_hit, &run.limits, alloc.call_async(&mut run.store, len)).await?;
@@ -369,6 +541,61 @@ impl SandboxEngine {
     }
 }
 
+/// Bytes of each linear memory reset with `memset` rather than `madvise`
+/// when its slot is reused: what a typical execution dirties beyond the
+/// snapshot's image.
+const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+
+/// Bytes of each table kept resident: the guest's whole function table
+/// (a few thousand 8-byte entries) with room to spare.
+const TABLE_KEEP_RESIDENT: usize = 1 << 20;
+
+/// `AVAP_PERF_MAP=1` writes `/tmp/perf-PID.map` so `perf report` names
+/// JIT-compiled guest functions (a developer's tool; it names code
+/// addresses only, nothing of any execution).
+fn profiler() -> wasmtime::ProfilingStrategy {
+    match std::env::var("AVAP_PERF_MAP").as_deref() {
+        Ok("1" | "true") => wasmtime::ProfilingStrategy::PerfMap,
+        _ => wasmtime::ProfilingStrategy::None,
+    }
+}
+
+/// Cranelift's incremental cache, in memory: compiled functions by the hash
+/// of what was compiled. Filled by this process only (nothing outside it
+/// can put an entry in); emptied when it grows past [`COMPILE_CACHE_BYTES`].
+#[derive(Debug, Default)]
+struct CompileCache {
+    entries: std::sync::Mutex<CacheEntries>,
+}
+
+#[derive(Debug, Default)]
+struct CacheEntries {
+    by_key: std::collections::HashMap<Vec<u8>, Vec<u8>>,
+    bytes: usize,
+}
+
+/// The most the compile cache holds (a guest's code a few times over).
+const COMPILE_CACHE_BYTES: usize = 256 << 20;
+
+impl wasmtime::CacheStore for CompileCache {
+    fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let entries = self.entries.lock().ok()?;
+        entries.by_key.get(key).map(|v| std::borrow::Cow::Owned(v.clone()))
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        let Ok(mut entries) = self.entries.lock() else { return false };
+        let size = key.len() + value.len();
+        if entries.bytes + size > COMPILE_CACHE_BYTES {
+            entries.by_key.clear();
+            entries.bytes = 0;
+        }
+        entries.bytes += size;
+        entries.by_key.insert(key.to_vec(), value);
+        true
+    }
+}
+
 /// Why a guest module was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -378,6 +605,63 @@ pub enum LoadError {
     Abi(#[from] AbiError),
     #[error("module failed its probe: {0}")]
     Probe(String),
+    #[error("module could not be prepared with the catalog: {0}")]
+    Prepare(String),
+}
+
+/// What `avap_prepare` answers (untrusted; only read, never kept).
+#[derive(serde::Deserialize)]
+struct PrepareAnswer<'a> {
+    ok: bool,
+    #[serde(default)]
+    functions: Option<u64>,
+    #[serde(default, borrow)]
+    error: Option<&'a str>,
+    #[serde(default)]
+    catalog_errors: Vec<NamedError>,
+}
+
+#[derive(serde::Deserialize)]
+struct NamedError {
+    name: String,
+    error: String,
+}
+
+/// A prepared guest, and the catalog commands it found invalid (by name,
+/// with why).
+pub struct Prepared {
+    pub guest: Guest,
+    pub catalog_errors: Vec<(String, String)>,
+}
+
+/// The instance state the snapshot reads: its globals and memory by the
+/// names the instrumented module exports them under.
+struct SnapshotState<'a> {
+    store: &'a mut Store<StoreState>,
+    instance: wasmtime::Instance,
+}
+
+impl wasmtime_wizer::InstanceState for SnapshotState<'_> {
+    async fn global_get(&mut self, name: &str, _: wasmtime_wizer::ValType) -> wasmtime_wizer::SnapshotVal {
+        use wasmtime_wizer::SnapshotVal;
+        match self.instance.get_global(&mut *self.store, name).map(|g| g.get(&mut *self.store)) {
+            Some(wasmtime::Val::I32(x)) => SnapshotVal::I32(x),
+            Some(wasmtime::Val::I64(x)) => SnapshotVal::I64(x),
+            Some(wasmtime::Val::F32(x)) => SnapshotVal::F32(x),
+            Some(wasmtime::Val::F64(x)) => SnapshotVal::F64(x),
+            Some(wasmtime::Val::V128(x)) => SnapshotVal::V128(x.as_u128()),
+            // The instrumented module exports every defined global of a
+            // value type; anything else keeps its initial value of zero.
+            _ => SnapshotVal::I32(0),
+        }
+    }
+
+    async fn memory_contents(&mut self, name: &str, contents: impl FnOnce(&[u8]) + Send) {
+        match self.instance.get_memory(&mut *self.store, name) {
+            Some(memory) => contents(memory.data(&*self.store)),
+            None => contents(&[]),
+        }
+    }
 }
 
 /// One live instance with its store, for the length of one execution.
@@ -410,13 +694,30 @@ impl Run {
         });
         let instance = guest.pre.instantiate_async(&mut store).await.map_err(|e| classify(e, &memory_hit, limits))?;
         let memory = instance
-            .get_memory(&mut store, abi::EXPORT_MEMORY)
+            .get_module_export(&mut store, &guest.exports.memory)
+            .and_then(|e| e.into_memory())
             .ok_or_else(|| SandboxError::GuestAbi("no exported memory".into()))?;
         let mut run = Run { store, instance, memory, memory_hit, limits: limits.clone(), stdout, stderr };
-        if let Ok(init) = run.instance.get_typed_func::<(), ()>(&mut run.store, abi::EXPORT_INITIALIZE) {
+        // A snapshot has no `_initialize` any more: it ran before the snapshot.
+        if let Some(init) = &guest.exports.initialize {
+            let init: TypedFunc<(), ()> = run.export_func(init, abi::EXPORT_INITIALIZE)?;
             finish(&run.memory_hit, &run.limits, init.call_async(&mut run.store, ())).await?;
         }
         Ok(run)
+    }
+
+    /// An export looked up once per module ([`Exports`]), typed.
+    fn export_func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+        &mut self,
+        export: &wasmtime::ModuleExport,
+        name: &str,
+    ) -> Result<TypedFunc<P, R>, SandboxError> {
+        let func = self
+            .instance
+            .get_module_export(&mut self.store, export)
+            .and_then(|e| e.into_func())
+            .ok_or_else(|| SandboxError::GuestAbi(format!("export `{name}` is not a function")))?;
+        func.typed::<P, R>(&self.store).map_err(|e| SandboxError::GuestAbi(format!("export `{name}`: {e}")))
     }
 
     fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
@@ -627,6 +928,97 @@ mod tests {
         for _ in 0..20 {
             engine.execute(&guest, &limits, b"{}").await.expect("fresh memory every time");
         }
+    }
+
+    /// A guest with `avap_prepare` whose every run bumps a global and a
+    /// word of the memory the snapshot holds, then grows the memory and
+    /// reads the new page's last byte before writing it. It answers four
+    /// digits: the global, the word, the page count before growing, and
+    /// that byte. Prepared, the global and word are 7 and the memory three
+    /// pages: every execution must answer "8830", however many ran before
+    /// (and an unprepared one "1120").
+    const STATEFUL_GUEST: &str = r#"(module
+      (memory (export "memory") 2)
+      (global $counter (mut i32) (i32.const 0))
+      (data (i32.const 0) "9.9.9")
+      (data (i32.const 16) "{\"ok\":true}")
+      (func (export "avap_abi_version") (result i32) i32.const 1)
+      (func (export "avap_guest_version") (result i64) i64.const 5)
+      (func (export "avap_alloc") (param i32) (result i32) i32.const 4096)
+      (func (export "avap_prepare") (param i32 i32) (result i64)
+        (global.set $counter (i32.const 7))
+        (drop (memory.grow (i32.const 1)))
+        (i32.store (i32.const 65544) (i32.const 7))
+        i64.const 0x100000000b)
+      (func (export "avap_run") (param i32 i32) (result i64) (local $pages i32) (local $last i32)
+        (global.set $counter (i32.add (global.get $counter) (i32.const 1)))
+        (i32.store (i32.const 65544) (i32.add (i32.load (i32.const 65544)) (i32.const 1)))
+        (local.set $pages (memory.size))
+        (drop (memory.grow (i32.const 64)))
+        (local.set $last (i32.sub (i32.mul (memory.size) (i32.const 65536)) (i32.const 8)))
+        (i32.store8 (i32.const 64) (i32.add (i32.const 48) (global.get $counter)))
+        (i32.store8 (i32.const 65) (i32.add (i32.const 48) (i32.load (i32.const 65544))))
+        (i32.store8 (i32.const 66) (i32.add (i32.const 48) (local.get $pages)))
+        (i32.store8 (i32.const 67) (i32.add (i32.const 48) (i32.load8_u (local.get $last))))
+        (i32.store8 (local.get $last) (i32.const 9))
+        i64.const 0x4000000004))"#;
+
+    #[tokio::test]
+    async fn a_snapshot_starts_every_execution_from_its_own_state() {
+        let limits = Limits { max_concurrency: 2, ..limits() };
+        let engine = SandboxEngine::new(&limits).expect("engine");
+        let wasm = wat::parse_str(STATEFUL_GUEST).expect("wat");
+        let base = engine.load_guest(&wasm, "test").await.expect("load");
+        let prepared = engine.prepare(&base, b"{}", &limits).await.expect("prepare").expect("preparable");
+        assert!(prepared.guest.is_prepared());
+        assert!(prepared.guest.info().snapshot.is_some());
+        // More executions than pool slots, so slots are reused; base and
+        // snapshot interleaved, so a slot moves between the two modules.
+        for round in 0..12 {
+            let exec = engine.execute(&prepared.guest, &limits, b"{}").await.expect("snapshot run");
+            assert_eq!(exec.output, b"8830", "round {round}: the snapshot's state, untouched by earlier runs");
+            let exec = engine.execute(&base, &limits, b"{}").await.expect("base run");
+            assert_eq!(exec.output, b"1120", "round {round}: the module's own initial state");
+        }
+        // Concurrent executions each see their own copy.
+        let runs = (0..6).map(|_| engine.execute(&prepared.guest, &limits, b"{}"));
+        for exec in futures_util::future::join_all(runs).await {
+            assert_eq!(exec.expect("concurrent run").output, b"8830");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_guest_without_prepare_or_in_text_form_runs_unprepared() {
+        let limits = limits();
+        let engine = SandboxEngine::new(&limits).expect("engine");
+        let text = engine.load_guest(STATEFUL_GUEST.as_bytes(), "test").await.expect("load text");
+        assert!(engine.prepare(&text, b"{}", &limits).await.expect("prepare").is_none());
+        let wasm = wat::parse_str(wat_guest(OK_OUTPUT, "")).expect("wat");
+        let plain = engine.load_guest(&wasm, "test").await.expect("load");
+        assert!(engine.prepare(&plain, b"{}", &limits).await.expect("prepare").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refused_or_failing_prepare_is_a_load_error() {
+        let limits = limits();
+        let engine = SandboxEngine::new(&limits).expect("engine");
+        let refusing = STATEFUL_GUEST
+            .replace(
+                r#"(data (i32.const 0) "9.9.9")"#,
+                r#"(data (i32.const 0) "9.9.9") (data (i32.const 32) "{\"ok\":false}")"#,
+            )
+            .replace(
+                "(i32.const 7))\n        i64.const 0x100000000b)",
+                "(i32.const 7))\n        i64.const 0x200000000c)",
+            );
+        assert!(refusing.contains("0x200000000c") && refusing.contains("ok\\\":false"), "{refusing}");
+        let guest = engine.load_guest(&wat::parse_str(&refusing).expect("wat"), "test").await.expect("load");
+        let err = engine.prepare(&guest, b"{}", &limits).await.err().expect("refused");
+        assert!(err.to_string().contains("refused the catalog"), "{err}");
+        let trapping = STATEFUL_GUEST.replace("(global.set $counter (i32.const 7))", "unreachable");
+        let guest = engine.load_guest(&wat::parse_str(&trapping).expect("wat"), "test").await.expect("load");
+        let err = engine.prepare(&guest, b"{}", &limits).await.err().expect("trap");
+        assert!(matches!(err, LoadError::Prepare(_)), "{err}");
     }
 
     #[tokio::test]

@@ -18,12 +18,21 @@ use crate::sandbox::{Execution, Gate, Guest, Limits, SandboxEngine, SandboxError
 /// The script every candidate guest must run, and what it must answer.
 const SELF_TEST_SCRIPT: &str = "addVar(a, 1)\nb = a + 41\naddResult(b)";
 
+/// What executions run against, swapped whole: an execution clones the
+/// `Arc` when it starts and keeps what it started with.
+pub struct Live {
+    /// The guest module as loaded and vetted.
+    pub guest: Arc<Guest>,
+    pub catalog: Arc<LiveCatalog>,
+    /// What executions instantiate: the guest prepared with the catalog (a
+    /// snapshot), or the guest itself when it cannot be prepared (the
+    /// catalog then travels in each input).
+    pub runner: Arc<Guest>,
+}
+
 pub struct AppState {
     pub engine: SandboxEngine,
-    /// The live guest. Executions clone the `Arc` when they start and keep
-    /// the module they started with; a swap replaces it for later ones.
-    guest: RwLock<Arc<Guest>>,
-    catalog: RwLock<Arc<LiveCatalog>>,
+    live: RwLock<Arc<Live>>,
     pub limits: Limits,
     pub gate: Gate,
     pub metrics: Metrics,
@@ -94,16 +103,23 @@ impl AppState {
         capabilities.calls = Some(metrics.capability_calls());
         tracing::info!(granted = ?capabilities.granted(), "capabilities");
         let engine = SandboxEngine::with_capabilities(&limits, Arc::new(capabilities))?;
-        let guest = engine.load_guest(crate::GUEST_WASM, "built-in").await?;
+        let guest = Arc::new(engine.load_guest(crate::GUEST_WASM, "built-in").await?);
         tracing::info!(version = %guest.info().version, digest = %guest.info().digest, "guest module loaded");
+        let catalog = Arc::new(LiveCatalog::built_in());
+        let runner = match prepare_runner(&engine, &limits, &guest, &catalog).await {
+            Ok(prepared) => prepared.guest,
+            Err(e) => {
+                tracing::warn!(error = %e, "the built-in guest could not be prepared; its executions start unprepared");
+                guest.clone()
+            }
+        };
         if config.internal_key == avap_wire::auth::DEFAULT_INTERNAL_KEY {
             tracing::warn!("AVAP_INTERNAL_KEY is the public default: anyone can sign packages this host accepts");
         }
         Ok(Arc::new(AppState {
             gate: Gate::new(limits.max_concurrency, limits.queue_timeout),
             engine,
-            guest: RwLock::new(Arc::new(guest)),
-            catalog: RwLock::new(Arc::new(LiveCatalog::built_in())),
+            live: RwLock::new(Arc::new(Live { guest, catalog, runner })),
             limits,
             metrics,
             front: FrontDoor::new(config.front()?),
@@ -123,14 +139,19 @@ impl AppState {
         }))
     }
 
-    /// The guest new executions should use.
-    pub fn guest(&self) -> Arc<Guest> {
-        read(&self.guest)
+    /// What new executions run against.
+    pub fn live(&self) -> Arc<Live> {
+        read(&self.live)
     }
 
-    /// The catalog new executions should use.
+    /// The live guest module.
+    pub fn guest(&self) -> Arc<Guest> {
+        self.live().guest.clone()
+    }
+
+    /// The live catalog.
     pub fn catalog(&self) -> Arc<LiveCatalog> {
-        read(&self.catalog)
+        self.live().catalog.clone()
     }
 
     pub fn update_sync(&self, f: impl FnOnce(&mut SyncStatus)) {
@@ -149,33 +170,47 @@ impl AppState {
     }
 
     /// Vets a catalog from the definition server and, if every step passes,
-    /// makes it (and its guest module, if new) live. All or nothing.
+    /// makes it (and its guest module, if new) live, prepared: the guest is
+    /// snapshotted with the catalog before anything is swapped. All or
+    /// nothing, off the request path.
     pub async fn apply_catalog(&self, response: &avap_wire::pb::CatalogResponse) -> Result<Applied, CatalogError> {
         let _one_at_a_time = self.apply_lock.lock().await;
         let verified = catalog::verify(response, &self.internal_key)?;
-        let current = self.catalog();
-        let current_guest = self.guest();
-        let new_module = verified.guest_module.as_deref().filter(|m| module_digest(m) != current_guest.info().digest);
-        if current.version_hash.as_deref() == Some(verified.version_hash.as_str()) && new_module.is_none() {
+        let live = self.live();
+        let new_module = verified.guest_module.as_deref().filter(|m| module_digest(m) != live.guest.info().digest);
+        if live.catalog.version_hash.as_deref() == Some(verified.version_hash.as_str()) && new_module.is_none() {
             return Ok(Applied::Unchanged);
         }
         let candidate = match new_module {
             Some(module) => Some(Arc::new(self.vet_guest(module).await?)),
             None => None,
         };
-        let live_guest = candidate.clone().unwrap_or(current_guest);
-        for (name, source) in &verified.avap {
-            self.check_avap_command(&live_guest, name, source).await?;
-        }
+        let guest = candidate.clone().unwrap_or_else(|| live.guest.clone());
         let guest_json = verified.guest_json();
+        let avap = verified.avap.clone();
+        let catalog = Arc::new(verified.into_live(guest_json));
+        let prepared = prepare_runner(&self.engine, &self.limits, &guest, &catalog).await?;
+        if let Some((name, reason)) = prepared.catalog_errors.into_iter().next() {
+            return Err(CatalogError::Invalid { name, reason });
+        }
+        if !prepared.guest.is_prepared() {
+            // A guest that cannot be prepared checks each command on its own.
+            for (name, source) in &avap {
+                self.check_avap_command(&guest, name, source).await?;
+            }
+        }
         let swapped_to = candidate.as_ref().map(|g| g.info().version.clone());
-        if let Some(guest) = candidate {
+        if let Some(guest) = &candidate {
             tracing::info!(version = %guest.info().version, digest = %guest.info().digest, "guest module swapped in");
             self.metrics.guest_swap();
-            write(&self.guest, guest);
         }
-        tracing::info!(version_hash = %verified.version_hash, entries = verified.names.len(), "catalog applied");
-        write(&self.catalog, Arc::new(verified.into_live(guest_json)));
+        tracing::info!(
+            version_hash = ?catalog.version_hash,
+            entries = catalog.entries,
+            snapshot = ?prepared.guest.info().snapshot,
+            "catalog applied"
+        );
+        write(&self.live, Arc::new(Live { guest, catalog, runner: prepared.guest }));
         Ok(Applied::Updated { guest_swapped_to: swapped_to })
     }
 
@@ -233,7 +268,8 @@ impl AppState {
     }
 
     pub fn health(&self) -> Value {
-        let catalog = self.catalog();
+        let live = self.live();
+        let catalog = live.catalog.clone();
         let sync = match self.sync.lock() {
             Ok(s) => s.clone(),
             Err(p) => p.into_inner().clone(),
@@ -244,7 +280,7 @@ impl AppState {
             "service": "avap-host",
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs(),
-            "guest": self.guest().info(),
+            "guest": live.runner.info(),
             "catalog": {
                 "source": catalog.source,
                 "version_hash": catalog.version_hash,
@@ -286,6 +322,45 @@ impl AppState {
         });
         json!({ "granted": caps.granted(), "http": http, "db": db })
     }
+}
+
+/// The runner of `guest` for `catalog`: the guest prepared with it (and
+/// self-tested), or the guest itself when it cannot be prepared.
+async fn prepare_runner(
+    engine: &SandboxEngine,
+    limits: &Limits,
+    guest: &Arc<Guest>,
+    catalog: &LiveCatalog,
+) -> Result<PreparedRunner, CatalogError> {
+    let refuse = |reason: String| CatalogError::Guest(reason);
+    let doc = format!("{{\"catalog\":{}}}", catalog.guest_json.as_deref().map_or("{}", |c| c.get()));
+    // Preparing parses the whole catalog: more time and fuel than a script.
+    let prepare_limits = Limits { timeout: PREPARE_TIMEOUT, fuel: limits.fuel.saturating_mul(10), ..limits.clone() };
+    let Some(prepared) =
+        engine.prepare(guest, doc.as_bytes(), &prepare_limits).await.map_err(|e| refuse(e.to_string()))?
+    else {
+        return Ok(PreparedRunner { guest: guest.clone(), catalog_errors: Vec::new() });
+    };
+    let runner = Arc::new(prepared.guest);
+    // The snapshot must run: a check of a trivial script, whatever the
+    // catalog allows.
+    let input = GuestInput::bare("b = 1 + 41", Some("check"));
+    let bytes = serde_json::to_vec(&input).map_err(|e| refuse(e.to_string()))?;
+    let execution =
+        engine.execute(&runner, limits, &bytes).await.map_err(|e| refuse(format!("snapshot self-test: {e}")))?;
+    let output = decode_output(&execution.output).map_err(|e| refuse(format!("snapshot self-test output: {e}")))?;
+    if !output.ok {
+        return Err(refuse(format!("the snapshot failed its self-test: {:?}", output.error)));
+    }
+    Ok(PreparedRunner { guest: runner, catalog_errors: prepared.catalog_errors })
+}
+
+/// How long preparing a guest with a catalog may take.
+const PREPARE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+struct PreparedRunner {
+    guest: Arc<Guest>,
+    catalog_errors: Vec<(String, String)>,
 }
 
 fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
