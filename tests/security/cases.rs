@@ -399,7 +399,7 @@ fn sql() -> Vec<Case> {
         sql_pg("other sessions' statements", "SELECT query FROM pg_stat_activity").expect(400, RUNTIME, "'pg_stat_activity' is not allowed"),
         sql_pg("the data directory", "SELECT current_setting('data_directory') AS d").expect(400, RUNTIME, "must be superuser"),
         sql_pg("a long sleep", "SELECT pg_sleep(100)").expect(400, RUNTIME, "statement timeout").within(SLOW),
-        sql_pg("a row of four 30 MB values", "SELECT repeat('x', 30000000) AS a, repeat('y', 30000000) AS b, repeat('z', 30000000) AS c, repeat('w', 30000000) AS d").expect(400, RUNTIME, "larger than the reply cap").within(SLOW),
+        sql_pg("a row of four 5 MB values", "SELECT repeat('x', 5000000) AS a, repeat('y', 5000000) AS b, repeat('z', 5000000) AS c, repeat('w', 5000000) AS d").expect(400, RUNTIME, "larger than the reply cap").within(SLOW),
         sql_pg("one value over the reply cap", "SELECT repeat('x', 9000000) AS a").expect(400, RUNTIME, "larger than the reply cap"),
         sql_pg("ten million rows", "SELECT generate_series(1, 10000000) AS n").expect(400, RUNTIME, "row cap").within(SLOW),
         sql_pg("an escaped quote cannot end the string", "SELECT E'\\'; DROP TABLE users; --' AS s").expect(200, OK, "DROP TABLE users"),
