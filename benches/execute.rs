@@ -2,6 +2,13 @@
 //! the same script run by the interpreter natively, in one run so the ratio
 //! holds on a noisy machine.
 //!
+//! The `catalog` group is the trivial script in a fresh instance of the
+//! guest as the host runs it: prepared (a snapshot holding the catalog) with
+//! the built-in catalog, with the brain's 28 entries plus 100 `avap`
+//! commands, and with 10,000 more; and, for contrast, unprepared with the
+//! 128-entry catalog in the input, which is what every execution paid before
+//! snapshots.
+//!
 //! The `db_select_*` groups measure a capability call: a sandboxed script
 //! that runs one `ormDirect` statement, against the same statement run
 //! directly on the host's capability (no guest), on in-memory SQLite, and on
@@ -17,13 +24,39 @@ use std::time::{Duration, Instant};
 
 use avap_host::capability::Capabilities;
 use avap_host::capability::db::{DbCapability, DbConfig, DbSession};
-use avap_host::sandbox::{Limits, SandboxEngine};
+use avap_host::sandbox::{Guest, Limits, SandboxEngine};
 
 const SMALL: &str = "addVar(a, 1)\naddResult(a)";
 const LOOP: &str = "total = 0\nstartLoop(i, 1, 1000)\n  total = total + i\nendLoop()\naddResult(total)";
 
 fn input(script: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({ "script": script })).expect("json")
+}
+
+/// The guest's catalog document for the brain's catalog plus `extra` `avap`
+/// commands, as the host builds it from a verified sync.
+fn catalog_json(extra: usize) -> String {
+    let dir = std::env::temp_dir().join(format!("avap-bench-catalog-{}-{extra}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("catalog dir");
+    for i in 0..extra {
+        let source = format!("function bench{i}(a) {{\n  return a + {i}\n}}\n");
+        std::fs::write(dir.join(format!("bench{i}.avap")), source).expect("write");
+    }
+    let config = avap_brain::BrainConfig { catalog_dir: Some(dir.clone()), ..Default::default() };
+    let response = avap_brain::Brain::new(config).expect("brain").catalog();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(response.commands.len(), 28 + extra, "the brain's catalog");
+    let verified = avap_host::catalog::verify(&response, avap_wire::auth::DEFAULT_INTERNAL_KEY.as_bytes())
+        .expect("verified catalog");
+    verified.guest_json().get().to_string()
+}
+
+fn prepared(rt: &tokio::runtime::Runtime, engine: &SandboxEngine, guest: &Guest, catalog: &str) -> Guest {
+    let limits = Limits { fuel: u64::MAX / 4, timeout: Duration::from_secs(60), ..Limits::default() };
+    let doc = format!("{{\"catalog\":{catalog}}}");
+    let prepared = rt.block_on(engine.prepare(guest, doc.as_bytes(), &limits)).expect("prepare").expect("preparable");
+    assert!(prepared.catalog_errors.is_empty(), "{:?}", prepared.catalog_errors);
+    prepared.guest
 }
 
 fn bench(c: &mut Criterion) {
@@ -41,6 +74,31 @@ fn bench(c: &mut Criterion) {
         group.bench_function("native", |b| b.iter(|| avap_guest_vm::run_json(&input)));
         group.finish();
     }
+
+    let with_128 = catalog_json(100);
+    let runners = [
+        ("prepared_builtin", prepared(&rt, &engine, &guest, "{}"), input(SMALL)),
+        ("prepared_128", prepared(&rt, &engine, &guest, &with_128), input(SMALL)),
+        ("prepared_10028", prepared(&rt, &engine, &guest, &catalog_json(10_000)), input(SMALL)),
+    ];
+    let unprepared_input =
+        format!(r#"{{"script":{},"catalog":{with_128}}}"#, serde_json::to_string(SMALL).expect("json"));
+    let mut group = c.benchmark_group("catalog");
+    for (name, runner, input) in &runners {
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                let out = rt.block_on(engine.execute(runner, &limits, input)).expect("execution");
+                assert!(out.output.starts_with(br#"{"ok":true"#));
+            })
+        });
+    }
+    group.bench_function("unprepared_128_in_input", |b| {
+        b.iter(|| {
+            let out = rt.block_on(engine.execute(&guest, &limits, unprepared_input.as_bytes())).expect("execution");
+            assert!(out.output.starts_with(br#"{"ok":true"#));
+        })
+    });
+    group.finish();
 
     let mut databases = vec![("db_select_sqlite", "sqlite::memory:".to_string())];
     if let Ok(url) = std::env::var("AVAP_BENCH_PG_URL") {

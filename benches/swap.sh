@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# How long a guest roll-out takes, from publish to the first request the new
+# guest serves, on a host under load (release builds on 127.0.0.1).
+#
+# A local avap-brain watches a catalog folder (polled every POLL_MS); an
+# avap-host follows it over WatchCatalog. While wrk keeps CONNECTIONS
+# connections busy with a trivial script, the built-in guest module with its
+# version record patched (0.1.0 -> 0.1.1, the same code) is written into the
+# folder as guest-vm.wasm. The script then polls the host every 5 ms and
+# reports the time until a response names the new version in
+# x-avap-guest-version, the host's own figure for the snapshot build, and
+# wrk's count of failed requests over the whole roll-out (must be 0).
+#
+#   benches/swap.sh                   # 3 roll-outs, c=8, brain poll 100 ms
+#   ROLLOUTS=5 CONNECTIONS=50 benches/swap.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROLLOUTS=${ROLLOUTS:-3}
+CONNECTIONS=${CONNECTIONS:-8}
+POLL_MS=${POLL_MS:-100}
+BASE_PORT=${BASE_PORT:-18880}
+HOST_PORT=$BASE_PORT
+BRAIN_PORT=$((BASE_PORT + 1))
+
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+cargo build --release -q -p avap-host -p avap-brain --bin avap-host --bin avap-brain
+bin=./target/release
+module=$(ls -t target/release/build/avap-guest-embed-*/out/avap_guest_vm.wasm | head -1)
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/avap-swap.XXXXXX")
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/catalog"
+
+# Versions 0.1.1, 0.1.2, ...: the same module with another version record.
+patched() { # n -> path
+    python3 - "$module" "$work/guest-$1.wasm" "$1" <<'PY'
+import sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data = open(src, "rb").read()
+old = b"avap-guest-version=0.1.0"
+assert data.count(old) == 1, "the version record must occur once"
+new = b"avap-guest-version=0.1." + str(n).encode()
+assert len(new) == len(old), "a version of the same length"
+open(dst, "wb").write(data.replace(old, new))
+PY
+    echo "$work/guest-$1.wasm"
+}
+
+RUST_LOG=warn "$bin/avap-brain" --listen "127.0.0.1:$BRAIN_PORT" --catalog "$work/catalog" \
+    --poll-ms "$POLL_MS" >"$work/brain.log" 2>&1 & pids+=($!)
+RUST_LOG=info BRAIN_HOST=127.0.0.1 BRAIN_PORT=$BRAIN_PORT AVAP_BIND=127.0.0.1 PORT=$HOST_PORT \
+    "$bin/avap-host" >"$work/host.log" 2>&1 & pids+=($!)
+url="http://127.0.0.1:$HOST_PORT/api/v1/execute"
+for _ in $(seq 1 300); do
+    curl -s "http://127.0.0.1:$HOST_PORT/health" | grep -q '"source":"brain"' && break
+    sleep 0.1
+done
+curl -s "http://127.0.0.1:$HOST_PORT/health" | grep -q '"source":"brain"' || { echo "the host never synced" >&2; exit 1; }
+
+cat > "$work/trivial.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"script": "addVar(a, 1)\\naddResult(a)"}'
+LUA
+
+version_now() {
+    curl -s -D - -o /dev/null -H 'content-type: application/json' "$url" -d '{"script": "addVar(a, 1)"}' \
+        | tr -d '\r' | awk -F': ' 'tolower($1) == "x-avap-guest-version" { print $2 }'
+}
+
+printf '| roll-out | version | publish to first request served | snapshot build (host) | failed requests under load |\n'
+printf '| --- | --- | --- | --- | --- |\n'
+for n in $(seq 1 "$ROLLOUTS"); do
+    next="0.1.$n"
+    src=$(patched "$n")
+    wrk -t2 -c"$CONNECTIONS" -d10s --timeout 10s -s "$work/trivial.lua" "$url" > "$work/wrk-$n.txt" &
+    load=$!
+    sleep 3
+    start=$(date +%s%N)
+    cp "$src" "$work/catalog/guest-vm.wasm.tmp" && mv "$work/catalog/guest-vm.wasm.tmp" "$work/catalog/guest-vm.wasm"
+    served=""
+    for _ in $(seq 1 4000); do
+        if [ "$(version_now)" = "$next" ]; then served=$(date +%s%N); break; fi
+        sleep 0.005
+    done
+    [ -n "$served" ] || { echo "version $next was never served" >&2; tail -20 "$work/host.log" >&2; exit 1; }
+    wait "$load"
+    failed=$(grep -oE 'Non-2xx or 3xx responses: [0-9]+' "$work/wrk-$n.txt" | awk '{print $NF}' || true)
+    errors=$(grep -oE 'Socket errors: .*' "$work/wrk-$n.txt" || true)
+    build=$(curl -s "http://127.0.0.1:$HOST_PORT/health" | python3 -c 'import json,sys; h=json.load(sys.stdin); print(h["guest"].get("snapshot",{}).get("build_ms","-"))')
+    printf '| %d | %s | %d ms | %s ms | %s%s |\n' "$n" "$next" $(( (served - start) / 1000000 )) "$build" "${failed:-0}" "${errors:+, $errors}"
+done
