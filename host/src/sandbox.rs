@@ -436,7 +436,7 @@ impl SandboxEngine {
         if !answer.ok {
             return Err(LoadError::Prepare(format!(
                 "avap_prepare refused the catalog: {}",
-                answer.error.unwrap_or("no reason given")
+                guest_text(answer.error.unwrap_or("no reason given"))
             )));
         }
         let prepared_at = started.elapsed();
@@ -471,7 +471,13 @@ impl SandboxEngine {
             build_ms: started.elapsed().as_millis() as u64,
             functions: answer.functions.unwrap_or(0),
         });
-        let catalog_errors = answer.catalog_errors.into_iter().map(|e| (e.name, e.error)).collect();
+        // What the guest says goes to /health and the log: bounded.
+        let catalog_errors = answer
+            .catalog_errors
+            .into_iter()
+            .take(MAX_CATALOG_ERRORS)
+            .map(|e| (guest_text(&e.name), guest_text(&e.error)))
+            .collect();
         Ok(Some(Prepared {
             guest: Guest { pre, exports, info, wasm: base.wasm.clone(), instrumented: false, prepared: true },
             catalog_errors,
@@ -607,6 +613,21 @@ pub enum LoadError {
     Probe(String),
     #[error("module could not be prepared with the catalog: {0}")]
     Prepare(String),
+}
+
+/// The most catalog errors kept from one `avap_prepare` answer.
+const MAX_CATALOG_ERRORS: usize = 20;
+
+/// The longest text kept from what a guest reports about itself.
+const MAX_GUEST_TEXT_BYTES: usize = 512;
+
+/// `text` cut to [`MAX_GUEST_TEXT_BYTES`] at a character boundary.
+fn guest_text(text: &str) -> String {
+    let mut cut = text.len().min(MAX_GUEST_TEXT_BYTES);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    if cut < text.len() { format!("{} ...", &text[..cut]) } else { text.to_string() }
 }
 
 /// What `avap_prepare` answers (untrusted; only read, never kept).
@@ -996,6 +1017,14 @@ mod tests {
         let wasm = wat::parse_str(wat_guest(OK_OUTPUT, "")).expect("wat");
         let plain = engine.load_guest(&wasm, "test").await.expect("load");
         assert!(engine.prepare(&plain, b"{}", &limits).await.expect("prepare").is_none());
+    }
+
+    #[test]
+    fn what_a_guest_says_of_itself_is_bounded() {
+        assert_eq!(guest_text("short"), "short");
+        let long = "é".repeat(MAX_GUEST_TEXT_BYTES);
+        let cut = guest_text(&long);
+        assert!(cut.len() <= MAX_GUEST_TEXT_BYTES + 4 && cut.ends_with(" ..."), "{}", cut.len());
     }
 
     #[tokio::test]
