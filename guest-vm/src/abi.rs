@@ -67,25 +67,7 @@ pub extern "C" fn avap_alloc(len: i32) -> i32 {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn avap_run(ptr: i32, len: i32) -> i64 {
-    let output = if ptr == 0 || !(0..=MAX_INPUT).contains(&len) {
-        crate::run_json(b"")
-    } else {
-        let len = len as usize;
-        let p = ptr as u32 as usize as *mut u8;
-        // SAFETY: the host contract: `ptr` was returned by `avap_alloc(len)`
-        // with this same `len`, was filled by the host, and is used once.
-        let input = unsafe { std::slice::from_raw_parts(p, len) };
-        let out = crate::run_json(input);
-        if let Some(layout) = layout(len) {
-            // SAFETY: allocated by `avap_alloc` with this same layout.
-            unsafe { dealloc(p, layout) };
-        }
-        out
-    };
-    let output = output.into_boxed_slice();
-    let len = output.len();
-    let leaked: &'static mut [u8] = Box::leak(output);
-    pack(leaked.as_ptr(), len)
+    answer(ptr, len, crate::run_json)
 }
 
 /// Optional (the host calls it when exported): prepares the instance with
@@ -94,15 +76,23 @@ pub extern "C" fn avap_run(ptr: i32, len: i32) -> i64 {
 /// result document like `avap_run`.
 #[unsafe(no_mangle)]
 pub extern "C" fn avap_prepare(ptr: i32, len: i32) -> i64 {
+    answer(ptr, len, crate::prepare_json)
+}
+
+/// Takes back the input buffer `avap_alloc(len)` returned, hands its bytes
+/// to `f` (an empty input when the buffer is not one it could have
+/// returned), and leaks `f`'s answer for the host to read:
+/// `(ptr << 32) | len`.
+fn answer(ptr: i32, len: i32, f: fn(&[u8]) -> Vec<u8>) -> i64 {
     let output = if ptr == 0 || !(0..=MAX_INPUT).contains(&len) {
-        crate::prepare_json(b"")
+        f(b"")
     } else {
         let len = len as usize;
         let p = ptr as u32 as usize as *mut u8;
-        // SAFETY: as for `avap_run`: `ptr` came from `avap_alloc(len)`, was
-        // filled by the host, and is used once.
+        // SAFETY: the host contract: `ptr` was returned by `avap_alloc(len)`
+        // with this same `len`, was filled by the host, and is used once.
         let input = unsafe { std::slice::from_raw_parts(p, len) };
-        let out = crate::prepare_json(input);
+        let out = f(input);
         if let Some(layout) = layout(len) {
             // SAFETY: allocated by `avap_alloc` with this same layout.
             unsafe { dealloc(p, layout) };

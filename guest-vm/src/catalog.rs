@@ -108,14 +108,6 @@ impl Catalog {
         Some(parsed.as_ref().map_err(String::as_str))
     }
 
-    /// Parses every AVAP catalog command now, so no execution has to (a
-    /// prepared catalog is parsed once, before the snapshot of the guest).
-    pub fn parse_all(&self, max_source_bytes: usize) {
-        for f in &self.functions {
-            let _ = self.function(&f.name, max_source_bytes);
-        }
-    }
-
     /// Reads the input's `catalog` object
     /// (`{"commands"?: [..], "functions"?: [{"name", "source"}], "unsupported"?: [..]}`).
     /// Linear in the catalog's size apart from one sort of each list.

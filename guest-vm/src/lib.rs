@@ -96,15 +96,21 @@ pub fn check_script(script: &str, catalog: &Catalog, limits: &Limits) -> Result<
         catalog::insert_sorted(&mut functions, name.clone());
     }
     let commands = program.called_commands();
-    let catalog_errors = catalog
+    let catalog_errors = catalog_errors(catalog, limits.max_script_bytes);
+    Ok(CheckReport { functions, commands, catalog_errors })
+}
+
+/// Parses every AVAP command of `catalog` (each is parsed once and kept)
+/// and returns those whose source is invalid.
+fn catalog_errors(catalog: &Catalog, max_source_bytes: usize) -> Vec<CatalogError> {
+    catalog
         .function_names()
         .into_iter()
-        .filter_map(|name| match catalog.function(name, limits.max_script_bytes) {
+        .filter_map(|name| match catalog.function(name, max_source_bytes) {
             Some(Err(error)) => Some(CatalogError { name: name.to_string(), error: error.to_string() }),
             _ => None,
         })
-        .collect();
-    Ok(CheckReport { functions, commands, catalog_errors })
+        .collect()
 }
 
 /// What the input asks for.
@@ -419,24 +425,16 @@ pub fn prepare_json(input: &[u8]) -> Vec<u8> {
         if let Some(k) = obj.keys().next() {
             return Err(Error::input(format!("unknown input field '{k}'")));
         }
-        catalog.parse_all(Limits::default().max_script_bytes);
         Ok(catalog)
     })();
     match prepared {
         Ok(catalog) => {
-            let max = Limits::default().max_script_bytes;
-            let names = catalog.function_names();
-            let errors: Vec<CatalogError> = names
-                .iter()
-                .filter_map(|name| match catalog.function(name, max) {
-                    Some(Err(error)) => Some(CatalogError { name: name.to_string(), error: error.to_string() }),
-                    _ => None,
-                })
-                .collect();
-            let answer = PrepareOut { ok: true, functions: names.len(), catalog_errors: &errors };
+            // Every command parsed now, before the snapshot: no execution
+            // parses one again.
+            let errors = catalog_errors(&catalog, Limits::default().max_script_bytes);
+            let answer = PrepareOut { ok: true, functions: catalog.function_names().len(), catalog_errors: &errors };
             let out = serde_json::to_vec(&answer)
                 .unwrap_or_else(|_| br#"{"ok":false,"kind":"limit","error":"output error"}"#.to_vec());
-            drop(names);
             PREPARED.with(|p| p.set(Some(Box::leak(Box::new(catalog)))));
             out
         }
