@@ -36,14 +36,8 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 cargo build --release -q -p avap-host -p avap-brain -p avap-benches --bin avap-host --bin avap-brain --bin bare-server
 bin=./target/release
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/avap-load.XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. benches/common.sh
+work_dir load
 
 # 100 catalog commands written in AVAP, beside the brain's 28 entries.
 mkdir -p "$work/catalog"
@@ -63,11 +57,7 @@ wait_for() { # url, what
 wait_for "http://127.0.0.1:$STANDALONE_PORT/health" "the standalone host"
 wait_for "http://127.0.0.1:$SYNCED_PORT/health" "the synced host"
 wait_for "http://127.0.0.1:$BARE_PORT/api/v1/execute" "the bare server" -d '{}'
-for _ in $(seq 1 300); do
-    curl -s "http://127.0.0.1:$SYNCED_PORT/health" | grep -q '"source":"brain"' && break
-    sleep 0.1
-done
-curl -s "http://127.0.0.1:$SYNCED_PORT/health" | grep -q '"source":"brain"' || { echo "the synced host never synced" >&2; exit 1; }
+wait_synced $SYNCED_PORT
 
 cat > "$work/trivial.lua" <<'LUA'
 wrk.method = "POST"

@@ -27,14 +27,8 @@ cargo build --release -q -p avap-host -p avap-brain --bin avap-host --bin avap-b
 bin=./target/release
 module=$(ls -t target/release/build/avap-guest-embed-*/out/avap_guest_vm.wasm | head -1)
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/avap-swap.XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. benches/common.sh
+work_dir swap
 mkdir -p "$work/catalog"
 
 # Versions 0.1.1, 0.1.2, ...: the same module with another version record.
@@ -57,11 +51,7 @@ RUST_LOG=warn "$bin/avap-brain" --listen "127.0.0.1:$BRAIN_PORT" --catalog "$wor
 RUST_LOG=info BRAIN_HOST=127.0.0.1 BRAIN_PORT=$BRAIN_PORT AVAP_BIND=127.0.0.1 PORT=$HOST_PORT \
     "$bin/avap-host" >"$work/host.log" 2>&1 & pids+=($!)
 url="http://127.0.0.1:$HOST_PORT/api/v1/execute"
-for _ in $(seq 1 300); do
-    curl -s "http://127.0.0.1:$HOST_PORT/health" | grep -q '"source":"brain"' && break
-    sleep 0.1
-done
-curl -s "http://127.0.0.1:$HOST_PORT/health" | grep -q '"source":"brain"' || { echo "the host never synced" >&2; exit 1; }
+wait_synced $HOST_PORT
 
 cat > "$work/trivial.lua" <<'LUA'
 wrk.method = "POST"
