@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::commands::CommandSpec;
+use crate::builtins::Builtin;
 
 /// A parsed script: the top-level statements and the (hoisted) functions.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub enum StmtKind {
     Assign { name: String, value: Expr },
     /// A catalog (non-control) command, arguments already matched to its
     /// parameters (the target of `x = Cmd(...)` is merged in).
-    Command { spec: &'static CommandSpec, args: Vec<CmdArg> },
+    Command { builtin: Builtin, args: Vec<CmdArg> },
     /// `f(a, b)` where `f` is a user function (result discarded).
     CallFunction { name: String, args: Vec<Expr> },
     /// `name(...)` where `name` is neither a built-in command nor a function
@@ -163,8 +163,8 @@ fn collect_block(block: &[Stmt], own: &dyn Fn(&str) -> bool, out: &mut Vec<Strin
     for stmt in block {
         match &stmt.kind {
             StmtKind::Assign { value, .. } => collect_expr(value, own, out),
-            StmtKind::Command { spec, args } => {
-                crate::catalog::insert_sorted(out, spec.name.to_string());
+            StmtKind::Command { builtin, args } => {
+                crate::catalog::insert_sorted(out, builtin.name().to_string());
                 for a in args {
                     if let CmdArg::Value(v) = a {
                         collect_value(v, own, out);

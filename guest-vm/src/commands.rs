@@ -1,6 +1,5 @@
-//! The command table (all 27 commands of the standard catalog, with their
-//! ordered parameters and kinds as in COMMANDS.md) and the implementations
-//! of the commands this interpreter supports.
+//! The implementations of the non-control commands: arguments read by
+//! kind, then one arm per [`Builtin`].
 //!
 //! Control-flow commands (`if`, `startLoop`, `try`, ...) are structural:
 //! the parser turns them into blocks and the evaluator runs them. Text and
@@ -8,117 +7,13 @@
 //! commands that need a host capability (HTTP, database) in `outside.rs`.
 
 use crate::ast::CmdArg;
+use crate::builtins::Builtin;
 use crate::error::Error;
 use crate::eval::Interp;
 use crate::limits::{Limits, MAX_VALUE_DEPTH};
+use crate::outside::{self, Method};
 use crate::value::{Map, Value, digits_only_int, parse_numeric_text};
-use crate::{datetime, outside, text};
-
-/// Parameter kind (COMMANDS.md): T target, S source, V value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Target,
-    Source,
-    Value,
-}
-
-/// How a command is run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Group {
-    /// Structural: handled by the parser and evaluator.
-    Control,
-    /// Implemented in [`run`].
-    Builtin,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Param {
-    pub name: &'static str,
-    pub kind: Kind,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub struct CommandSpec {
-    pub name: &'static str,
-    pub params: &'static [Param],
-    pub group: Group,
-}
-
-impl CommandSpec {
-    /// The parameter names, e.g. `targetVarName, varValue`.
-    pub fn interface(&self) -> String {
-        self.params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
-    }
-
-    /// Position of the target parameter, if the command has one.
-    pub fn target_index(&self) -> Option<usize> {
-        self.params.iter().position(|p| p.kind == Kind::Target)
-    }
-
-    /// The error for a wrong number of arguments.
-    pub fn arity_message(&self, got: usize) -> String {
-        let n = self.params.len();
-        format!("{} expects {n} argument{} ({}), got {got}", self.name, if n == 1 { "" } else { "s" }, self.interface())
-    }
-}
-
-const fn t(name: &'static str) -> Param {
-    Param { name, kind: Kind::Target }
-}
-const fn s(name: &'static str) -> Param {
-    Param { name, kind: Kind::Source }
-}
-const fn v(name: &'static str) -> Param {
-    Param { name, kind: Kind::Value }
-}
-const fn cmd(name: &'static str, params: &'static [Param], group: Group) -> CommandSpec {
-    CommandSpec { name, params, group }
-}
-
-use Group::{Builtin, Control};
-
-/// The standard catalog.
-pub static COMMANDS: [CommandSpec; 27] = [
-    // Variables and request
-    cmd("addVar", &[t("targetVarName"), v("varValue")], Builtin),
-    cmd("addResult", &[s("sourceVariable")], Builtin),
-    cmd("addParam", &[v("param"), t("variable")], Builtin),
-    cmd("getQueryParamList", &[t("TargetVariable")], Builtin),
-    // Control flow
-    cmd("if", &[v("variable"), v("variableValue"), v("comparator")], Control),
-    cmd("else", &[], Control),
-    cmd("end", &[], Control),
-    cmd("startLoop", &[t("varName"), v("from"), v("to")], Control),
-    cmd("endLoop", &[], Control),
-    cmd("try", &[], Control),
-    cmd("exception", &[t("error")], Control),
-    // HTTP
-    cmd("RequestGet", &[v("url"), v("querystring"), v("headers"), t("o_result")], Builtin),
-    cmd("RequestPost", &[v("url"), v("querystring"), v("headers"), v("body"), t("o_result")], Builtin),
-    // Database
-    cmd("ormDirect", &[v("prompt"), t("TargetVariable")], Builtin),
-    // Text and crypto
-    cmd("encodeSHA256", &[v("SourceVariable"), t("TargetVariable")], Builtin),
-    cmd("encodeMD5", &[v("SourceVariable"), t("TargetVariable")], Builtin),
-    cmd("randomString", &[v("Pattern"), v("Length"), t("TargetVariable")], Builtin),
-    cmd("replace", &[v("SourceVariable"), v("rePattern"), v("newValue"), t("TargetVariable")], Builtin),
-    cmd("getRegex", &[v("SourceVariable"), v("rePattern"), t("TargetVariable")], Builtin),
-    // Date and time
-    cmd("getDateTime", &[v("Format"), v("TimeDelta"), v("TimeZone"), t("TargetVariable")], Builtin),
-    cmd("getTimeStamp", &[v("DateString"), v("Format"), v("TimeDelta"), t("TargetVariable")], Builtin),
-    cmd("stampToDatetime", &[v("timestamp"), v("Format"), v("TimeDelta"), t("TargetVariable")], Builtin),
-    // Collections and JSON
-    cmd("getListLen", &[s("SourceVariable"), t("TargetVariable")], Builtin),
-    cmd("itemFromList", &[s("SourceVariable"), v("index"), t("TargetVariable")], Builtin),
-    cmd("variableToList", &[v("element"), t("TargetVariable")], Builtin),
-    cmd("AddvariableToJSON", &[v("Key"), v("Value"), t("TargetVariable")], Builtin),
-    cmd("variableFromJSON", &[s("SourceVariable"), v("key"), t("TargetVariable")], Builtin),
-];
-
-/// Finds a command by its exact (case-sensitive) name.
-pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
-    COMMANDS.iter().find(|c| c.name == name)
-}
+use crate::{datetime, text};
 
 /// An argument after reading.
 enum Resolved {
@@ -156,32 +51,35 @@ impl Args {
     }
 }
 
+impl Args {
+    /// Reads every argument by its kind, in order.
+    fn read(interp: &mut Interp<'_>, builtin: Builtin, args: &[CmdArg]) -> Result<Args, Error> {
+        let mut items = Vec::with_capacity(args.len());
+        for arg in args {
+            items.push(match arg {
+                CmdArg::Target(name) => Resolved::Target(name.clone()),
+                CmdArg::Source(name) => {
+                    let value = interp.get_var(name).cloned().unwrap_or(Value::Null);
+                    Resolved::Source(name.clone(), value)
+                }
+                CmdArg::Value(va) => Resolved::Value(interp.resolve_value(va)?),
+            });
+        }
+        Ok(Args { cmd: builtin.name(), items })
+    }
+}
+
 /// Runs a non-control command: reads its arguments by kind, then acts.
-pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[CmdArg]) -> Result<(), Error> {
-    if spec.name == "ormDirect" {
-        // The prompt is read by `orm_direct` itself: a template's parts
-        // become bound parameters instead of being spliced into the text.
-        let (Some(CmdArg::Value(prompt)), Some(CmdArg::Target(target))) = (args.first(), args.get(1)) else {
-            return Err(Error::runtime("internal error: ormDirect has the wrong arguments"));
-        };
-        let value = outside::orm_direct(interp, prompt)?;
-        interp.set_var(target, value);
-        return Ok(());
-    }
-    let mut items = Vec::with_capacity(args.len());
-    for arg in args {
-        items.push(match arg {
-            CmdArg::Target(name) => Resolved::Target(name.clone()),
-            CmdArg::Source(name) => {
-                let value = interp.get_var(name).cloned().unwrap_or(Value::Null);
-                Resolved::Source(name.clone(), value)
-            }
-            CmdArg::Value(va) => Resolved::Value(interp.resolve_value(va)?),
-        });
-    }
-    let a = Args { cmd: spec.name, items };
-    match spec.name {
-        "addVar" => {
+pub(crate) fn run(interp: &mut Interp<'_>, builtin: Builtin, args: &[CmdArg]) -> Result<(), Error> {
+    // ormDirect reads its prompt itself: a template's parts become bound
+    // parameters instead of being spliced into the text.
+    let a = if builtin == Builtin::OrmDirect {
+        Args { cmd: builtin.name(), items: Vec::new() }
+    } else {
+        Args::read(interp, builtin, args)?
+    };
+    match builtin {
+        Builtin::AddVar => {
             let value = match a.value(1)? {
                 Value::Str(s) => digits_only_int(s).map_or_else(|| Value::Str(s.clone()), Value::Int),
                 other => other.clone(),
@@ -189,18 +87,18 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             interp.set_var(a.target(0)?, value);
             Ok(())
         }
-        "addResult" => {
+        Builtin::AddResult => {
             let (name, value) = a.source(0)?;
             interp.results.insert(name.to_string(), value.clone());
             Ok(())
         }
-        "addParam" => {
+        Builtin::AddParam => {
             let name = interp.text(a.value(0)?)?;
             let value = request_param(interp, &name);
             interp.set_var(a.target(1)?, value);
             Ok(())
         }
-        "getQueryParamList" => {
+        Builtin::GetQueryParamList => {
             let limits = interp.limits.clone();
             check_len(&limits, interp.request.query.len())?;
             let list: Vec<Value> = interp
@@ -216,7 +114,7 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             interp.set_var(a.target(0)?, Value::list(list));
             Ok(())
         }
-        "getListLen" => {
+        Builtin::GetListLen => {
             let (name, value) = a.source(0)?;
             let len = match value {
                 Value::Null => 0,
@@ -233,7 +131,7 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             interp.set_var(a.target(1)?, Value::Int(i64::try_from(len).unwrap_or(i64::MAX)));
             Ok(())
         }
-        "itemFromList" => {
+        Builtin::ItemFromList => {
             let (name, value) = a.source(0)?;
             let Value::List { items, .. } = value else {
                 return Err(Error::runtime(format!(
@@ -252,7 +150,7 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             interp.set_var(a.target(2)?, item);
             Ok(())
         }
-        "variableToList" => {
+        Builtin::VariableToList => {
             let element = a.value(0)?.clone();
             let target = a.target(1)?;
             let limits = interp.limits.clone();
@@ -275,7 +173,7 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             }
             Ok(())
         }
-        "AddvariableToJSON" => {
+        Builtin::AddVariableToJson => {
             let key = interp.text(a.value(0)?)?;
             let value = a.value(1)?.clone();
             let target = a.target(2)?;
@@ -305,7 +203,7 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             }
             Ok(())
         }
-        "variableFromJSON" => {
+        Builtin::VariableFromJson => {
             let (name, source) = a.source(0)?;
             let key = interp.text(a.value(1)?)?;
             let value = match source {
@@ -332,13 +230,17 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             interp.set_var(a.target(2)?, value);
             Ok(())
         }
-        "encodeSHA256" | "encodeMD5" => {
+        Builtin::EncodeSha256 => {
             let text = interp.text(a.value(0)?)?;
-            let hex = if spec.name == "encodeMD5" { text::md5_hex(&text) } else { text::sha256_hex(&text) };
-            interp.set_var(a.target(1)?, Value::str(hex));
+            interp.set_var(a.target(1)?, Value::str(text::sha256_hex(&text)));
             Ok(())
         }
-        "randomString" => {
+        Builtin::EncodeMd5 => {
+            let text = interp.text(a.value(0)?)?;
+            interp.set_var(a.target(1)?, Value::str(text::md5_hex(&text)));
+            Ok(())
+        }
+        Builtin::RandomString => {
             let pattern = interp.text(a.value(0)?)?;
             let class = text::parse_class(&pattern)?;
             let length = integer_arg(a.value(1)?, "randomString", "Length")?;
@@ -351,7 +253,7 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             interp.set_var(a.target(2)?, Value::str(out));
             Ok(())
         }
-        "replace" => {
+        Builtin::Replace => {
             let source = interp.text(a.value(0)?)?;
             let re = text::compile("replace", &interp.text(a.value(1)?)?)?;
             let new_value = interp.text(a.value(2)?)?;
@@ -359,14 +261,14 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             interp.set_var(a.target(3)?, Value::str(out));
             Ok(())
         }
-        "getRegex" => {
+        Builtin::GetRegex => {
             let source = interp.text(a.value(0)?)?;
             let re = text::compile("getRegex", &interp.text(a.value(1)?)?)?;
             let found = text::all_matches(&re, &source).map_or(Value::Null, Value::str);
             interp.set_var(a.target(2)?, found);
             Ok(())
         }
-        "getDateTime" => {
+        Builtin::GetDateTime => {
             let fmt = interp.text(a.value(0)?)?;
             let delta = datetime::seconds_arg(a.value(1)?, "getDateTime", "TimeDelta")?;
             let tz = interp.text(a.value(2)?)?;
@@ -374,7 +276,7 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             interp.set_var(a.target(3)?, value);
             Ok(())
         }
-        "getTimeStamp" => {
+        Builtin::GetTimeStamp => {
             let date = interp.text(a.value(0)?)?;
             let fmt = interp.text(a.value(1)?)?;
             let delta = datetime::seconds_arg(a.value(2)?, "getTimeStamp", "TimeDelta")?;
@@ -382,7 +284,7 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             interp.set_var(a.target(3)?, Value::Float(stamp));
             Ok(())
         }
-        "stampToDatetime" => {
+        Builtin::StampToDatetime => {
             let stamp = datetime::seconds_arg(a.value(0)?, "stampToDatetime", "timestamp")?;
             let fmt = interp.text(a.value(1)?)?;
             let delta = datetime::seconds_arg(a.value(2)?, "stampToDatetime", "TimeDelta")?;
@@ -390,18 +292,35 @@ pub(crate) fn run(interp: &mut Interp<'_>, spec: &'static CommandSpec, args: &[C
             interp.set_var(a.target(3)?, Value::str(out));
             Ok(())
         }
-        "RequestGet" => {
-            let value = outside::request(interp, "RequestGet", a.value(0)?, a.value(1)?, a.value(2)?, None)?;
+        Builtin::RequestGet => {
+            let value = outside::request(interp, Method::Get, a.value(0)?, a.value(1)?, a.value(2)?, None)?;
             interp.set_var(a.target(3)?, value);
             Ok(())
         }
-        "RequestPost" => {
+        Builtin::RequestPost => {
             let (url, query, headers, body) = (a.value(0)?, a.value(1)?, a.value(2)?, a.value(3)?);
-            let value = outside::request(interp, "RequestPost", url, query, headers, Some(body))?;
+            let value = outside::request(interp, Method::Post, url, query, headers, Some(body))?;
             interp.set_var(a.target(4)?, value);
             Ok(())
         }
-        name => Err(Error::runtime(format!("internal error: command '{name}' has no implementation"))),
+        Builtin::OrmDirect => {
+            let (Some(CmdArg::Value(prompt)), Some(CmdArg::Target(target))) = (args.first(), args.get(1)) else {
+                return Err(Error::runtime("internal error: ormDirect has the wrong arguments"));
+            };
+            let value = outside::orm_direct(interp, prompt)?;
+            interp.set_var(target, value);
+            Ok(())
+        }
+        // Structural: the parser made them blocks, never command statements.
+        Builtin::If
+        | Builtin::Else
+        | Builtin::End
+        | Builtin::StartLoop
+        | Builtin::EndLoop
+        | Builtin::Try
+        | Builtin::Exception => {
+            Err(Error::runtime(format!("internal error: control command '{}' run as a command", builtin.name())))
+        }
     }
 }
 

@@ -12,8 +12,9 @@ use std::rc::Rc;
 use serde::Serialize;
 
 use crate::ast::{BinOp, CmpOp, Expr, Function, Program, Stmt, StmtKind, TemplatePart, ValueArg};
+use crate::builtins::{Builtin, Group};
 use crate::catalog::Catalog;
-use crate::commands::{self, CommandSpec, Group, integer_arg, list_index, short};
+use crate::commands::{self, integer_arg, list_index, short};
 use crate::error::{Error, ErrorKind};
 use crate::host::{Host, NoHost};
 use crate::limits::{Limits, MAX_EVAL_DEPTH, MAX_VALUE_DEPTH};
@@ -314,8 +315,8 @@ impl<'p> Interp<'p> {
                 self.set_var(name, v);
                 Ok(Flow::Normal)
             }
-            StmtKind::Command { spec, args } => {
-                self.run_command(spec, args, stmt.line)?;
+            StmtKind::Command { builtin, args } => {
+                self.run_command(*builtin, args, stmt.line)?;
                 Ok(Flow::Normal)
             }
             StmtKind::CallFunction { name, args } => {
@@ -392,21 +393,17 @@ impl<'p> Interp<'p> {
         }
     }
 
-    fn run_command(
-        &mut self,
-        spec: &'static CommandSpec,
-        args: &[crate::ast::CmdArg],
-        line: usize,
-    ) -> Result<(), Error> {
+    fn run_command(&mut self, builtin: Builtin, args: &[crate::ast::CmdArg], line: usize) -> Result<(), Error> {
         let start = std::time::Instant::now();
-        let r = if spec.group == Group::Control || self.catalog.allows_command(spec.name) {
-            commands::run(self, spec, args)
-        } else if self.catalog.is_unsupported(spec.name) {
-            Err(unsupported(spec.name))
+        let name = builtin.name();
+        let r = if builtin.group() == Group::Control || self.catalog.allows_command(name) {
+            commands::run(self, builtin, args)
+        } else if self.catalog.is_unsupported(name) {
+            Err(unsupported(name))
         } else {
-            Err(rt(format!("command '{}' not found in the catalog", spec.name)))
+            Err(rt(format!("command '{name}' not found in the catalog")))
         };
-        self.log(spec.name, line, Some(start), r.as_ref().err());
+        self.log(name, line, Some(start), r.as_ref().err());
         r
     }
 
@@ -466,7 +463,7 @@ impl<'p> Interp<'p> {
             }
             return self.builtin(name, values);
         }
-        if commands::lookup(name).is_some() {
+        if Builtin::from_name(name).is_some() {
             return Err(rt(format!(
                 "command '{name}' cannot be used inside an expression; call it on its own line (`x = {name}(...)`)"
             )));

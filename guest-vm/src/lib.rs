@@ -21,6 +21,7 @@
 //! ```
 
 pub mod ast;
+pub mod builtins;
 pub mod catalog;
 pub mod commands;
 pub(crate) mod datetime;

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::ast::{BinOp, Block, CmdArg, CmpOp, Expr, Function, Program, Stmt, StmtKind, ValueArg};
-use crate::commands::{self, CommandSpec, Group, Kind};
+use crate::builtins::{Builtin, Group, Kind};
 use crate::error::Diagnostic;
 use crate::limits::{MAX_BLOCK_DEPTH, MAX_EXPR_DEPTH};
 use crate::tokenizer::{Tok, Token, is_ident_char, is_ident_start, is_identifier, opens_string, skip_string, tokenize};
@@ -93,7 +93,7 @@ enum LineStmt {
     CloseBrace,
     Return(Option<Expr>),
     Assign { name: String, value: Expr },
-    Command { spec: &'static CommandSpec, args: Vec<CmdArg> },
+    Command { builtin: Builtin, args: Vec<CmdArg> },
     Call { name: String, args: Vec<RawArg> },
     If { left: ValueArg, right: ValueArg, comparator: ValueArg },
     Else,
@@ -321,7 +321,7 @@ fn parse_line(seg: &[char], line: usize, col: usize) -> LineResult {
                 return Err(one(line, col + j, format!("missing value after '{word} ='")));
             }
             let (callee, after_callee) = read_ident(seg, k);
-            if commands::lookup(&callee).is_some() {
+            if Builtin::from_name(&callee).is_some() {
                 let m = skip_ws(seg, after_callee);
                 if seg.get(m) == Some(&'(') {
                     return parse_call(&callee, col + k, seg, m + 1, line, col, Some(word));
@@ -354,7 +354,7 @@ fn parse_function_def(seg: &[char], line: usize, col: usize) -> LineResult {
     if KEYWORDS.contains(&name.as_str()) {
         return Err(one(line, name_col, format!("'{name}' is a keyword, not a function name")));
     }
-    if commands::lookup(&name).is_some() {
+    if Builtin::from_name(&name).is_some() {
         return Err(one(line, name_col, format!("function '{name}' would hide the command of the same name")));
     }
     if BUILTINS.contains(&name.as_str()) {
@@ -486,8 +486,8 @@ fn parse_call(
     if args.len() == 1 && matches!(args.first().map(|a| &a.kind), Some(RawKind::Empty)) {
         args.clear();
     }
-    match commands::lookup(name) {
-        Some(spec) => build_command(spec, args, target, line, name_col, col + open),
+    match Builtin::from_name(name) {
+        Some(builtin) => build_command(builtin, args, target, line, name_col, col + open),
         None => Ok(LineStmt::Call { name: name.to_string(), args }),
     }
 }
@@ -526,15 +526,16 @@ fn value_arg(arg: RawArg) -> ValueArg {
 }
 
 fn build_command(
-    spec: &'static CommandSpec,
+    builtin: Builtin,
     mut args: Vec<RawArg>,
     target: Option<String>,
     line: usize,
     name_col: usize,
     args_col: usize,
 ) -> LineResult {
+    let spec = builtin.spec();
     let cname = spec.name;
-    if spec.name == "exception" {
+    if builtin == Builtin::Exception {
         if args.len() > 1 {
             return Err(one(line, name_col, format!("exception expects 0 or 1 arguments (error), got {}", args.len())));
         }
@@ -584,7 +585,7 @@ fn build_command(
     if args.len() != spec.params.len() {
         return Err(one(line, name_col, spec.arity_message(args.len())));
     }
-    if spec.name == "if" {
+    if builtin == Builtin::If {
         let mut it = args.into_iter().map(value_arg);
         let (Some(left), Some(right), Some(comparator)) = (it.next(), it.next(), it.next()) else {
             return Err(one(line, name_col, spec.arity_message(0)));
@@ -617,12 +618,12 @@ fn build_command(
             Kind::Value => CmdArg::Value(value_arg(arg)),
         });
     }
-    match spec.name {
-        "else" => Ok(LineStmt::Else),
-        "end" => Ok(LineStmt::End),
-        "endLoop" => Ok(LineStmt::EndLoop),
-        "try" => Ok(LineStmt::Try),
-        "startLoop" => {
+    match builtin {
+        Builtin::Else => Ok(LineStmt::Else),
+        Builtin::End => Ok(LineStmt::End),
+        Builtin::EndLoop => Ok(LineStmt::EndLoop),
+        Builtin::Try => Ok(LineStmt::Try),
+        Builtin::StartLoop => {
             let mut it = out.into_iter();
             match (it.next(), it.next(), it.next()) {
                 (Some(CmdArg::Target(var)), Some(CmdArg::Value(from)), Some(CmdArg::Value(to))) => {
@@ -631,7 +632,7 @@ fn build_command(
                 _ => Err(one(line, name_col, spec.arity_message(0))),
             }
         }
-        _ => Ok(LineStmt::Command { spec, args: out }),
+        _ => Ok(LineStmt::Command { builtin, args: out }),
     }
 }
 
@@ -799,7 +800,7 @@ impl Builder {
                 }
             }
             LineStmt::Assign { name, value } => self.push(line, StmtKind::Assign { name, value }),
-            LineStmt::Command { spec, args } => self.push(line, StmtKind::Command { spec, args }),
+            LineStmt::Command { builtin, args } => self.push(line, StmtKind::Command { builtin, args }),
             LineStmt::Call { name, args } => {
                 if self.function_names.contains(&name) {
                     let mut exprs = Vec::with_capacity(args.len());
