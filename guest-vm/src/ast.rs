@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::builtins::Builtin;
+use crate::builtins::{self, Builtin};
+pub use crate::tokenizer::TemplatePart;
 
 /// A parsed script: the top-level statements and the (hoisted) functions.
 #[derive(Debug, Clone)]
@@ -76,13 +77,6 @@ pub enum ValueArg {
     Raw(String),
     /// An expression (including literals): evaluated.
     Expr(Expr),
-}
-
-/// A piece of a template string.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TemplatePart {
-    Text(String),
-    Var(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +158,7 @@ fn collect_block(block: &[Stmt], own: &dyn Fn(&str) -> bool, out: &mut Vec<Strin
         match &stmt.kind {
             StmtKind::Assign { value, .. } => collect_expr(value, own, out),
             StmtKind::Command { builtin, args } => {
-                crate::catalog::insert_sorted(out, builtin.name().to_string());
+                insert_sorted(out, builtin.name().to_string());
                 for a in args {
                     if let CmdArg::Value(v) = a {
                         collect_value(v, own, out);
@@ -173,12 +167,12 @@ fn collect_block(block: &[Stmt], own: &dyn Fn(&str) -> bool, out: &mut Vec<Strin
             }
             StmtKind::CallFunction { name, args } => {
                 if !own(name) {
-                    crate::catalog::insert_sorted(out, name.clone());
+                    insert_sorted(out, name.clone());
                 }
                 args.iter().for_each(|e| collect_expr(e, own, out));
             }
             StmtKind::External { name, args } => {
-                crate::catalog::insert_sorted(out, name.clone());
+                insert_sorted(out, name.clone());
                 args.iter().for_each(|v| collect_value(v, own, out));
             }
             StmtKind::If { left, right, comparator, then_block, else_block } => {
@@ -242,10 +236,18 @@ fn collect_expr(e: &Expr, own: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
             collect_expr(b, own, out);
         }
         Expr::Call { name, args } => {
-            if !own(name) && !crate::parser::BUILTINS.contains(&name.as_str()) {
-                crate::catalog::insert_sorted(out, name.clone());
+            if !own(name) && !builtins::FUNCTIONS.contains(&name.as_str()) {
+                insert_sorted(out, name.clone());
             }
             args.iter().for_each(|a| collect_expr(a, own, out));
         }
+    }
+}
+
+/// Inserts `name` into a sorted, deduplicated list (binary search, no sort
+/// routine: fewer instantiations in the wasm module).
+pub(crate) fn insert_sorted(list: &mut Vec<String>, name: String) {
+    if let Err(at) = list.binary_search(&name) {
+        list.insert(at, name);
     }
 }

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use serde::Serialize;
 
 use crate::ast::{BinOp, CmpOp, Expr, Function, Program, Stmt, StmtKind, TemplatePart, ValueArg};
-use crate::builtins::{Builtin, Group};
+use crate::builtins::{self, Builtin, Group};
 use crate::catalog::Catalog;
 use crate::commands::{self, integer_arg, list_index, short};
 use crate::error::{Error, ErrorKind};
@@ -456,7 +456,7 @@ impl<'p> Interp<'p> {
             }
             return self.call_function(f, values, false);
         }
-        if crate::parser::BUILTINS.contains(&name) {
+        if builtins::FUNCTIONS.contains(&name) {
             let mut values = Vec::with_capacity(args.len());
             for a in args {
                 values.push(self.eval(a)?);

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::ast::{BinOp, Block, CmdArg, CmpOp, Expr, Function, Program, Stmt, StmtKind, ValueArg};
-use crate::builtins::{Builtin, Group, Kind};
+use crate::builtins::{self, Builtin, Group, Kind};
 use crate::error::Diagnostic;
 use crate::limits::{MAX_BLOCK_DEPTH, MAX_EXPR_DEPTH};
 use crate::tokenizer::{Tok, Token, is_ident_char, is_ident_start, is_identifier, opens_string, skip_string, tokenize};
@@ -26,9 +26,6 @@ use crate::tokenizer::{Tok, Token, is_ident_char, is_ident_start, is_identifier,
 /// Names that cannot be assigned or used as function or parameter names.
 pub const KEYWORDS: &[&str] =
     &["and", "or", "not", "True", "False", "None", "true", "false", "null", "function", "return"];
-
-/// Built-in functions usable in expressions.
-pub const BUILTINS: &[&str] = &["str", "int", "float", "len", "bool"];
 
 /// The comparators of `if()`.
 pub const COMPARATORS: &[&str] = &["=", "==", "!=", "<", ">", "<=", ">="];
@@ -357,7 +354,7 @@ fn parse_function_def(seg: &[char], line: usize, col: usize) -> LineResult {
     if Builtin::from_name(&name).is_some() {
         return Err(one(line, name_col, format!("function '{name}' would hide the command of the same name")));
     }
-    if BUILTINS.contains(&name.as_str()) {
+    if builtins::FUNCTIONS.contains(&name.as_str()) {
         return Err(one(line, name_col, format!("function '{name}' would hide the built-in of the same name")));
     }
     match it.next() {
