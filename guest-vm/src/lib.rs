@@ -24,14 +24,11 @@ pub mod ast;
 pub mod builtins;
 pub mod catalog;
 pub mod commands;
-pub(crate) mod datetime;
 pub mod error;
 pub mod eval;
 pub mod host;
 pub mod limits;
-pub(crate) mod outside;
 pub mod parser;
-pub(crate) mod text;
 pub mod tokenizer;
 pub mod value;
 

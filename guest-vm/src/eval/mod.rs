@@ -120,7 +120,7 @@ enum Flow {
 
 pub(crate) struct Interp<'p> {
     pub(crate) limits: Limits,
-    /// Serves the capability commands (`outside.rs`).
+    /// Serves the capability commands (`commands/outside.rs`).
     pub(crate) host: &'p mut dyn Host,
     program: &'p Program,
     catalog: &'p Catalog,

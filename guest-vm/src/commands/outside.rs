@@ -3,7 +3,8 @@
 //! `ormDirect` (`db`). This file only builds requests and reads replies; the
 //! host performs the I/O and enforces every limit and destination rule.
 
-use crate::ast::{Expr, TemplatePart, ValueArg};
+use super::Args;
+use crate::ast::{CmdArg, Expr, TemplatePart, ValueArg};
 use crate::builtins::Builtin;
 use crate::error::Error;
 use crate::eval::Interp;
@@ -14,7 +15,7 @@ use serde_json::{Value as Json, json};
 
 /// The HTTP method of a request command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Method {
+enum Method {
     /// `RequestGet`
     Get,
     /// `RequestPost`
@@ -37,9 +38,34 @@ impl Method {
     }
 }
 
+/// `RequestGet`
+pub(super) fn request_get(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
+    let value = request(interp, Method::Get, a.value(0)?, a.value(1)?, a.value(2)?, None)?;
+    interp.set_var(a.target(3)?, value);
+    Ok(())
+}
+
+/// `RequestPost`
+pub(super) fn request_post(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
+    let (url, query, headers, body) = (a.value(0)?, a.value(1)?, a.value(2)?, a.value(3)?);
+    let value = request(interp, Method::Post, url, query, headers, Some(body))?;
+    interp.set_var(a.target(4)?, value);
+    Ok(())
+}
+
+/// `ormDirect`: the prompt comes unread, for [`orm_statement`].
+pub(super) fn orm_direct(interp: &mut Interp<'_>, args: &[CmdArg]) -> Result<(), Error> {
+    let (Some(CmdArg::Value(prompt)), Some(CmdArg::Target(target))) = (args.first(), args.get(1)) else {
+        return Err(Error::runtime("internal error: ormDirect has the wrong arguments"));
+    };
+    let value = orm_statement(interp, prompt)?;
+    interp.set_var(target, value);
+    Ok(())
+}
+
 /// `RequestGet` / `RequestPost`: performs the request through the host and
 /// returns the response body (parsed JSON, or text). `body` is `None` for GET.
-pub(crate) fn request(
+fn request(
     interp: &mut Interp<'_>,
     method: Method,
     url: &Value,
@@ -141,7 +167,7 @@ fn response_body(interp: &Interp<'_>, text: &str) -> Result<Value, Error> {
 
 /// `ormDirect`: a template written as the argument sends its `${name}` parts
 /// as bound parameters; any other value is sent as the statement's text.
-pub(crate) fn orm_direct(interp: &mut Interp<'_>, prompt: &ValueArg) -> Result<Value, Error> {
+fn orm_statement(interp: &mut Interp<'_>, prompt: &ValueArg) -> Result<Value, Error> {
     let cmd = Builtin::OrmDirect.name();
     let mut parts = vec![String::new()];
     let mut params = Vec::new();
