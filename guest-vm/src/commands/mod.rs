@@ -1,4 +1,4 @@
-//! The non-control commands: [`run`] reads a command's arguments by kind,
+//! The non-control commands: `run` reads a command's arguments by kind,
 //! then has one `match` arm per [`Builtin`], each calling its
 //! implementation: `vars.rs` (variables and the request), `collections.rs`
 //! (lists and dicts), `text.rs` (text and crypto), `datetime.rs` (date and

@@ -1,7 +1,7 @@
 //! Parser: script text -> [`Program`].
 //!
 //! Scripts are line-oriented. Each line is parsed on its own into a
-//! [`LineStmt`] (phase 1: statements here, calls and their arguments in
+//! `LineStmt` (phase 1: statements here, calls and their arguments in
 //! `call.rs`, expressions in `expr.rs`); `block.rs` then matches openers and
 //! closers and hoists functions (phase 2). Errors never stop the parse: every
 //! problem is collected with its line and column, and the script is rejected
