@@ -132,6 +132,9 @@ pub(super) fn value_arg(arg: RawArg) -> ValueArg {
     }
 }
 
+/// A call of a built-in command: its arguments matched to its parameters
+/// (the target of `x = cmd(...)` merged in); control commands become the
+/// block markers phase 2 matches.
 fn build_command(
     builtin: Builtin,
     mut args: Vec<RawArg>,
@@ -239,6 +242,7 @@ fn build_command(
                 _ => Err(one(line, name_col, spec.arity_message(0))),
             }
         }
+        // `if` and `exception` returned above; the rest are not control flow.
         _ => Ok(LineStmt::Command { builtin, args: out }),
     }
 }
