@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::commands::CommandSpec;
+use crate::builtins::{self, Builtin};
+pub use crate::tokenizer::TemplatePart;
 
 /// A parsed script: the top-level statements and the (hoisted) functions.
 #[derive(Debug, Clone)]
@@ -36,7 +37,7 @@ pub enum StmtKind {
     Assign { name: String, value: Expr },
     /// A catalog (non-control) command, arguments already matched to its
     /// parameters (the target of `x = Cmd(...)` is merged in).
-    Command { spec: &'static CommandSpec, args: Vec<CmdArg> },
+    Command { builtin: Builtin, args: Vec<CmdArg> },
     /// `f(a, b)` where `f` is a user function (result discarded).
     CallFunction { name: String, args: Vec<Expr> },
     /// `name(...)` where `name` is neither a built-in command nor a function
@@ -76,13 +77,6 @@ pub enum ValueArg {
     Raw(String),
     /// An expression (including literals): evaluated.
     Expr(Expr),
-}
-
-/// A piece of a template string.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TemplatePart {
-    Text(String),
-    Var(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,8 +157,8 @@ fn collect_block(block: &[Stmt], own: &dyn Fn(&str) -> bool, out: &mut Vec<Strin
     for stmt in block {
         match &stmt.kind {
             StmtKind::Assign { value, .. } => collect_expr(value, own, out),
-            StmtKind::Command { spec, args } => {
-                crate::catalog::insert_sorted(out, spec.name.to_string());
+            StmtKind::Command { builtin, args } => {
+                insert_sorted(out, builtin.name().to_string());
                 for a in args {
                     if let CmdArg::Value(v) = a {
                         collect_value(v, own, out);
@@ -173,12 +167,12 @@ fn collect_block(block: &[Stmt], own: &dyn Fn(&str) -> bool, out: &mut Vec<Strin
             }
             StmtKind::CallFunction { name, args } => {
                 if !own(name) {
-                    crate::catalog::insert_sorted(out, name.clone());
+                    insert_sorted(out, name.clone());
                 }
                 args.iter().for_each(|e| collect_expr(e, own, out));
             }
             StmtKind::External { name, args } => {
-                crate::catalog::insert_sorted(out, name.clone());
+                insert_sorted(out, name.clone());
                 args.iter().for_each(|v| collect_value(v, own, out));
             }
             StmtKind::If { left, right, comparator, then_block, else_block } => {
@@ -242,10 +236,18 @@ fn collect_expr(e: &Expr, own: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
             collect_expr(b, own, out);
         }
         Expr::Call { name, args } => {
-            if !own(name) && !crate::parser::BUILTINS.contains(&name.as_str()) {
-                crate::catalog::insert_sorted(out, name.clone());
+            if !own(name) && !builtins::FUNCTIONS.contains(&name.as_str()) {
+                insert_sorted(out, name.clone());
             }
             args.iter().for_each(|a| collect_expr(a, own, out));
         }
+    }
+}
+
+/// Inserts `name` into a sorted, deduplicated list (binary search, no sort
+/// routine: fewer instantiations in the wasm module).
+pub(crate) fn insert_sorted(list: &mut Vec<String>, name: String) {
+    if let Err(at) = list.binary_search(&name) {
+        list.insert(at, name);
     }
 }

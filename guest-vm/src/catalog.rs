@@ -14,6 +14,7 @@
 use std::cell::OnceCell;
 
 use crate::ast::Function;
+pub(crate) use crate::ast::insert_sorted;
 use crate::error::{Diagnostic, Error};
 use crate::parser;
 
@@ -154,14 +155,6 @@ impl Catalog {
             return Err(Error::input(format!("unknown field 'catalog.{k}'")));
         }
         Ok(catalog)
-    }
-}
-
-/// Inserts `name` into a sorted, deduplicated list (binary search, no sort
-/// routine: fewer instantiations in the wasm module).
-pub(crate) fn insert_sorted(list: &mut Vec<String>, name: String) {
-    if let Err(at) = list.binary_search(&name) {
-        list.insert(at, name);
     }
 }
 

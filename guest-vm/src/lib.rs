@@ -1,14 +1,19 @@
 //! # avap-guest-vm — the AVAP interpreter
 //!
 //! A small, sandbox-friendly interpreter for AVAP scripts (see
-//! `shared/spec/LANGUAGE.md`). The pipeline is one file per stage:
+//! `shared/spec/LANGUAGE.md`). The pipeline, in layers (each uses only the
+//! ones before it):
 //!
-//! `tokenizer` -> `parser` -> `ast` -> `eval`, with `value` (values and JSON),
-//! `commands` (the command table and implementations), `catalog` (the live
-//! catalog: allowed built-ins, catalog commands written in AVAP, unsupported
-//! entries; [`check_catalog_function`]), `limits` (the one
-//! [`Limits`] struct), `error` and, on wasm32 only, `abi` (the only unsafe
-//! code: the guest ABI the host calls).
+//! `builtins` (the typed command table: [`builtins::Builtin`], its
+//! parameters and kinds) -> `tokenizer` -> `ast` -> `parser` -> `catalog`
+//! (the live catalog: allowed built-ins, catalog commands written in AVAP,
+//! unsupported entries; [`check_catalog_function`]) -> `eval` (the
+//! evaluator) and `commands` (the implementations, one `match` arm per
+//! `Builtin`), which call each other. The front end, up to `catalog`, never
+//! uses `eval` or `commands`. Beside them: `value` (values and JSON),
+//! `limits` (the one [`Limits`] struct), `error`, `host` (the capabilities)
+//! and, on wasm32 only, `abi` (the only unsafe code: the guest ABI the host
+//! calls).
 //!
 //! The interpreter never panics on any input: it uses no unchecked
 //! arithmetic on script data, bounds all recursion, and every resource has a
@@ -21,16 +26,14 @@
 //! ```
 
 pub mod ast;
+pub mod builtins;
 pub mod catalog;
 pub mod commands;
-pub(crate) mod datetime;
 pub mod error;
 pub mod eval;
 pub mod host;
 pub mod limits;
-pub(crate) mod outside;
 pub mod parser;
-pub(crate) mod text;
 pub mod tokenizer;
 pub mod value;
 

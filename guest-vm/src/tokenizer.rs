@@ -5,8 +5,15 @@
 //! at a time; `base_col` is the 1-based column of the slice's first char, so
 //! every token and every error carries its real position.
 
-use crate::ast::TemplatePart;
 use crate::error::Diagnostic;
+
+/// A piece of a template string (`` `id ${id}` ``); the parts go into the
+/// syntax tree as they are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplatePart {
+    Text(String),
+    Var(String),
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tok {

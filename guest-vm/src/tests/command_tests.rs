@@ -2,10 +2,13 @@ use super::*;
 
 #[test]
 fn table_has_all_27_commands_with_kinds() {
-    use crate::commands::{COMMANDS, Kind, lookup};
-    assert_eq!(COMMANDS.len(), 27);
-    let iface =
-        |n: &str| lookup(n).map(|c| c.params.iter().map(|p| (p.name, p.kind)).collect::<Vec<_>>()).unwrap_or_default();
+    use crate::builtins::{Builtin, Kind};
+    assert_eq!(Builtin::ALL.len(), 27);
+    let iface = |n: &str| {
+        Builtin::from_name(n)
+            .map(|c| c.params().iter().map(|p| (p.name, p.kind)).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
     assert_eq!(iface("addParam"), vec![("param", Kind::Value), ("variable", Kind::Target)]);
     assert_eq!(iface("RequestPost").len(), 5);
     assert_eq!(
@@ -41,9 +44,9 @@ fn table_has_all_27_commands_with_kinds() {
         "AddvariableToJSON",
         "variableFromJSON",
     ] {
-        assert!(lookup(name).is_some(), "{name}");
+        assert!(Builtin::from_name(name).is_some(), "{name}");
     }
-    assert!(lookup("addvar").is_none());
+    assert!(Builtin::from_name("addvar").is_none());
 }
 
 #[test]
@@ -157,4 +160,13 @@ fn input_errors() {
     assert!(out["error"].as_str().unwrap_or_default().contains("empty"));
     let out: J = serde_json::from_slice(&run_json(b"\xff\xfe")).unwrap_or(J::Null);
     assert_eq!(out["kind"], "input");
+}
+
+#[test]
+fn every_builtin_is_found_by_its_name() {
+    use crate::builtins::Builtin;
+    for b in Builtin::ALL {
+        assert_eq!(Builtin::from_name(b.name()), Some(b), "{}", b.name());
+        assert_eq!(b.spec().builtin, b);
+    }
 }

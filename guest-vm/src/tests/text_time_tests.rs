@@ -96,7 +96,7 @@ fn random_string_errors() {
 
 #[test]
 fn class_parser() {
-    use crate::text::parse_class;
+    use crate::commands::text::parse_class;
     let s = |p: &str| parse_class(p).map(|v| v.into_iter().collect::<String>()).unwrap_or_else(|e| e.message);
     assert_eq!(s("[a-c]"), "abc");
     assert_eq!(s("[c-ea-b]"), "abcde");
@@ -129,7 +129,7 @@ fn replace_and_get_regex() {
 
 #[test]
 fn regex_space_rule() {
-    use crate::text::translate_spaces;
+    use crate::commands::text::translate_spaces;
     assert_eq!(translate_spaces("a b"), "a\\sb");
     assert_eq!(translate_spaces("[ ]"), "[ ]");
     assert_eq!(translate_spaces("[] ] "), "[] ]\\s");
@@ -210,7 +210,7 @@ fn get_time_stamp() {
 
 #[test]
 fn date_time_at_fixed_instants_and_zones() {
-    use crate::datetime::date_time_at;
+    use crate::commands::datetime::date_time_at;
     let limits = Limits::default();
     let at = |ts: i64| chrono::DateTime::from_timestamp(ts, 0).unwrap_or_default();
     let f = |ts: i64, fmt: &str, delta: f64, tz: &str| match date_time_at(at(ts), fmt, delta, tz, &limits) {

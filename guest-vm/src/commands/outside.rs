@@ -3,7 +3,9 @@
 //! `ormDirect` (`db`). This file only builds requests and reads replies; the
 //! host performs the I/O and enforces every limit and destination rule.
 
-use crate::ast::{Expr, TemplatePart, ValueArg};
+use super::Args;
+use crate::ast::{CmdArg, Expr, TemplatePart, ValueArg};
+use crate::builtins::Builtin;
 use crate::error::Error;
 use crate::eval::Interp;
 use crate::host::{self, Capability};
@@ -11,16 +13,67 @@ use crate::limits::Limits;
 use crate::value::{Map, Value};
 use serde_json::{Value as Json, json};
 
+/// The HTTP method of a request command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    /// `RequestGet`
+    Get,
+    /// `RequestPost`
+    Post,
+}
+
+impl Method {
+    fn command(self) -> Builtin {
+        match self {
+            Method::Get => Builtin::RequestGet,
+            Method::Post => Builtin::RequestPost,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// `RequestGet`
+pub(super) fn request_get(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
+    let value = request(interp, Method::Get, a.value(0)?, a.value(1)?, a.value(2)?, None)?;
+    interp.set_var(a.target(3)?, value);
+    Ok(())
+}
+
+/// `RequestPost`
+pub(super) fn request_post(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
+    let (url, query, headers, body) = (a.value(0)?, a.value(1)?, a.value(2)?, a.value(3)?);
+    let value = request(interp, Method::Post, url, query, headers, Some(body))?;
+    interp.set_var(a.target(4)?, value);
+    Ok(())
+}
+
+/// `ormDirect`: the prompt comes unread, for [`orm_statement`].
+pub(super) fn orm_direct(interp: &mut Interp<'_>, args: &[CmdArg]) -> Result<(), Error> {
+    let (Some(CmdArg::Value(prompt)), Some(CmdArg::Target(target))) = (args.first(), args.get(1)) else {
+        return Err(Error::runtime("internal error: ormDirect has the wrong arguments"));
+    };
+    let value = orm_statement(interp, prompt)?;
+    interp.set_var(target, value);
+    Ok(())
+}
+
 /// `RequestGet` / `RequestPost`: performs the request through the host and
 /// returns the response body (parsed JSON, or text). `body` is `None` for GET.
-pub(crate) fn request(
+fn request(
     interp: &mut Interp<'_>,
-    cmd: &str,
+    method: Method,
     url: &Value,
     query: &Value,
     headers: &Value,
     body: Option<&Value>,
 ) -> Result<Value, Error> {
+    let cmd = method.command().name();
     let url = interp.text(url)?;
     if url.trim().is_empty() {
         return Err(Error::runtime(format!("{cmd}: the url is empty")));
@@ -31,12 +84,11 @@ pub(crate) fn request(
         None => Json::Null,
         Some(b) => request_body(interp, b)?,
     };
-    let method = if cmd == "RequestGet" { "GET" } else { "POST" };
-    let req = json!({ "method": method, "url": url, "query": query, "headers": headers, "body": body });
+    let req = json!({ "method": method.as_str(), "url": url, "query": query, "headers": headers, "body": body });
     let reply = host::call(&mut *interp.host, Capability::Http, cmd, &req)?;
     let status = reply.get("status").and_then(Json::as_u64).unwrap_or(0);
     let text = reply.get("body").and_then(Json::as_str).unwrap_or_default();
-    if cmd == "RequestGet" && status >= 400 {
+    if method == Method::Get && status >= 400 {
         let from = reply.get("url").and_then(Json::as_str).unwrap_or(&url);
         let status_line = match reply.get("reason").and_then(Json::as_str) {
             Some(reason) if !reason.is_empty() => format!("{status} {reason}"),
@@ -115,8 +167,8 @@ fn response_body(interp: &Interp<'_>, text: &str) -> Result<Value, Error> {
 
 /// `ormDirect`: a template written as the argument sends its `${name}` parts
 /// as bound parameters; any other value is sent as the statement's text.
-pub(crate) fn orm_direct(interp: &mut Interp<'_>, prompt: &ValueArg) -> Result<Value, Error> {
-    const CMD: &str = "ormDirect";
+fn orm_statement(interp: &mut Interp<'_>, prompt: &ValueArg) -> Result<Value, Error> {
+    let cmd = Builtin::OrmDirect.name();
     let mut parts = vec![String::new()];
     let mut params = Vec::new();
     match prompt {
@@ -130,7 +182,7 @@ pub(crate) fn orm_direct(interp: &mut Interp<'_>, prompt: &ValueArg) -> Result<V
                     }
                     TemplatePart::Var(name) => {
                         let value = interp.template_var(name)?;
-                        params.push(serde_json::to_value(value).map_err(|e| Error::runtime(format!("{CMD}: {e}")))?);
+                        params.push(serde_json::to_value(value).map_err(|e| Error::runtime(format!("{cmd}: {e}")))?);
                         parts.push(String::new());
                     }
                 }
@@ -142,15 +194,15 @@ pub(crate) fn orm_direct(interp: &mut Interp<'_>, prompt: &ValueArg) -> Result<V
         }
     }
     if parts.iter().all(|p| p.trim().is_empty()) {
-        return Err(Error::runtime(format!("{CMD}: the statement is empty")));
+        return Err(Error::runtime(format!("{cmd}: the statement is empty")));
     }
-    let reply = host::call(&mut *interp.host, Capability::Db, CMD, &json!({ "sql": parts, "params": params }))?;
+    let reply = host::call(&mut *interp.host, Capability::Db, cmd, &json!({ "sql": parts, "params": params }))?;
     if let Some(n) = reply.get("affected").and_then(Json::as_u64) {
         return Ok(Value::str(format!("Success: {n}")));
     }
     let columns: Vec<&str> = match reply.get("columns").and_then(Json::as_array) {
         Some(cols) => cols.iter().map(|c| c.as_str().unwrap_or_default()).collect(),
-        None => return Err(Error::runtime(format!("{CMD}: the host's reply has neither rows nor a row count"))),
+        None => return Err(Error::runtime(format!("{cmd}: the host's reply has neither rows nor a row count"))),
     };
     let rows = match reply.get("rows") {
         Some(Json::Array(rows)) => rows.as_slice(),

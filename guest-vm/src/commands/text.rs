@@ -10,11 +10,14 @@ use md5::Md5;
 use regex_lite::{Regex, RegexBuilder};
 use sha2::{Digest, Sha256};
 
+use super::{Args, integer_arg};
 use crate::error::Error;
+use crate::eval::Interp;
 use crate::limits::Limits;
+use crate::value::Value;
 
 /// Longest accepted regular expression or character class, in bytes.
-pub(crate) const MAX_PATTERN_BYTES: usize = 4096;
+const MAX_PATTERN_BYTES: usize = 4096;
 /// Bound on the compiled size of a regex (regex-lite's own default is 10 MiB).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// Most distinct characters a `randomString` class may hold.
@@ -22,6 +25,54 @@ const MAX_CLASS_CHARS: u32 = 1 << 16;
 
 fn rt(msg: impl Into<String>) -> Error {
     Error::runtime(msg)
+}
+
+/// `encodeSHA256`
+pub(super) fn encode_sha256(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
+    let text = interp.text(a.value(0)?)?;
+    interp.set_var(a.target(1)?, Value::str(sha256_hex(&text)));
+    Ok(())
+}
+
+/// `encodeMD5`
+pub(super) fn encode_md5(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
+    let text = interp.text(a.value(0)?)?;
+    interp.set_var(a.target(1)?, Value::str(md5_hex(&text)));
+    Ok(())
+}
+
+/// `randomString`
+pub(super) fn random_string(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
+    let pattern = interp.text(a.value(0)?)?;
+    let class = parse_class(&pattern)?;
+    let length = integer_arg(a.value(1)?, "randomString", "Length")?;
+    let length = usize::try_from(length)
+        .map_err(|_| Error::runtime(format!("randomString: 'Length' must not be negative, got {length}")))?;
+    if length > interp.limits.max_string_bytes {
+        return Err(interp.limits.string_error());
+    }
+    let out = random_chars(&class, length, &interp.limits)?;
+    interp.set_var(a.target(2)?, Value::str(out));
+    Ok(())
+}
+
+/// `replace`
+pub(super) fn replace(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
+    let source = interp.text(a.value(0)?)?;
+    let re = compile("replace", &interp.text(a.value(1)?)?)?;
+    let new_value = interp.text(a.value(2)?)?;
+    let out = replace_all(&re, &source, &new_value, &interp.limits)?;
+    interp.set_var(a.target(3)?, Value::str(out));
+    Ok(())
+}
+
+/// `getRegex`
+pub(super) fn get_regex(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
+    let source = interp.text(a.value(0)?)?;
+    let re = compile("getRegex", &interp.text(a.value(1)?)?)?;
+    let found = all_matches(&re, &source).map_or(Value::Null, Value::str);
+    interp.set_var(a.target(2)?, found);
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -33,12 +84,12 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Lowercase hex SHA-256 of the text.
-pub(crate) fn sha256_hex(text: &str) -> String {
+fn sha256_hex(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
 /// Lowercase hex MD5 of the text.
-pub(crate) fn md5_hex(text: &str) -> String {
+fn md5_hex(text: &str) -> String {
     hex(&Md5::digest(text.as_bytes()))
 }
 
@@ -131,7 +182,7 @@ pub(crate) fn parse_class(pattern: &str) -> Result<Vec<char>, Error> {
 
 /// `length` characters drawn uniformly from `class` using the host's secure
 /// random source (rejection sampling: no modulo bias).
-pub(crate) fn random_string(class: &[char], length: usize, limits: &Limits) -> Result<String, Error> {
+fn random_chars(class: &[char], length: usize, limits: &Limits) -> Result<String, Error> {
     let n = u64::try_from(class.len()).unwrap_or(u64::MAX);
     if n == 0 || n > u64::from(u32::MAX) {
         return Err(rt("randomString: the character class is empty"));
@@ -209,7 +260,7 @@ pub(crate) fn translate_spaces(pattern: &str) -> String {
 
 /// Compiles a pattern (after the space rule) with bounded size; every
 /// problem is a runtime error naming the pattern.
-pub(crate) fn compile(cmd: &str, pattern: &str) -> Result<Regex, Error> {
+fn compile(cmd: &str, pattern: &str) -> Result<Regex, Error> {
     if pattern.len() > MAX_PATTERN_BYTES {
         return Err(rt(format!("{cmd}: the regular expression is longer than {MAX_PATTERN_BYTES} bytes")));
     }
@@ -225,7 +276,7 @@ fn one_line(s: &str) -> String {
 
 /// Replace-all; `$1`, `${name}` in the replacement refer to groups (`$$` is a
 /// literal `$`). The result is bounded by `max_string_bytes` as it grows.
-pub(crate) fn replace_all(re: &Regex, text: &str, replacement: &str, limits: &Limits) -> Result<String, Error> {
+fn replace_all(re: &Regex, text: &str, replacement: &str, limits: &Limits) -> Result<String, Error> {
     let mut out = String::new();
     let mut last = 0;
     for caps in re.captures_iter(text) {
@@ -245,7 +296,7 @@ pub(crate) fn replace_all(re: &Regex, text: &str, replacement: &str, limits: &Li
 }
 
 /// All matches concatenated in order; `None` when nothing matches.
-pub(crate) fn all_matches(re: &Regex, text: &str) -> Option<String> {
+fn all_matches(re: &Regex, text: &str) -> Option<String> {
     let mut out = String::new();
     let mut any = false;
     for m in re.find_iter(text) {

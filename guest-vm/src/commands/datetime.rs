@@ -12,7 +12,9 @@ use std::fmt::Write as _;
 use chrono::format::{Fixed, Item, Parsed, StrftimeItems};
 use chrono::{DateTime, FixedOffset, NaiveTime, TimeDelta, TimeZone, Utc};
 
+use super::Args;
 use crate::error::Error;
+use crate::eval::Interp;
 use crate::limits::Limits;
 use crate::value::{Value, parse_numeric_text};
 
@@ -25,8 +27,38 @@ fn rt(msg: impl Into<String>) -> Error {
     Error::runtime(msg)
 }
 
+/// `getDateTime`
+pub(super) fn get_date_time(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
+    let fmt = interp.text(a.value(0)?)?;
+    let delta = seconds_arg(a.value(1)?, "getDateTime", "TimeDelta")?;
+    let tz = interp.text(a.value(2)?)?;
+    let value = date_time_at(now()?, &fmt, delta, &tz, &interp.limits)?;
+    interp.set_var(a.target(3)?, value);
+    Ok(())
+}
+
+/// `getTimeStamp`
+pub(super) fn get_time_stamp(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
+    let date = interp.text(a.value(0)?)?;
+    let fmt = interp.text(a.value(1)?)?;
+    let delta = seconds_arg(a.value(2)?, "getTimeStamp", "TimeDelta")?;
+    let stamp = parse_timestamp(&date, &fmt, delta)?;
+    interp.set_var(a.target(3)?, Value::Float(stamp));
+    Ok(())
+}
+
+/// `stampToDatetime`
+pub(super) fn stamp_to_datetime(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
+    let stamp = seconds_arg(a.value(0)?, "stampToDatetime", "timestamp")?;
+    let fmt = interp.text(a.value(1)?)?;
+    let delta = seconds_arg(a.value(2)?, "stampToDatetime", "TimeDelta")?;
+    let out = format_stamp(stamp, &fmt, delta, &interp.limits)?;
+    interp.set_var(a.target(3)?, Value::str(out));
+    Ok(())
+}
+
 /// Now, from the host's clock (WASI `clock_time_get` in the guest).
-pub(crate) fn now() -> Result<DateTime<Utc>, Error> {
+fn now() -> Result<DateTime<Utc>, Error> {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| rt("getDateTime: the clock is before 1970"))?;
@@ -36,7 +68,7 @@ pub(crate) fn now() -> Result<DateTime<Utc>, Error> {
 
 /// Reads a number of seconds: int, float or numeric text; empty text (and
 /// null) is 0.
-pub(crate) fn seconds_arg(value: &Value, cmd: &str, param: &str) -> Result<f64, Error> {
+fn seconds_arg(value: &Value, cmd: &str, param: &str) -> Result<f64, Error> {
     let bad = || {
         rt(format!(
             "{cmd}: '{param}' must be a number of seconds, got {} {}",
@@ -74,12 +106,12 @@ fn shift(cmd: &str, at: DateTime<Utc>, secs: f64) -> Result<DateTime<Utc>, Error
 }
 
 /// The Unix timestamp as a float (seconds with the fraction).
-pub(crate) fn timestamp(at: &DateTime<Utc>) -> f64 {
+fn timestamp(at: &DateTime<Utc>) -> f64 {
     at.timestamp() as f64 + f64::from(at.timestamp_subsec_nanos()) / 1e9
 }
 
 /// A time zone by IANA name (`Europe/Madrid`, `UTC`); empty is `None` (UTC).
-pub(crate) fn zone(cmd: &str, name: &str) -> Result<Option<jiff::tz::TimeZone>, Error> {
+fn zone(cmd: &str, name: &str) -> Result<Option<jiff::tz::TimeZone>, Error> {
     let name = name.trim();
     if name.is_empty() {
         return Ok(None);
@@ -89,11 +121,7 @@ pub(crate) fn zone(cmd: &str, name: &str) -> Result<Option<jiff::tz::TimeZone>, 
 
 /// The instant in `tz`: the local date with its offset, and the zone's
 /// abbreviation then (`CET`, `CEST`, ...).
-pub(crate) fn in_zone(
-    cmd: &str,
-    at: &DateTime<Utc>,
-    tz: &jiff::tz::TimeZone,
-) -> Result<(DateTime<FixedOffset>, String), Error> {
+fn in_zone(cmd: &str, at: &DateTime<Utc>, tz: &jiff::tz::TimeZone) -> Result<(DateTime<FixedOffset>, String), Error> {
     let out_of_range = || rt(format!("{cmd}: the date is out of range"));
     let ts = jiff::Timestamp::new(at.timestamp(), 0).map_err(|_| out_of_range())?;
     let info = tz.to_offset_info(ts);
@@ -115,7 +143,7 @@ fn items<'a>(cmd: &str, format: &'a str) -> Result<Vec<Item<'a>>, Error> {
 
 /// Formats a date with a strftime format; never panics. `zone_name`, when
 /// given, is what `%Z` prints.
-pub(crate) fn format<T: TimeZone>(
+fn format<T: TimeZone>(
     cmd: &str,
     at: &DateTime<T>,
     format: &str,
@@ -168,7 +196,7 @@ pub(crate) fn date_time_at(
 
 /// `getTimeStamp`: parses `text` with `fmt` (UTC unless the format carries an
 /// offset; a date alone is midnight), adds the delta, returns the timestamp.
-pub(crate) fn parse_timestamp(text: &str, fmt: &str, delta_secs: f64) -> Result<f64, Error> {
+fn parse_timestamp(text: &str, fmt: &str, delta_secs: f64) -> Result<f64, Error> {
     const CMD: &str = "getTimeStamp";
     let items = items(CMD, fmt)?;
     let mut parsed = Parsed::new();
@@ -186,7 +214,7 @@ pub(crate) fn parse_timestamp(text: &str, fmt: &str, delta_secs: f64) -> Result<
 }
 
 /// `stampToDatetime`: the timestamp plus the delta, formatted in UTC.
-pub(crate) fn stamp_to_datetime(stamp: f64, fmt: &str, delta_secs: f64, limits: &Limits) -> Result<String, Error> {
+fn format_stamp(stamp: f64, fmt: &str, delta_secs: f64, limits: &Limits) -> Result<String, Error> {
     const CMD: &str = "stampToDatetime";
     let at = shift(CMD, DateTime::<Utc>::UNIX_EPOCH, stamp)?;
     let at = shift(CMD, at, delta_secs)?;
