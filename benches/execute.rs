@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use avap_host::capability::Capabilities;
 use avap_host::capability::db::{DbCapability, DbConfig, DbSession};
-use avap_host::sandbox::{Guest, Limits, SandboxEngine};
+use avap_host::runtime::{Guest, Limits, SandboxEngine};
 
 const SMALL: &str = "addVar(a, 1)\naddResult(a)";
 const LOOP: &str = "total = 0\nstartLoop(i, 1, 1000)\n  total = total + i\nendLoop()\naddResult(total)";

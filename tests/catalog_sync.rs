@@ -62,7 +62,7 @@ async fn host_for(port: u16, f: impl FnOnce(&mut Config)) -> (Server, Arc<AppSta
         f(c)
     });
     let state = AppState::new(&config).await.expect("state");
-    avap_host::sync::start(state.clone(), avap_host::sync::SyncConfig::from_config(&config)).await;
+    avap_host::catalog::sync::start(state.clone(), avap_host::catalog::sync::SyncConfig::from_config(&config)).await;
     (Server::with_state(state.clone()).await, state)
 }
 
@@ -326,7 +326,7 @@ async fn a_new_guest_is_swapped_in_under_load_with_no_failed_request() {
     let (_, text) = server.get_text("/health").await;
     let health: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(health["guest"]["source"], json!("brain"));
-    assert_eq!(health["guest"]["digest"], json!(avap_host::sandbox::module_digest(&guest_with_version(new_version))));
+    assert_eq!(health["guest"]["digest"], json!(avap_host::runtime::module_digest(&guest_with_version(new_version))));
 }
 
 #[tokio::test]

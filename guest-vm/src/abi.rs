@@ -1,4 +1,8 @@
-//! The wasm ABI (version 1): the only unsafe code of the crate.
+//! The wasm ABI ([`avap_abi`], version [`avap_abi::ABI_VERSION`]): the only
+//! unsafe code of the crate. The export and import names below are written
+//! out because `no_mangle` and `link` need literals; the host checks every
+//! module against `avap_abi::export` and `avap_abi::import` at load, and a
+//! host test checks this module's names against them.
 //!
 //! The host drives one execution per instance:
 //!
@@ -28,10 +32,11 @@
 use std::alloc::{Layout, alloc, dealloc};
 
 /// Largest input the guest accepts.
-const MAX_INPUT: i32 = 16 << 20;
+const MAX_INPUT: i32 = avap_abi::MAX_INPUT_BYTES as i32;
+const _: () = assert!(avap_abi::MAX_INPUT_BYTES <= i32::MAX as usize);
 
 fn pack(ptr: *const u8, len: usize) -> i64 {
-    ((ptr as usize as u32 as i64) << 32) | (len as u32 as i64)
+    avap_abi::pack(ptr as usize as u32, len as u32)
 }
 
 /// The layout of an input buffer of `len` bytes (at least 1 byte, so the
@@ -42,7 +47,7 @@ fn layout(len: usize) -> Option<Layout> {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn avap_abi_version() -> i32 {
-    crate::ABI_VERSION as i32
+    crate::ABI_VERSION
 }
 
 #[unsafe(no_mangle)]

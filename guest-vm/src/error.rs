@@ -33,19 +33,9 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// What went wrong, as reported in the output's `kind` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ErrorKind {
-    /// The script was rejected before anything ran.
-    Syntax,
-    /// A statement failed at run time (catchable by `try()`).
-    Runtime,
-    /// A resource limit was exceeded (never catchable by `try()`).
-    Limit,
-    /// The input JSON was malformed.
-    Input,
-}
+/// What went wrong, as reported in the output's `kind` field (the ABI's
+/// [`avap_abi::ErrorKind`]).
+pub use avap_abi::ErrorKind;
 
 /// An error that ends an execution (or, for runtime errors, is caught by a
 /// `try()` block).
@@ -58,24 +48,28 @@ pub struct Error {
     pub line: Option<usize>,
     /// Every syntax problem (syntax errors only).
     pub diagnostics: Vec<Diagnostic>,
+    /// The limit a `limit` error hit, by name (reported as the output's
+    /// `limit`).
+    pub limit: Option<&'static str>,
 }
 
 impl Error {
     pub fn runtime(message: impl Into<String>) -> Self {
-        Error { kind: ErrorKind::Runtime, message: message.into(), line: None, diagnostics: Vec::new() }
+        Error { kind: ErrorKind::Runtime, message: message.into(), line: None, diagnostics: Vec::new(), limit: None }
     }
 
     pub fn input(message: impl Into<String>) -> Self {
-        Error { kind: ErrorKind::Input, message: message.into(), line: None, diagnostics: Vec::new() }
+        Error { kind: ErrorKind::Input, message: message.into(), line: None, diagnostics: Vec::new(), limit: None }
     }
 
     /// A limit violation: the message names the limit and its value.
-    pub fn limit(name: &str, value: impl fmt::Display) -> Self {
+    pub fn limit(name: &'static str, value: impl fmt::Display) -> Self {
         Error {
             kind: ErrorKind::Limit,
             message: format!("limit exceeded: {name} ({value})"),
             line: None,
             diagnostics: Vec::new(),
+            limit: Some(name),
         }
     }
 
@@ -98,7 +92,7 @@ impl Error {
             Some(first) => format!("syntax error at {first}"),
             None => "syntax error".to_string(),
         };
-        Error { kind: ErrorKind::Syntax, message, line: diagnostics.first().map(|d| d.line), diagnostics }
+        Error { kind: ErrorKind::Syntax, message, line: diagnostics.first().map(|d| d.line), diagnostics, limit: None }
     }
 
     /// Whether a `try()` block may catch this error.

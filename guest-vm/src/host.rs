@@ -9,34 +9,19 @@
 //! (tests use a scripted one), and every capability call fails with a
 //! catchable error.
 //!
-//! Requests:
-//! - `http`: `{"method": "GET"|"POST", "url", "query": [[k, v]...],
-//!   "headers": [[k, v]...], "body": null | {"json": "<text>"} | {"text": "<text>"}}`;
-//!   reply payload `{"status", "reason", "body": "<text>", "url"}`.
-//! - `db`: `{"sql": ["part", "part"...], "params": [<json>...]}`, where the
-//!   statement is the parts joined by one parameter placeholder each
-//!   (`parts.len() == params.len() + 1`); reply payload
-//!   `{"columns": [...], "rows": [[...]...]}` or `{"affected": N}`.
+//! The documents are the ABI's ([`avap_abi::wire`]): an
+//! [`avap_abi::wire::HttpRequest`] answered by an
+//! [`avap_abi::wire::HttpResponse`], a [`avap_abi::wire::DbRequest`]
+//! answered by a [`avap_abi::wire::DbReply`].
+
+use avap_abi::wire::Reply;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 
-/// A capability the host may grant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Capability {
-    /// Outbound HTTP (`RequestGet`, `RequestPost`).
-    Http,
-    /// The host's database (`ormDirect`).
-    Db,
-}
-
-impl Capability {
-    pub fn name(self) -> &'static str {
-        match self {
-            Capability::Http => "http",
-            Capability::Db => "db",
-        }
-    }
-}
+/// A capability the host may grant (the ABI's [`avap_abi::Capability`]).
+pub use avap_abi::Capability;
 
 /// The host side of capability calls.
 pub trait Host {
@@ -55,25 +40,24 @@ impl Host for NoHost {
     }
 }
 
-/// Sends `request` and returns the reply's payload, turning every failure
-/// into a runtime error that names the command.
-pub(crate) fn call(
+/// Sends `request` and returns the reply's payload ([`Reply`]), turning
+/// every failure into a runtime error that names the command.
+pub(crate) fn call<P: DeserializeOwned>(
     host: &mut dyn Host,
     capability: Capability,
     command: &str,
-    request: &serde_json::Value,
-) -> Result<serde_json::Value, Error> {
+    request: &impl Serialize,
+) -> Result<P, Error> {
     let bytes = serde_json::to_vec(request).map_err(|e| Error::runtime(format!("{command}: {e}")))?;
     let reply = host.call(capability, &bytes).map_err(|e| Error::runtime(format!("{command}: {e}")))?;
     let reply: serde_json::Value = serde_json::from_slice(&reply)
         .map_err(|e| Error::runtime(format!("{command}: the host sent an unreadable reply: {e}")))?;
-    let serde_json::Value::Object(mut reply) = reply else {
+    if !reply.is_object() {
         return Err(Error::runtime(format!("{command}: the host sent a reply that is not an object")));
-    };
-    if let Some(serde_json::Value::String(message)) = reply.remove("error") {
-        return Err(Error::runtime(format!("{command}: {message}")));
     }
-    reply
-        .remove("ok")
-        .ok_or_else(|| Error::runtime(format!("{command}: the host's reply has neither 'ok' nor 'error'")))
+    match serde_json::from_value::<Reply<P>>(reply) {
+        Ok(Reply::Ok(payload)) => Ok(payload),
+        Ok(Reply::Error(message)) => Err(Error::runtime(format!("{command}: {message}"))),
+        Err(e) => Err(Error::runtime(format!("{command}: the host's reply is not one the ABI allows: {e}"))),
+    }
 }

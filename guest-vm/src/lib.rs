@@ -53,7 +53,7 @@ pub use limits::Limits;
 pub use value::{Map, Value};
 
 /// Version of the wasm ABI (`avap_abi_version`).
-pub const ABI_VERSION: u32 = 1;
+pub use avap_abi::ABI_VERSION;
 /// Version of this crate (`avap_guest_version`).
 pub const GUEST_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The version as stored in the module: a fixed prefix, then
@@ -117,11 +117,7 @@ fn catalog_errors(catalog: &Catalog, max_source_bytes: usize) -> Vec<CatalogErro
 }
 
 /// What the input asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Run,
-    Check,
-}
+use avap_abi::Mode;
 
 /// The input JSON (host -> guest), read by hand from a `serde_json::Value`
 /// (derived struct deserializers cost ~35 KB of wasm).
@@ -194,11 +190,8 @@ fn parse_input(bytes: &[u8]) -> Result<Input, Error> {
     };
     let mode = match obj.remove("mode") {
         None | Some(serde_json::Value::Null) => Mode::Run,
-        Some(serde_json::Value::String(m)) if m == "run" => Mode::Run,
-        Some(serde_json::Value::String(m)) if m == "check" => Mode::Check,
-        Some(serde_json::Value::String(m)) => {
-            return Err(Error::input(format!("unknown mode '{m}' (expected \"run\" or \"check\")")));
-        }
+        Some(serde_json::Value::String(m)) => Mode::from_name(&m)
+            .ok_or_else(|| Error::input(format!("unknown mode '{m}' (expected \"run\" or \"check\")")))?,
         Some(_) => return Err(Error::input("'mode' must be a string (\"run\" or \"check\")")),
     };
     if let Some(k) = obj.keys().next() {
@@ -264,7 +257,7 @@ struct SuccessOut<'a> {
 #[derive(Serialize)]
 struct CheckOut<'a> {
     ok: bool,
-    mode: &'static str,
+    mode: Mode,
     functions: &'a [String],
     commands: &'a [String],
     #[serde(skip_serializing_if = "<[CatalogError]>::is_empty")]
@@ -278,7 +271,7 @@ pub fn check_json(report: &Result<CheckReport, Error>, limits: &Limits) -> Vec<u
         Ok(r) => {
             let out = CheckOut {
                 ok: true,
-                mode: "check",
+                mode: Mode::Check,
                 functions: &r.functions,
                 commands: &r.commands,
                 catalog_errors: &r.catalog_errors,
@@ -293,6 +286,8 @@ pub fn check_json(report: &Result<CheckReport, Error>, limits: &Limits) -> Vec<u
 struct FailureOut<'a> {
     ok: bool,
     kind: ErrorKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<&'static str>,
     error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     line: Option<usize>,
@@ -306,6 +301,7 @@ fn failure_json(e: &Error, logs: &[LogEntry], logs_truncated: bool, cap: usize) 
     let out = FailureOut {
         ok: false,
         kind: e.kind,
+        limit: e.limit,
         error: e.to_string(),
         line: e.line,
         diagnostics: &e.diagnostics,
@@ -320,6 +316,7 @@ fn small_error(e: &Error) -> Vec<u8> {
     let out = FailureOut {
         ok: false,
         kind: e.kind,
+        limit: e.limit,
         error: e.to_string(),
         line: e.line,
         diagnostics: &[],
@@ -447,6 +444,6 @@ pub fn prepare_json(input: &[u8]) -> Vec<u8> {
 
 impl Limits {
     fn output_error_for(&self, cap: usize) -> Error {
-        Error::limit("max_output_bytes", cap)
+        Error::limit(avap_abi::OUTPUT_LIMIT, cap)
     }
 }

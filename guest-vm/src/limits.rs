@@ -58,11 +58,12 @@ pub const MAX_EXPR_DEPTH: usize = 64;
 pub const MAX_BLOCK_DEPTH: usize = 64;
 
 /// Fixed limit on the evaluator's native recursion (nested blocks,
-/// expression nodes and calls, summed over the whole call stack). It keeps
-/// the wasm stack (1 MiB) from overflowing whatever the script and the
-/// requested `max_call_depth`; hitting it is a `limit` error naming
-/// `max_eval_depth`.
-pub const MAX_EVAL_DEPTH: u32 = 1000;
+/// expression nodes and calls, summed over the whole call stack). The ABI's
+/// number ([`avap_abi::MAX_EVAL_DEPTH`]), calibrated against the stack the
+/// host gives the guest ([`avap_abi::GUEST_STACK_BYTES`]): whatever the
+/// script and the requested `max_call_depth`, hitting it is a `limit` error
+/// naming `max_eval_depth`, never a stack overflow.
+pub const MAX_EVAL_DEPTH: u32 = avap_abi::MAX_EVAL_DEPTH;
 
 /// Fixed limit on how deeply lists and dicts nest inside each other (keeps
 /// drop, comparison and serialization recursion bounded). It is the host's
@@ -86,7 +87,7 @@ impl Limits {
                 "max_steps" => l.max_steps = n,
                 "max_string_bytes" => l.max_string_bytes = sz,
                 "max_collection_len" => l.max_collection_len = sz,
-                "max_output_bytes" => l.max_output_bytes = sz,
+                avap_abi::OUTPUT_LIMIT => l.max_output_bytes = sz,
                 "max_log_entries" => l.max_log_entries = sz,
                 "max_script_bytes" => l.max_script_bytes = sz,
                 _ => return Err(Error::input(format!("unknown limit '{k}'"))),
@@ -116,7 +117,7 @@ impl Limits {
         Error::limit("max_collection_len", self.max_collection_len)
     }
     pub(crate) fn output_error(&self) -> Error {
-        Error::limit("max_output_bytes", self.max_output_bytes)
+        Error::limit(avap_abi::OUTPUT_LIMIT, self.max_output_bytes)
     }
     pub(crate) fn script_error(&self) -> Error {
         Error::limit("max_script_bytes", self.max_script_bytes)

@@ -1,18 +1,74 @@
-//! Command-line flags and environment variables of `avap-host`. Every limit
-//! has a default that is safe to run with; see README.md for the table.
+//! Command-line flags and environment variables of `avap-host`: data only.
+//! Every limit has a default that is safe to run with, written once, in the
+//! `#[arg]` attributes below; [`Config::defaults`] reads them (and no
+//! environment), the `Default` impls of the parts ([`Limits`],
+//! [`HttpConfig`], [`DbConfig`], [`FrontConfig`]) are made from it, and a
+//! test checks README.md's table against them. Lists are parsed when the
+//! flags are ([`List`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
-use avap_policy::net;
+use avap_abi::Capability;
+use avap_policy::net::AllowEntry;
 
-use crate::capability::Capabilities;
-use crate::capability::db::{DbCapability, DbConfig};
-use crate::capability::http::{HttpCapability, HttpConfig};
+use crate::capability::db::DbConfig;
+use crate::capability::http::HttpConfig;
 use crate::front::FrontConfig;
-use crate::sandbox::Limits;
+use crate::runtime::Limits;
+
+/// A comma-separated list, parsed with the flags: entries trimmed, empty
+/// ones dropped (so an empty value is an empty list).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct List<T>(pub Vec<T>);
+
+impl<T: FromStr> FromStr for List<T>
+where
+    T::Err: std::fmt::Display,
+{
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<T>().map_err(|e| format!("'{s}': {e}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(List)
+    }
+}
+
+impl<T> std::ops::Deref for List<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T> From<Vec<T>> for List<T> {
+    fn from(items: Vec<T>) -> Self {
+        List(items)
+    }
+}
+
+/// A browser origin (`scheme://host[:port]`) for `AVAP_CORS_ORIGINS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin(pub String);
+
+impl FromStr for Origin {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "*" || text == "null" || text.ends_with('/') || !text.contains("://") {
+            return Err("not an origin (write scheme://host[:port], e.g. https://app.example.com)".into());
+        }
+        Ok(Origin(text.to_string()))
+    }
+}
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "avap-host", version, about = "AVAP execution host: runs AVAP scripts in a wasmtime sandbox")]
@@ -29,12 +85,12 @@ pub struct Config {
     /// Bearer tokens that `execute`, `compile`, `/metrics` and the details
     /// of `/health` require, comma-separated (empty: no token needed).
     #[arg(long, env = "AVAP_API_TOKENS", default_value = "", hide_env_values = true, hide_default_value = true)]
-    pub api_tokens: String,
+    pub api_tokens: List<String>,
 
     /// Origins whose browser requests are allowed, comma-separated
     /// (`https://app.example.com`); every other cross-site request gets 403.
     #[arg(long, env = "AVAP_CORS_ORIGINS", default_value = "")]
-    pub cors_origins: String,
+    pub cors_origins: List<Origin>,
 
     /// Time a client has to send a request's headers (also how long an idle
     /// keep-alive connection stays open), in milliseconds.
@@ -119,12 +175,12 @@ pub struct Config {
     /// Capabilities granted to scripts, comma-separated: `http`, `db`
     /// (empty grants none).
     #[arg(long, env = "AVAP_CAPABILITIES", default_value = "http,db")]
-    pub capabilities: String,
+    pub capabilities: List<Capability>,
 
     /// `host:port` destinations the `http` capability may reach whatever
     /// their address (loopback, private, ...), comma-separated.
     #[arg(long, env = "AVAP_HTTP_ALLOW", default_value = "")]
-    pub http_allow: String,
+    pub http_allow: List<AllowEntry>,
 
     /// Timeout of one HTTP request (redirects included), in milliseconds;
     /// never beyond the execution's deadline.
@@ -146,7 +202,7 @@ pub struct Config {
     /// Name servers for the `http` capability (`ip:port`, comma-separated);
     /// empty: the system's (`/etc/resolv.conf`).
     #[arg(long, env = "AVAP_HTTP_DNS_SERVERS", default_value = "")]
-    pub http_dns_servers: String,
+    pub http_dns_servers: List<SocketAddr>,
 
     /// Database of the `db` capability: `postgres://...`, `sqlite:path` or
     /// `sqlite::memory:` (in-memory, for the life of the process).
@@ -177,15 +233,13 @@ pub struct Config {
     pub db_allow_privileged_role: bool,
 }
 
-/// A comma-separated list, trimmed, empty entries dropped.
-fn list(text: &str) -> Vec<String> {
-    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
-}
-
 impl Config {
-    /// The built-in defaults (environment variables still apply).
+    /// The built-in defaults: what the flags default to, with no
+    /// environment variable read (tests start from this).
     pub fn defaults() -> Self {
-        Config::parse_from(["avap-host"])
+        let matches = defaults_command().get_matches_from(["avap-host"]);
+        // The defaults parse: the test `defaults_parse_and_read_no_environment` proves it.
+        Config::from_arg_matches(&matches).unwrap_or_else(|e| panic!("the built-in defaults do not parse: {e}"))
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -197,65 +251,42 @@ impl Config {
         format!("http://{}:{}", self.brain_host, self.brain_port)
     }
 
-    /// The granted capabilities, built (the database pool opened).
-    pub async fn capabilities(&self) -> anyhow::Result<Capabilities> {
-        let mut caps = Capabilities::default();
-        for name in self.capabilities.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            match name {
-                "http" => {
-                    let allow =
-                        net::parse_allow_list(&self.http_allow).map_err(|e| anyhow::anyhow!("AVAP_HTTP_ALLOW: {e}"))?;
-                    let dns_servers = list(&self.http_dns_servers)
-                        .iter()
-                        .map(|s| s.parse::<SocketAddr>())
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| anyhow::anyhow!("AVAP_HTTP_DNS_SERVERS: {e} (expected ip:port)"))?;
-                    caps.http = Some(HttpCapability::new(HttpConfig {
-                        allow,
-                        timeout: Duration::from_millis(self.http_timeout_ms),
-                        max_response_bytes: self.http_max_response_bytes,
-                        max_requests: self.http_max_requests,
-                        max_connections: self.http_max_connections,
-                        dns_servers,
-                        ..HttpConfig::default()
-                    })?);
-                }
-                "db" => {
-                    let db = DbCapability::connect(DbConfig {
-                        url: self.db_url.clone(),
-                        max_connections: self.db_max_connections,
-                        statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
-                        max_rows: self.db_max_rows,
-                        max_queries: self.db_max_queries,
-                        allow_privileged_role: self.db_allow_privileged_role,
-                    })
-                    .await
-                    .map_err(|e| anyhow::anyhow!("AVAP_DB_URL: {e}"))?;
-                    caps.db = Some(db);
-                }
-                other => anyhow::bail!("AVAP_CAPABILITIES: unknown capability '{other}' (known: http, db)"),
-            }
+    /// The `http` capability's settings.
+    pub fn http(&self) -> HttpConfig {
+        HttpConfig {
+            allow: self.http_allow.0.clone(),
+            timeout: Duration::from_millis(self.http_timeout_ms),
+            max_response_bytes: self.http_max_response_bytes,
+            max_requests: self.http_max_requests,
+            max_redirects: HTTP_MAX_REDIRECTS,
+            max_connections: self.http_max_connections,
+            dns_servers: self.http_dns_servers.0.clone(),
         }
-        Ok(caps)
+    }
+
+    /// The `db` capability's settings.
+    pub fn db(&self) -> DbConfig {
+        DbConfig {
+            url: self.db_url.clone(),
+            max_connections: self.db_max_connections,
+            statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+            max_rows: self.db_max_rows,
+            max_queries: self.db_max_queries,
+            allow_privileged_role: self.db_allow_privileged_role,
+        }
     }
 
     /// The front door's settings.
-    pub fn front(&self) -> anyhow::Result<FrontConfig> {
-        let cors_origins = list(&self.cors_origins);
-        if let Some(bad) = cors_origins.iter().find(|o| o.as_str() == "*" || o.as_str() == "null" || o.ends_with('/')) {
-            anyhow::bail!(
-                "AVAP_CORS_ORIGINS: '{bad}' is not an origin (write scheme://host[:port], e.g. https://app.example.com)"
-            );
-        }
-        Ok(FrontConfig {
+    pub fn front(&self) -> FrontConfig {
+        FrontConfig {
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             body_timeout: Duration::from_millis(self.body_timeout_ms),
             max_connections: self.max_connections,
             max_body_bytes: self.max_body_bytes,
             max_inflight_body_bytes: self.max_inflight_body_bytes.max(self.max_body_bytes),
-            cors_origins,
-            api_tokens: list(&self.api_tokens),
-        })
+            cors_origins: self.cors_origins.iter().map(|o| o.0.clone()).collect(),
+            api_tokens: self.api_tokens.0.clone(),
+        }
     }
 
     pub fn limits(&self) -> Limits {
@@ -266,9 +297,79 @@ impl Config {
             // The guest's input is the request body plus a small envelope.
             max_input_bytes: self.max_body_bytes.saturating_add(64 << 10),
             max_output_bytes: self.max_output_bytes,
-            max_stdio_bytes: 64 << 10,
+            max_stdio_bytes: MAX_STDIO_BYTES,
             max_concurrency: self.max_concurrency,
             queue_timeout: Duration::from_millis(self.queue_timeout_ms),
         }
+    }
+}
+
+/// The flags with their environment variables taken away.
+fn defaults_command() -> clap::Command {
+    Config::command().mut_args(|arg| arg.env(None))
+}
+
+/// Redirects the `http` capability follows per request (not a flag).
+pub const HTTP_MAX_REDIRECTS: u32 = 5;
+
+/// Capacity of each of the guest's stdout and stderr pipes (not a flag).
+pub const MAX_STDIO_BYTES: usize = 64 << 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_read_no_environment() {
+        assert!(Config::command().get_arguments().any(|a| a.get_env().is_some()), "the flags do read variables");
+        let readers: Vec<_> = defaults_command().get_arguments().filter_map(|a| a.get_env()).collect();
+        assert!(readers.is_empty(), "the defaults must not read {readers:?}");
+        let c = Config::defaults();
+        assert_eq!(c.max_concurrency, 32);
+        assert_eq!(&*c.capabilities, &[Capability::Http, Capability::Db]);
+        assert!(c.http_allow.is_empty() && c.api_tokens.is_empty());
+        assert_eq!(Limits::default().max_output_bytes, c.max_output_bytes);
+    }
+
+    #[test]
+    fn lists_parse_with_the_flags() {
+        let c = Config::try_parse_from(["avap-host", "--capabilities", " db ,", "--http-allow", "a.test:80,[::1]:8080"])
+            .expect("valid flags");
+        assert_eq!(&*c.capabilities, &[Capability::Db]);
+        assert_eq!(c.http_allow.iter().map(|e| e.port).collect::<Vec<_>>(), [80, 8080]);
+        let none = Config::try_parse_from(["avap-host", "--capabilities", ""]).expect("empty grants none");
+        assert!(none.capabilities.is_empty());
+        for bad in [["--capabilities", "http,fs"], ["--http-allow", "nohost"], ["--cors-origins", "*"]] {
+            let err = Config::try_parse_from(["avap-host", bad[0], bad[1]]).expect_err("refused at parse time");
+            assert!(err.to_string().contains(bad[0]), "{err}");
+        }
+    }
+
+    /// The README's configuration table gives the same defaults as the flags.
+    #[test]
+    fn the_readme_table_matches_the_flags() {
+        let readme = include_str!("../../README.md");
+        let command = Config::command();
+        let mut checked = 0;
+        for line in readme.lines().filter(|l| l.starts_with("| `--")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let (flag, env, default) = (cells[1].trim_matches('`'), cells[2].trim_matches('`'), cells[3]);
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_long().is_some_and(|l| format!("--{l}") == flag))
+                .unwrap_or_else(|| panic!("README lists {flag}, which is not a flag"));
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(env), "{flag}");
+            let want: Vec<String> = arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+            let want = want.join(",");
+            let shown = default.split(['(', ' ']).next().unwrap_or_default().trim_matches('`');
+            if want.is_empty() {
+                assert!(shown.starts_with("empty"), "{flag}: README says {default}, the flag defaults to nothing");
+            } else {
+                assert_eq!(shown, want, "{flag}: README says {default}");
+            }
+            checked += 1;
+        }
+        let flags = command.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help" && l != "version"));
+        assert_eq!(checked, flags.count(), "every flag is in the README table");
     }
 }

@@ -71,16 +71,9 @@ fn ser_present<S: serde::Serializer>(tokens: &[String], s: S) -> Result<S::Ok, S
 }
 
 impl Default for FrontConfig {
+    /// The built-in defaults ([`crate::Config::defaults`]).
     fn default() -> Self {
-        FrontConfig {
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(10),
-            max_connections: 4096,
-            max_body_bytes: 1 << 20,
-            max_inflight_body_bytes: 64 << 20,
-            cors_origins: Vec::new(),
-            api_tokens: Vec::new(),
-        }
+        crate::Config::defaults().front()
     }
 }
 
@@ -206,7 +199,7 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
     let allowed_origin = match &origin {
         Some(o) if front.origin_allowed(o) => Some(o.clone()),
         Some(o) => {
-            state.metrics.reject("cross_origin");
+            state.metrics.reject(crate::api::Outcome::CrossOrigin);
             return ApiError::cross_origin(format!(
                 "requests from origin '{}' are not allowed (AVAP_CORS_ORIGINS)",
                 o.chars().take(100).collect::<String>()
@@ -214,7 +207,7 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
             .into_response();
         }
         None if cross_site || preflight => {
-            state.metrics.reject("cross_origin");
+            state.metrics.reject(crate::api::Outcome::CrossOrigin);
             return ApiError::cross_origin("cross-site requests are not allowed".into()).into_response();
         }
         None => None,
@@ -236,7 +229,7 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
     let path = request.uri().path();
     let needs_token = path.starts_with("/api/") || path == "/metrics";
     if needs_token && !front.authorized(request.headers()) {
-        state.metrics.reject("unauthorized");
+        state.metrics.reject(crate::api::Outcome::Unauthorized);
         return ApiError::unauthorized().into_response();
     }
     let mut response = next.run(request).await;

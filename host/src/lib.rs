@@ -3,26 +3,31 @@
 //! wall-clock caps.
 //!
 //! Where to read what:
-//! - [`abi`]: everything a guest can import and must export (with `docs/ABI.md`).
-//! - [`capability`]: the `avap` imports (HTTP, database) and their limits.
-//! - [`sandbox`]: the engine, the per-execution store and its limits.
+//! - `avap_abi` (the `abi/` crate): the contract with the guest, every
+//!   import, export and shared cap; [`runtime::abi`] checks a module
+//!   against it (with `docs/ABI.md`).
+//! - [`capability`]: the `avap` imports (HTTP in [`capability::http`],
+//!   database in [`capability::db`]) and their limits.
+//! - [`runtime`]: the engine, the per-execution store and its limits, the
+//!   gate, snapshots of prepared guests.
 //! - [`front`]: the front door: connection and body caps, timeouts,
 //!   cross-site requests, API tokens.
-//! - [`api`]: the HTTP routes and how outcomes map to statuses.
-//! - [`config`]: flags and environment variables.
+//! - [`api`]: the HTTP routes, and [`api::Outcome`]: how every request
+//!   ends, with its status and `kind`.
+//! - [`catalog`]: verifying the definition server's catalog, following it
+//!   ([`catalog::sync`]) and rolling it out ([`catalog::rollout`]).
+//! - [`config`]: flags and environment variables, and their defaults.
 
 #![forbid(unsafe_code)]
 
-pub mod abi;
 pub mod api;
 pub mod capability;
 pub mod catalog;
 pub mod config;
 pub mod front;
 pub mod metrics;
-pub mod sandbox;
+pub mod runtime;
 pub mod state;
-pub mod sync;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -8,7 +8,27 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::api::Outcome;
+
 type Labels = [(&'static str, &'static str); 1];
+
+/// What became of a catalog the definition server sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncResult {
+    Applied,
+    Unchanged,
+    Refused,
+}
+
+impl SyncResult {
+    pub const fn label(self) -> &'static str {
+        match self {
+            SyncResult::Applied => "applied",
+            SyncResult::Unchanged => "unchanged",
+            SyncResult::Refused => "refused",
+        }
+    }
+}
 
 /// Capability calls by `capability` and `result` (shared with the
 /// capabilities, which count their own calls).
@@ -77,16 +97,19 @@ impl Metrics {
         }
     }
 
-    pub fn request(&self, outcome: &'static str) {
-        self.requests.get_or_create(&[("outcome", outcome)]).inc();
+    /// Counts an execute or compile request by how it ended.
+    pub fn request(&self, outcome: Outcome) {
+        self.requests.get_or_create(&[("outcome", outcome.kind())]).inc();
     }
 
-    pub fn reject(&self, reason: &'static str) {
+    /// Counts a request turned away before anything ran.
+    pub fn reject(&self, outcome: Outcome) {
+        let reason = outcome.reject_reason().unwrap_or(outcome.kind());
         self.rejects.get_or_create(&[("reason", reason)]).inc();
     }
 
-    pub fn catalog_sync(&self, result: &'static str) {
-        self.catalog_syncs.get_or_create(&[("result", result)]).inc();
+    pub fn catalog_sync(&self, result: SyncResult) {
+        self.catalog_syncs.get_or_create(&[("result", result.label())]).inc();
     }
 
     /// The counter the capabilities increment.

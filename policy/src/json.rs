@@ -194,53 +194,8 @@ pub fn kind(raw: &RawValue) -> Kind {
     }
 }
 
-/// The output document of a guest (docs/ABI.md), its payloads kept as raw
-/// JSON text borrowed from the document. Untrusted: [`decode_output`] checks
-/// every field it returns.
-#[derive(Debug, Deserialize)]
-pub struct GuestOutput<'a> {
-    pub ok: bool,
-    #[serde(default)]
-    pub status: Option<u16>,
-    #[serde(default, borrow)]
-    pub result: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    pub variables: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    pub logs: Option<&'a RawValue>,
-    #[serde(default)]
-    pub logs_truncated: bool,
-    #[serde(default)]
-    pub kind: Option<FailureKind>,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub line: Option<u32>,
-    #[serde(default, borrow)]
-    pub diagnostics: Option<&'a RawValue>,
-    /// Check mode: the functions the script defines.
-    #[serde(default)]
-    pub functions: Option<Vec<String>>,
-    /// Check mode: the commands the script calls.
-    #[serde(default)]
-    pub commands: Option<Vec<String>>,
-    /// Check mode.
-    #[serde(default)]
-    pub mode: Option<String>,
-    /// Check mode: catalog functions whose source is invalid.
-    #[serde(default, borrow)]
-    pub catalog_errors: Option<&'a RawValue>,
-}
-
-/// Why a guest's script failed (the output's `kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailureKind {
-    Syntax,
-    Runtime,
-    Limit,
-    Input,
-}
+/// The output document of a guest (docs/ABI.md), as the ABI crate types it.
+pub use avap_abi::wire::GuestOutput;
 
 /// Reads a guest's output document: valid JSON within the document depth,
 /// and each field of the kind the ABI says (`result` and `variables`

@@ -103,6 +103,14 @@ impl AllowEntry {
     }
 }
 
+impl std::str::FromStr for AllowEntry {
+    type Err = String;
+
+    fn from_str(entry: &str) -> Result<Self, String> {
+        AllowEntry::parse(entry)
+    }
+}
+
 /// Parses a comma-separated allow-list; empty entries are ignored.
 pub fn parse_allow_list(list: &str) -> Result<Vec<AllowEntry>, String> {
     list.split(',').filter(|e| !e.trim().is_empty()).map(AllowEntry::parse).collect()

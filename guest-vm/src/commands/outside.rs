@@ -11,36 +11,22 @@ use crate::eval::Interp;
 use crate::host::{self, Capability};
 use crate::limits::Limits;
 use crate::value::{Map, Value};
-use serde_json::{Value as Json, json};
+use std::borrow::Cow;
 
-/// The HTTP method of a request command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
-    /// `RequestGet`
-    Get,
-    /// `RequestPost`
-    Post,
-}
+use avap_abi::wire::{DbReply, DbRequest, HttpBody, HttpMethod, HttpRequest, HttpResponse};
+use serde_json::Value as Json;
 
-impl Method {
-    fn command(self) -> Builtin {
-        match self {
-            Method::Get => Builtin::RequestGet,
-            Method::Post => Builtin::RequestPost,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-        }
+/// The command that sends requests of a method.
+fn command(method: HttpMethod) -> Builtin {
+    match method {
+        HttpMethod::Get => Builtin::RequestGet,
+        HttpMethod::Post => Builtin::RequestPost,
     }
 }
 
 /// `RequestGet`
 pub(super) fn request_get(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
-    let value = request(interp, Method::Get, a.value(0)?, a.value(1)?, a.value(2)?, None)?;
+    let value = request(interp, HttpMethod::Get, a.value(0)?, a.value(1)?, a.value(2)?, None)?;
     interp.set_var(a.target(3)?, value);
     Ok(())
 }
@@ -48,7 +34,7 @@ pub(super) fn request_get(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error
 /// `RequestPost`
 pub(super) fn request_post(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
     let (url, query, headers, body) = (a.value(0)?, a.value(1)?, a.value(2)?, a.value(3)?);
-    let value = request(interp, Method::Post, url, query, headers, Some(body))?;
+    let value = request(interp, HttpMethod::Post, url, query, headers, Some(body))?;
     interp.set_var(a.target(4)?, value);
     Ok(())
 }
@@ -67,13 +53,13 @@ pub(super) fn orm_direct(interp: &mut Interp<'_>, args: &[CmdArg]) -> Result<(),
 /// returns the response body (parsed JSON, or text). `body` is `None` for GET.
 fn request(
     interp: &mut Interp<'_>,
-    method: Method,
+    method: HttpMethod,
     url: &Value,
     query: &Value,
     headers: &Value,
     body: Option<&Value>,
 ) -> Result<Value, Error> {
-    let cmd = method.command().name();
+    let cmd = command(method).name();
     let url = interp.text(url)?;
     if url.trim().is_empty() {
         return Err(Error::runtime(format!("{cmd}: the url is empty")));
@@ -81,27 +67,25 @@ fn request(
     let query = pairs(interp, cmd, "querystring", query)?;
     let headers = pairs(interp, cmd, "headers", headers)?;
     let body = match body {
-        None => Json::Null,
+        None => None,
         Some(b) => request_body(interp, b)?,
     };
-    let req = json!({ "method": method.as_str(), "url": url, "query": query, "headers": headers, "body": body });
-    let reply = host::call(&mut *interp.host, Capability::Http, cmd, &req)?;
-    let status = reply.get("status").and_then(Json::as_u64).unwrap_or(0);
-    let text = reply.get("body").and_then(Json::as_str).unwrap_or_default();
-    if method == Method::Get && status >= 400 {
-        let from = reply.get("url").and_then(Json::as_str).unwrap_or(&url);
-        let status_line = match reply.get("reason").and_then(Json::as_str) {
-            Some(reason) if !reason.is_empty() => format!("{status} {reason}"),
-            _ => status.to_string(),
+    let req = HttpRequest { method, url: Cow::Borrowed(url.as_str()), query, headers, body };
+    let reply: HttpResponse = host::call(&mut *interp.host, Capability::Http, cmd, &req)?;
+    if method == HttpMethod::Get && reply.status >= 400 {
+        let from = if reply.url.is_empty() { url.as_str() } else { reply.url.as_str() };
+        let status_line = match reply.reason.as_str() {
+            "" => reply.status.to_string(),
+            reason => format!("{} {reason}", reply.status),
         };
         return Err(Error::runtime(format!("{cmd}: HTTP {status_line} from {from}")));
     }
-    response_body(interp, text)
+    response_body(interp, &reply.body)
 }
 
 /// Query-string or header pairs from a dict, JSON object text, or an empty
 /// value. Values that are not text are sent as their text form.
-fn pairs(interp: &Interp<'_>, cmd: &str, what: &str, value: &Value) -> Result<Vec<[String; 2]>, Error> {
+fn pairs(interp: &Interp<'_>, cmd: &str, what: &str, value: &Value) -> Result<Vec<(String, String)>, Error> {
     let parsed;
     let map: &Map = match value {
         Value::Null => return Ok(Vec::new()),
@@ -126,22 +110,22 @@ fn pairs(interp: &Interp<'_>, cmd: &str, what: &str, value: &Value) -> Result<Ve
     };
     let mut out = Vec::with_capacity(map.len());
     for (k, v) in map.iter() {
-        out.push([k.clone(), interp.text(v)?]);
+        out.push((k.clone(), interp.text(v)?));
     }
     Ok(out)
 }
 
 /// A dict or list, or text that parses as JSON, is sent as JSON; other text
 /// as it is; empty sends no body.
-fn request_body(interp: &Interp<'_>, body: &Value) -> Result<Json, Error> {
-    Ok(match body {
-        Value::Null => Json::Null,
-        Value::Str(s) if s.is_empty() => Json::Null,
+fn request_body(interp: &Interp<'_>, body: &Value) -> Result<Option<HttpBody>, Error> {
+    Ok(Some(match body {
+        Value::Null => return Ok(None),
+        Value::Str(s) if s.is_empty() => return Ok(None),
         Value::Str(s) => {
             if serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() {
-                json!({ "json": &**s })
+                HttpBody::Json(s.to_string())
             } else {
-                json!({ "text": &**s })
+                HttpBody::Text(s.to_string())
             }
         }
         other => {
@@ -149,9 +133,9 @@ fn request_body(interp: &Interp<'_>, body: &Value) -> Result<Json, Error> {
             if text.len() > interp.limits.max_string_bytes {
                 return Err(interp.limits.string_error());
             }
-            json!({ "json": text })
+            HttpBody::Json(text)
         }
-    })
+    }))
 }
 
 /// A JSON body becomes its value; any other body is stored as text.
@@ -196,27 +180,19 @@ fn orm_statement(interp: &mut Interp<'_>, prompt: &ValueArg) -> Result<Value, Er
     if parts.iter().all(|p| p.trim().is_empty()) {
         return Err(Error::runtime(format!("{cmd}: the statement is empty")));
     }
-    let reply = host::call(&mut *interp.host, Capability::Db, cmd, &json!({ "sql": parts, "params": params }))?;
-    if let Some(n) = reply.get("affected").and_then(Json::as_u64) {
-        return Ok(Value::str(format!("Success: {n}")));
-    }
-    let columns: Vec<&str> = match reply.get("columns").and_then(Json::as_array) {
-        Some(cols) => cols.iter().map(|c| c.as_str().unwrap_or_default()).collect(),
-        None => return Err(Error::runtime(format!("{cmd}: the host's reply has neither rows nor a row count"))),
-    };
-    let rows = match reply.get("rows") {
-        Some(Json::Array(rows)) => rows.as_slice(),
-        _ => &[],
+    let request = DbRequest { sql: parts, params };
+    let (columns, rows) = match host::call(&mut *interp.host, Capability::Db, cmd, &request)? {
+        DbReply::<Vec<Json>>::Affected { affected } => return Ok(Value::str(format!("Success: {affected}"))),
+        DbReply::Rows { columns, rows } => (columns, rows),
     };
     if rows.len() > interp.limits.max_collection_len {
         return Err(interp.limits.collection_error());
     }
     let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let cells = row.as_array().map(Vec::as_slice).unwrap_or_default();
+    for cells in rows {
         let mut dict = Map::new();
         for (name, cell) in columns.iter().zip(cells) {
-            dict.insert((*name).to_string(), Value::from_json(cell.clone()).map_err(|_| Limits::value_depth_error())?);
+            dict.insert(name.clone(), Value::from_json(cell).map_err(|_| Limits::value_depth_error())?);
         }
         out.push(Value::dict(dict));
     }

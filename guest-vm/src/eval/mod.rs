@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::ast::{Program, ValueArg};
 use crate::catalog::Catalog;
 use crate::commands::short;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::host::{Host, NoHost};
 use crate::limits::{Limits, MAX_EVAL_DEPTH, MAX_VALUE_DEPTH};
 use crate::value::{Map, Value};
@@ -286,17 +286,5 @@ impl<'p> Interp<'p> {
         }
         self.depth += 1;
         Ok(())
-    }
-}
-
-impl ErrorKind {
-    /// The kind as the output's `kind` text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Syntax => "syntax",
-            ErrorKind::Runtime => "runtime",
-            ErrorKind::Limit => "limit",
-            ErrorKind::Input => "input",
-        }
     }
 }

@@ -1,20 +1,24 @@
 //! Host capabilities: the only ways a guest reaches beyond its own memory.
 //!
 //! A deployment grants capabilities by name (`AVAP_CAPABILITIES`, default
-//! `http,db`). The guest calls them through three imports of the `avap`
-//! module, linked for every guest whether granted or not, so one module runs
-//! on every host; a capability that is not granted answers every call with a
-//! catchable error.
+//! `http,db`). The guest calls them through the imports of the `avap` module
+//! ([`avap_abi::import`]), linked for every guest whether granted or not, so
+//! one module runs on every host; a capability that is not granted answers
+//! every call with a catchable error.
 //!
-//! - `http_request(ptr: i32, len: i32) -> i32` ([`http`])
-//! - `db_query(ptr: i32, len: i32) -> i32` ([`db`])
-//! - `reply_read(ptr: i32, len: i32) -> i32`
+//! Each capability owns its settings, its process-wide state and what one
+//! execution holds of it: [`http`] ([`http::HttpCapability`],
+//! [`http::HttpState`]) and [`db`] ([`db::DbCapability`], [`db::DbSession`]).
+//! This module links them ([`add_to_linker`]) and moves bytes across the
+//! boundary.
 //!
-//! The first two read a JSON request from `[ptr, ptr + len)` of guest
-//! memory (a request over [`MAX_REQUEST_BYTES`] gets an error reply), perform it (asynchronously: a waiting
-//! guest holds no worker thread), and return the length of the JSON reply
-//! (`{"ok": ...}` or `{"error": "..."}`, at most [`MAX_REPLY_BYTES`]), which
-//! the host keeps for the guest. `reply_read` copies that reply to
+//! `http_request(ptr, len)` and `db_query(ptr, len)` read a JSON request
+//! ([`avap_abi::wire::HttpRequest`], [`avap_abi::wire::DbRequest`]) from
+//! `[ptr, ptr + len)` of guest memory (one over [`MAX_REQUEST_BYTES`] gets an
+//! error reply), perform it (asynchronously: a waiting guest holds no worker
+//! thread), and return the length of the reply ([`avap_abi::wire::Reply`]:
+//! `{"ok": ...}` or `{"error": "..."}`, at most [`MAX_REPLY_BYTES`]), which
+//! the host keeps for the guest. `reply_read(ptr, len)` copies that reply to
 //! `[ptr, ptr + len)`, where `len` must be its exact length, and returns 0.
 //! A range outside guest memory, a negative length, or `reply_read` with no
 //! reply pending or the wrong length is an ABI violation: the execution
@@ -29,32 +33,39 @@ pub mod http;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::{Caller, Extern};
+use wasmtime::{Caller, Extern, Linker};
 
-use crate::abi::EXPORT_MEMORY;
+pub use avap_abi::Capability;
+use avap_abi::{MAX_ERROR_BYTES, export, import};
 pub use avap_abi::{MAX_REPLY_BYTES, MAX_REQUEST_BYTES};
 
-/// The import module of the capability functions.
-pub const IMPORT_MODULE: &str = "avap";
-/// The capability imports, with what each one reaches.
-pub const IMPORTS: &[(&str, &str)] = &[
-    ("http_request", "capability `http`: outbound HTTP(S) under the destination rules and caps of http.rs"),
-    ("db_query", "capability `db`: one SQL statement on the host's database, parameters bound"),
-    ("reply_read", "copies the pending reply of the last call into guest memory"),
-];
-
-/// A capability by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Http,
-    Db,
+/// Why a capability call produced no payload. Every variant is a catchable
+/// runtime error for the script, with a message it may read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapError {
+    /// Not allowed: not granted, a destination or statement the rules
+    /// refuse, a header the host manages.
+    #[error("{0}")]
+    Refused(String),
+    /// The request's own timeout or the execution's deadline passed.
+    #[error("{0}")]
+    Timeout(String),
+    /// A cap: calls per execution, response or reply size, rows.
+    #[error("{0}")]
+    Limit(String),
+    /// The other side failed, or the request could not be read.
+    #[error("{0}")]
+    Failed(String),
 }
 
-impl Kind {
-    pub fn name(self) -> &'static str {
+impl CapError {
+    /// The `reason` label of the call metrics.
+    pub fn label(&self) -> &'static str {
         match self {
-            Kind::Http => "http",
-            Kind::Db => "db",
+            CapError::Refused(_) => "refused",
+            CapError::Timeout(_) => "timeout",
+            CapError::Limit(_) => "limit",
+            CapError::Failed(_) => "failed",
         }
     }
 }
@@ -74,16 +85,33 @@ impl Capabilities {
         Arc::new(Capabilities::default())
     }
 
-    /// The granted capability names, for `/health`.
-    pub fn granted(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.http.is_some() {
-            out.push(Kind::Http.name());
+    /// Opens what `config` grants: builds the HTTP clients and opens the
+    /// database pool.
+    pub async fn open(config: &crate::Config) -> anyhow::Result<Self> {
+        let mut caps = Capabilities::default();
+        for capability in &config.capabilities {
+            match capability {
+                Capability::Http => caps.http = Some(http::HttpCapability::new(config.http())?),
+                Capability::Db => {
+                    let db =
+                        db::DbCapability::connect(config.db()).await.map_err(|e| anyhow::anyhow!("AVAP_DB_URL: {e}"))?;
+                    caps.db = Some(db);
+                }
+            }
         }
-        if self.db.is_some() {
-            out.push(Kind::Db.name());
+        Ok(caps)
+    }
+
+    /// The granted capabilities, for `/health`.
+    pub fn granted(&self) -> Vec<Capability> {
+        Capability::ALL.into_iter().filter(|c| self.is_granted(*c)).collect()
+    }
+
+    pub fn is_granted(&self, capability: Capability) -> bool {
+        match capability {
+            Capability::Http => self.http.is_some(),
+            Capability::Db => self.db.is_some(),
         }
-        out
     }
 }
 
@@ -92,9 +120,8 @@ impl Capabilities {
 pub struct CapState {
     caps: Arc<Capabilities>,
     deadline: Instant,
-    http_requests: u32,
-    db_queries: u32,
-    db_session: db::DbSession,
+    http: http::HttpState,
+    db: db::DbSession,
     pending: Option<Vec<u8>>,
 }
 
@@ -103,18 +130,26 @@ impl CapState {
         CapState {
             caps,
             deadline,
-            http_requests: 0,
-            db_queries: 0,
-            db_session: db::DbSession::default(),
+            http: http::HttpState::default(),
+            db: db::DbSession::default(),
             pending: None,
         }
     }
 }
 
-/// The longest error message handed to a guest, in bytes. Messages carry
-/// what a server or a database said, which can echo what the script sent
-/// (a value in an SQL error); past this they are cut.
-pub const MAX_ERROR_BYTES: usize = 4096;
+/// Links every capability import of [`avap_abi::import`] into `linker`;
+/// `state` finds the execution's [`CapState`] in the store's data.
+pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, state: fn(&mut T) -> &mut CapState) -> wasmtime::Result<()> {
+    for capability in Capability::ALL {
+        linker.func_wrap_async(import::MODULE, capability.import().name, move |mut caller, (ptr, len): (i32, i32)| {
+            Box::new(async move { call(&mut caller, state, capability, ptr, len).await })
+        })?;
+    }
+    linker.func_wrap(import::MODULE, import::REPLY_READ.name, move |mut caller: Caller<'_, T>, ptr: i32, len: i32| {
+        reply_read(&mut caller, state, ptr, len)
+    })?;
+    Ok(())
+}
 
 /// `{"error": message}` as bytes, the message cut at [`MAX_ERROR_BYTES`].
 fn error_reply(message: &str) -> Vec<u8> {
@@ -122,14 +157,26 @@ fn error_reply(message: &str) -> Vec<u8> {
     while !message.is_char_boundary(cut) {
         cut -= 1;
     }
-    let mut out = b"{\"error\":".to_vec();
-    // Writing a &str into a Vec cannot fail.
-    if cut < message.len() {
-        let _ =
-            serde_json::to_writer(&mut out, &format!("{} ... ({} bytes cut)", &message[..cut], message.len() - cut));
+    let message = if cut < message.len() {
+        format!("{} ... ({} bytes cut)", &message[..cut], message.len() - cut)
     } else {
-        let _ = serde_json::to_writer(&mut out, message);
+        message.to_string()
+    };
+    // Serializing a string cannot fail.
+    serde_json::to_vec(&avap_abi::wire::Reply::<()>::Error(message)).unwrap_or_default()
+}
+
+/// `{"ok": payload}`, the payload being JSON text a capability wrote (valid
+/// by construction), or an error reply when it is over the reply cap.
+fn ok_reply(payload: &[u8]) -> Vec<u8> {
+    const ENVELOPE: usize = br#"{"ok":}"#.len();
+    if payload.len() + ENVELOPE > MAX_REPLY_BYTES {
+        let size = payload.len() + ENVELOPE;
+        return error_reply(&format!("the reply of {size} bytes exceeds the cap of {MAX_REPLY_BYTES} bytes"));
     }
+    let mut out = Vec::with_capacity(payload.len() + ENVELOPE);
+    out.extend_from_slice(b"{\"ok\":");
+    out.extend_from_slice(payload);
     out.push(b'}');
     out
 }
@@ -144,7 +191,7 @@ fn abi_error(msg: impl Into<String>) -> wasmtime::Error {
 }
 
 fn memory<T>(caller: &mut Caller<'_, T>) -> wasmtime::Result<wasmtime::Memory> {
-    match caller.get_export(EXPORT_MEMORY) {
+    match caller.get_export(export::MEMORY) {
         Some(Extern::Memory(m)) => Ok(m),
         _ => Err(abi_error("the guest exports no memory")),
     }
@@ -164,17 +211,16 @@ fn range(ptr: i32, len: i32, size: usize, cap: usize) -> wasmtime::Result<std::o
 
 /// `http_request` / `db_query`: runs one capability call and leaves its
 /// reply pending; returns the reply's length.
-pub async fn call<T: Send>(
+async fn call<T: Send>(
     caller: &mut Caller<'_, T>,
     state: fn(&mut T) -> &mut CapState,
-    kind: Kind,
+    capability: Capability,
     ptr: i32,
     len: i32,
 ) -> wasmtime::Result<i32> {
     let mem = memory(caller)?;
     let r = range(ptr, len, mem.data_size(&*caller), usize::MAX)?;
-    let st = state(caller.data_mut());
-    st.pending = None;
+    state(caller.data_mut()).pending = None;
     if r.len() > MAX_REQUEST_BYTES {
         // A valid range, just too big: the script's error, not the guest's.
         let message = format!("the request of {} bytes exceeds the cap of {MAX_REQUEST_BYTES} bytes", r.len());
@@ -183,46 +229,29 @@ pub async fn call<T: Send>(
     let request = mem.data(&*caller)[r].to_vec();
     let st = state(caller.data_mut());
     let (caps, deadline) = (st.caps.clone(), st.deadline);
-    let result = match (kind, &caps.http, &caps.db) {
-        (Kind::Http, Some(http), _) => {
-            let max = http.config().max_requests;
-            if st.http_requests >= max {
-                Err(format!("limit exceeded: at most {max} HTTP requests per execution"))
-            } else {
-                st.http_requests += 1;
-                http.perform(&request, deadline).await
-            }
-        }
-        (Kind::Db, _, Some(db)) => {
-            let max = db.config().max_queries;
-            if st.db_queries >= max {
-                Err(format!("limit exceeded: at most {max} database statements per execution"))
-            } else {
-                st.db_queries += 1;
-                db.run(&request, deadline, &mut st.db_session).await
-            }
-        }
-        _ => Err(format!("capability '{}' is not granted by this host", kind.name())),
+    let result = match capability {
+        Capability::Http => match &caps.http {
+            Some(http) => http.call(&mut st.http, &request, deadline).await,
+            None => Err(not_granted(capability)),
+        },
+        Capability::Db => match &caps.db {
+            Some(db) => db.call(&mut st.db, &request, deadline).await,
+            None => Err(not_granted(capability)),
+        },
     };
     if let Some(calls) = &caps.calls {
         let outcome = if result.is_ok() { "ok" } else { "error" };
-        calls.get_or_create(&[("capability", kind.name()), ("result", outcome)]).inc();
+        calls.get_or_create(&[("capability", capability.name()), ("result", outcome)]).inc();
     }
-    // The payload is JSON text the capability wrote (valid by construction).
     let reply = match result {
-        Ok(payload) if payload.len() + 8 <= MAX_REPLY_BYTES => {
-            let mut out = Vec::with_capacity(payload.len() + 8);
-            out.extend_from_slice(b"{\"ok\":");
-            out.extend_from_slice(&payload);
-            out.push(b'}');
-            out
-        }
-        Ok(payload) => {
-            error_reply(&format!("the reply of {} bytes exceeds the cap of {MAX_REPLY_BYTES} bytes", payload.len() + 8))
-        }
-        Err(message) => error_reply(&message),
+        Ok(payload) => ok_reply(&payload),
+        Err(err) => error_reply(&err.to_string()),
     };
     leave_reply(caller, state, reply)
+}
+
+fn not_granted(capability: Capability) -> CapError {
+    CapError::Refused(format!("capability '{capability}' is not granted by this host"))
 }
 
 /// Keeps `reply` for `reply_read` and returns its length.
@@ -237,7 +266,7 @@ fn leave_reply<T>(
 }
 
 /// `reply_read`: copies the pending reply into guest memory.
-pub fn reply_read<T>(
+fn reply_read<T>(
     caller: &mut Caller<'_, T>,
     state: fn(&mut T) -> &mut CapState,
     ptr: i32,
@@ -251,4 +280,22 @@ pub fn reply_read<T>(
     let r = range(ptr, len, mem.data_size(&*caller), MAX_REPLY_BYTES)?;
     mem.data_mut(&mut *caller)[r].copy_from_slice(&reply);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_keep_to_the_wire_shape_and_caps() {
+        let ok: avap_abi::wire::Reply<serde_json::Value> =
+            serde_json::from_slice(&ok_reply(br#"{"affected":1}"#)).expect("ok reply");
+        assert_eq!(ok, avap_abi::wire::Reply::Ok(serde_json::json!({"affected": 1})));
+        let long = "é".repeat(MAX_ERROR_BYTES);
+        let err: avap_abi::wire::Reply<()> = serde_json::from_slice(&error_reply(&long)).expect("error reply");
+        let avap_abi::wire::Reply::Error(message) = err else { panic!("an error reply") };
+        assert!(message.len() < MAX_ERROR_BYTES + 40 && message.ends_with("bytes cut)"), "{message}");
+        let big = vec![b'1'; MAX_REPLY_BYTES];
+        assert!(String::from_utf8_lossy(&ok_reply(&big)).contains("exceeds the cap"));
+    }
 }

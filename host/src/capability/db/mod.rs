@@ -26,9 +26,12 @@ pub mod sqlite;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+use super::CapError;
 use serde_json::value::RawValue;
 
 use avap_abi::MAX_REPLY_BYTES;
+use avap_abi::wire::DbRequest;
 use avap_policy::json::Kind;
 use avap_policy::sql::{self, Dialect};
 
@@ -49,24 +52,10 @@ pub struct DbConfig {
 }
 
 impl Default for DbConfig {
+    /// The built-in defaults ([`crate::Config::defaults`]).
     fn default() -> Self {
-        DbConfig {
-            url: "sqlite::memory:".into(),
-            max_connections: 8,
-            statement_timeout: Duration::from_secs(5),
-            max_rows: 1000,
-            max_queries: 100,
-            allow_privileged_role: false,
-        }
+        crate::Config::defaults().db()
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DbRequest<'a> {
-    sql: Vec<String>,
-    #[serde(default, borrow)]
-    params: Vec<Param<'a>>,
 }
 
 /// One bound value from the guest. Scalars are read as they are; lists and
@@ -140,6 +129,8 @@ pub struct DbCapability {
 /// execution, so nothing a script stores there outlives it.
 #[derive(Default)]
 pub struct DbSession {
+    /// Statements run so far (capped at `max_queries`).
+    queries: u32,
     scratch: sqlite::Scratch,
 }
 
@@ -149,10 +140,17 @@ const STATEMENT_GRACE: Duration = Duration::from_millis(50);
 /// The most parameters one statement may carry.
 pub const MAX_PARAMS: usize = 1000;
 
-/// Why a statement produced no reply.
+/// Why a statement produced no reply, as a backend reports it.
 #[derive(Debug)]
 pub(crate) enum Failure {
+    /// The statement timeout (PostgreSQL's `query_canceled`, SQLite's
+    /// interrupt).
     Timeout,
+    /// The classifier or the database's own rules refused it.
+    Refused(String),
+    /// The row cap or the reply cap.
+    Limit(String),
+    /// Anything else the database said.
     Message(String),
 }
 
@@ -187,23 +185,33 @@ impl DbCapability {
         }
     }
 
+    /// One `db_query` of an execution: counts it against the execution's
+    /// cap, then runs it.
+    pub async fn call(&self, session: &mut DbSession, request: &[u8], deadline: Instant) -> Result<Vec<u8>, CapError> {
+        let max = self.config.max_queries;
+        if session.queries >= max {
+            return Err(CapError::Limit(format!("limit exceeded: at most {max} database statements per execution")));
+        }
+        session.queries += 1;
+        self.run(request, deadline, session).await
+    }
+
     /// Runs one statement for a guest, within `deadline`, and returns the
-    /// reply payload as JSON text (`{"columns": [...], "rows": [[...]]}` or
-    /// `{"affected": N}`). `Err` is the message of a catchable runtime error.
-    pub async fn run(&self, request: &[u8], deadline: Instant, session: &mut DbSession) -> Result<Vec<u8>, String> {
-        avap_policy::json::validate(request, avap_abi::MAX_JSON_DEPTH)
-            .map_err(|e| format!("malformed request from the guest: {e}"))?;
-        let req: DbRequest<'_> =
-            serde_json::from_slice(request).map_err(|e| format!("malformed request from the guest: {e}"))?;
+    /// reply payload as JSON text ([`avap_abi::wire::DbReply`]:
+    /// `{"columns": [...], "rows": [[...]]}` or `{"affected": N}`).
+    pub async fn run(&self, request: &[u8], deadline: Instant, session: &mut DbSession) -> Result<Vec<u8>, CapError> {
+        let malformed = |e: &dyn std::fmt::Display| CapError::Failed(format!("malformed request from the guest: {e}"));
+        avap_policy::json::validate(request, avap_abi::MAX_JSON_DEPTH).map_err(|e| malformed(&e))?;
+        let req: DbRequest<Param<'_>> = serde_json::from_slice(request).map_err(|e| malformed(&e))?;
         if req.sql.len() != req.params.len() + 1 {
-            return Err("malformed request from the guest: parts and parameters do not match".into());
+            return Err(malformed(&"parts and parameters do not match"));
         }
         if req.params.len() > MAX_PARAMS {
-            return Err(format!("too many parameters (at most {MAX_PARAMS})"));
+            return Err(CapError::Limit(format!("too many parameters (at most {MAX_PARAMS})")));
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err("the execution's deadline has passed".into());
+            return Err(CapError::Timeout("the execution's deadline has passed".into()));
         }
         let limit = remaining.min(self.config.statement_timeout);
         let timed_out = || format!("statement timeout of {} ms exceeded", limit.as_millis());
@@ -211,12 +219,12 @@ impl DbCapability {
             match &self.backend {
                 Backend::Postgres(pg) => {
                     let text = join(&req.sql, |i| format!("${i}"));
-                    sql::check_statement(&text, Dialect::Postgres).map_err(|r| Failure::Message(r.0))?;
+                    sql::check_statement(&text, Dialect::Postgres).map_err(|r| Failure::Refused(r.0))?;
                     pg.run(&text, &req.params, limit, &self.config).await
                 }
                 Backend::Sqlite(lite) => {
                     let text = join(&req.sql, |i| format!("?{i}"));
-                    sql::check_statement(&text, Dialect::Sqlite).map_err(|r| Failure::Message(r.0))?;
+                    sql::check_statement(&text, Dialect::Sqlite).map_err(|r| Failure::Refused(r.0))?;
                     let params = req.params.iter().map(sqlite::bind).collect();
                     lite.run(text, params, Instant::now() + limit, &self.config, &mut session.scratch).await
                 }
@@ -225,8 +233,10 @@ impl DbCapability {
         // A little grace, so that the database's own timeout (a clean
         // cancel) normally fires first.
         match tokio::time::timeout(limit + STATEMENT_GRACE, work).await {
-            Ok(Err(Failure::Timeout)) | Err(_) => Err(timed_out()),
-            Ok(Err(Failure::Message(m))) => Err(m),
+            Ok(Err(Failure::Timeout)) | Err(_) => Err(CapError::Timeout(timed_out())),
+            Ok(Err(Failure::Refused(m))) => Err(CapError::Refused(m)),
+            Ok(Err(Failure::Limit(m))) => Err(CapError::Limit(m)),
+            Ok(Err(Failure::Message(m))) => Err(CapError::Failed(m)),
             Ok(Ok(reply)) => Ok(reply),
         }
     }
@@ -297,7 +307,7 @@ impl Reply {
 
     pub(crate) fn push_row<'a>(&mut self, cells: impl IntoIterator<Item = Cell<'a>>) -> Result<(), Failure> {
         if self.rows == self.max_rows {
-            return Err(Failure::Message(format!(
+            return Err(Failure::Limit(format!(
                 "the query returned more than {} rows (the row cap); add a LIMIT",
                 self.max_rows
             )));
@@ -339,7 +349,7 @@ impl Reply {
 }
 
 pub(crate) fn over_reply_cap() -> Failure {
-    Failure::Message(format!("the rows exceed the reply cap of {MAX_REPLY_BYTES} bytes; select fewer or narrower rows"))
+    Failure::Limit(format!("the rows exceed the reply cap of {MAX_REPLY_BYTES} bytes; select fewer or narrower rows"))
 }
 
 /// A JSON string literal of `s`.
@@ -386,7 +396,7 @@ mod tests {
 
     fn message(r: Result<(), Failure>) -> String {
         match r {
-            Err(Failure::Message(m)) => m,
+            Err(Failure::Message(m) | Failure::Refused(m) | Failure::Limit(m)) => m,
             Err(Failure::Timeout) => "timeout".into(),
             Ok(()) => "ok".into(),
         }

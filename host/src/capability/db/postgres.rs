@@ -179,7 +179,7 @@ impl Postgres {
         conn.in_flight = false;
         if conn.over_cap.load(Ordering::Relaxed) {
             conn.closed = true;
-            return Err(Failure::Message(format!(
+            return Err(Failure::Limit(format!(
                 "the database sent a row larger than the reply cap of {MAX_REPLY_BYTES} bytes; select fewer or narrower columns"
             )));
         }
@@ -457,7 +457,7 @@ fn pg_error(err: &tokio_postgres::Error, conn: &Connection) -> Failure {
         return Failure::Message(format!("database error: {}", db.message()));
     }
     if conn.over_cap.load(Ordering::Relaxed) {
-        return Failure::Message(format!(
+        return Failure::Limit(format!(
             "the database sent a row larger than the reply cap of {MAX_REPLY_BYTES} bytes; select fewer or narrower columns"
         ));
     }
@@ -470,7 +470,7 @@ fn pg_error(err: &tokio_postgres::Error, conn: &Connection) -> Failure {
 fn pool_error(err: managed::PoolError<ConnectError>) -> Failure {
     match err {
         managed::PoolError::Timeout(_) => Failure::Message("no database connection became free in time".into()),
-        managed::PoolError::Backend(ConnectError::Privileged(why)) => Failure::Message(why),
+        managed::PoolError::Backend(ConnectError::Privileged(why)) => Failure::Refused(why),
         managed::PoolError::Backend(e) => Failure::Message(format!("the database is unavailable: {e}")),
         other => Failure::Message(format!("the database is unavailable: {other}")),
     }

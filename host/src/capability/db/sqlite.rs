@@ -362,7 +362,7 @@ fn sqlite_error(err: rusqlite::Error) -> Failure {
     match &err {
         rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::OperationInterrupted => Failure::Timeout,
         rusqlite::Error::SqliteFailure(e, msg) if e.code == ErrorCode::AuthorizationForStatementDenied => {
-            Failure::Message(format!(
+            Failure::Refused(format!(
                 "database error: {} (the host does not allow this statement)",
                 msg.as_deref().unwrap_or("not authorized")
             ))
@@ -383,7 +383,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         match run_statement(conn, sql, &[], deadline, 100) {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).map_err(|e| e.to_string())?),
-            Err(Failure::Message(m)) => Err(m),
+            Err(Failure::Message(m) | Failure::Refused(m) | Failure::Limit(m)) => Err(m),
             Err(Failure::Timeout) => Err("timeout".into()),
         }
     }

@@ -33,12 +33,13 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::Semaphore;
 use url::Url;
 
+use avap_abi::wire::{HttpBody, HttpMethod, HttpRequest, HttpResponse};
 use avap_policy::net::{self, AllowEntry, Route};
+
+use super::CapError;
 
 /// Settings of the `http` capability.
 #[derive(Debug, Clone)]
@@ -60,16 +61,9 @@ pub struct HttpConfig {
 }
 
 impl Default for HttpConfig {
+    /// The built-in defaults ([`crate::Config::defaults`]).
     fn default() -> Self {
-        HttpConfig {
-            allow: Vec::new(),
-            timeout: Duration::from_secs(10),
-            max_response_bytes: 1 << 20,
-            max_requests: 10,
-            max_redirects: 5,
-            max_connections: 256,
-            dns_servers: Vec::new(),
-        }
+        crate::Config::defaults().http()
     }
 }
 
@@ -79,31 +73,17 @@ pub const IDLE_PER_ALLOWED_HOST: usize = 4;
 /// the request's own timeout.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What the guest sends (see `guest-vm/src/host.rs`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HttpRequest {
-    method: String,
-    url: String,
-    #[serde(default)]
-    query: Vec<(String, String)>,
-    #[serde(default)]
-    headers: Vec<(String, String)>,
-    #[serde(default)]
-    body: Option<Body>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-enum Body {
-    Json(String),
-    Text(String),
-}
-
 /// Headers the client manages itself; a script may not set them.
 const MANAGED_HEADERS: &[&str] = &["host", "content-length", "transfer-encoding", "connection", "upgrade", "te"];
 /// Headers dropped when a redirect leaves the original origin.
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+
+/// What one execution holds of the `http` capability.
+#[derive(Debug, Default)]
+pub struct HttpState {
+    /// Requests made so far (capped at `max_requests`).
+    requests: u32,
+}
 
 pub struct HttpCapability {
     /// Resolves names to public addresses only; keeps no idle connection.
@@ -140,45 +120,56 @@ impl HttpCapability {
         &self.config
     }
 
+    /// One `http_request` of an execution: counts it against the
+    /// execution's cap, then performs it.
+    pub async fn call(&self, state: &mut HttpState, request: &[u8], deadline: Instant) -> Result<Vec<u8>, CapError> {
+        let max = self.config.max_requests;
+        if state.requests >= max {
+            return Err(CapError::Limit(format!("limit exceeded: at most {max} HTTP requests per execution")));
+        }
+        state.requests += 1;
+        self.perform(request, deadline).await
+    }
+
     /// Performs one request for a guest, within `deadline`, and returns the
-    /// reply payload as JSON text. `Err` is the message of a catchable
-    /// runtime error.
-    pub async fn perform(&self, request: &[u8], deadline: Instant) -> Result<Vec<u8>, String> {
-        let req: HttpRequest =
-            serde_json::from_slice(request).map_err(|e| format!("malformed request from the guest: {e}"))?;
-        let method = match req.method.as_str() {
-            "GET" => Method::GET,
-            "POST" => Method::POST,
-            other => return Err(format!("method '{other}' is not allowed")),
+    /// reply payload as JSON text.
+    pub async fn perform(&self, request: &[u8], deadline: Instant) -> Result<Vec<u8>, CapError> {
+        let req: HttpRequest<'_> = serde_json::from_slice(request)
+            .map_err(|e| CapError::Failed(format!("malformed request from the guest: {e}")))?;
+        let method = match req.method {
+            HttpMethod::Get => Method::GET,
+            HttpMethod::Post => Method::POST,
         };
-        let mut url = Url::parse(req.url.trim()).map_err(|e| format!("invalid url '{}': {e}", req.url))?;
+        let mut url = Url::parse(req.url.trim())
+            .map_err(|e| CapError::Failed(format!("invalid url '{}': {e}", req.url)))?;
         if !req.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&req.query);
         }
         let mut headers = HeaderMap::new();
         for (name, value) in &req.headers {
-            let header =
-                HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name '{name}'"))?;
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| CapError::Failed(format!("invalid header name '{name}'")))?;
             if MANAGED_HEADERS.contains(&header.as_str()) {
-                return Err(format!("header '{name}' is set by the host, not the script"));
+                return Err(CapError::Refused(format!("header '{name}' is set by the host, not the script")));
             }
-            let value = HeaderValue::from_str(value).map_err(|_| format!("invalid value for header '{name}'"))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| CapError::Failed(format!("invalid value for header '{name}'")))?;
             headers.append(header, value);
         }
         let body = match req.body {
             None => None,
-            Some(Body::Json(text)) => {
+            Some(HttpBody::Json(text)) => {
                 if !headers.contains_key(CONTENT_TYPE) {
                     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 }
                 Some(text)
             }
-            Some(Body::Text(text)) => Some(text),
+            Some(HttpBody::Text(text)) => Some(text),
         };
 
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err("the execution's deadline has passed".into());
+            return Err(CapError::Timeout("the execution's deadline has passed".into()));
         }
         let (limit, what) = if remaining < self.config.timeout {
             (remaining, "the execution's deadline")
@@ -187,12 +178,18 @@ impl HttpCapability {
         };
         let shown = url.to_string();
         let work = async {
-            let _slot = self.in_flight.acquire().await.map_err(|_| "the HTTP client is shutting down".to_string())?;
+            let _slot = self
+                .in_flight
+                .acquire()
+                .await
+                .map_err(|_| CapError::Failed("the HTTP client is shutting down".to_string()))?;
             self.follow(method, url, headers, body).await
         };
         match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
-            Err(_) => Err(format!("request to {shown} timed out after {} ms ({what})", limit.as_millis())),
+            Err(_) => {
+                Err(CapError::Timeout(format!("request to {shown} timed out after {} ms ({what})", limit.as_millis())))
+            }
         }
     }
 
@@ -203,10 +200,10 @@ impl HttpCapability {
         mut url: Url,
         mut headers: HeaderMap,
         mut body: Option<String>,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, CapError> {
         let mut redirects = 0;
         loop {
-            let client = match net::check_destination(&url, &self.config.allow)? {
+            let client = match net::check_destination(&url, &self.config.allow).map_err(CapError::Refused)? {
                 Route::AllowListed => &self.open,
                 Route::Public => &self.strict,
             };
@@ -220,11 +217,18 @@ impl HttpCapability {
                 && let Some(location) = response.headers().get(LOCATION)
             {
                 if redirects >= self.config.max_redirects {
-                    return Err(format!("too many redirects (more than {})", self.config.max_redirects));
+                    return Err(CapError::Limit(format!(
+                        "too many redirects (more than {})",
+                        self.config.max_redirects
+                    )));
                 }
                 redirects += 1;
-                let location = location.to_str().map_err(|_| format!("unreadable redirect location from {url}"))?;
-                let next = url.join(location).map_err(|e| format!("invalid redirect location '{location}': {e}"))?;
+                let location = location
+                    .to_str()
+                    .map_err(|_| CapError::Failed(format!("unreadable redirect location from {url}")))?;
+                let next = url
+                    .join(location)
+                    .map_err(|e| CapError::Failed(format!("invalid redirect location '{location}': {e}")))?;
                 if next.origin() != url.origin() {
                     for h in CREDENTIAL_HEADERS {
                         headers.remove(*h);
@@ -243,20 +247,20 @@ impl HttpCapability {
                 continue;
             }
             let body = self.read_body(response, &url).await?;
-            let reply = json!({
-                "status": status.as_u16(),
-                "reason": status.canonical_reason().unwrap_or_default(),
-                "body": String::from_utf8_lossy(&body),
-                "url": url.as_str(),
-            });
-            return serde_json::to_vec(&reply).map_err(|e| format!("encoding the reply: {e}"));
+            let reply = HttpResponse {
+                status: status.as_u16(),
+                reason: status.canonical_reason().unwrap_or_default().to_string(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+                url: url.to_string(),
+            };
+            return serde_json::to_vec(&reply).map_err(|e| CapError::Failed(format!("encoding the reply: {e}")));
         }
     }
 
     /// Reads a body of at most `max_response_bytes`.
-    async fn read_body(&self, mut response: reqwest::Response, url: &Url) -> Result<Vec<u8>, String> {
+    async fn read_body(&self, mut response: reqwest::Response, url: &Url) -> Result<Vec<u8>, CapError> {
         let cap = self.config.max_response_bytes;
-        let too_big = || format!("the response from {url} is larger than the cap of {cap} bytes");
+        let too_big = || CapError::Limit(format!("the response from {url} is larger than the cap of {cap} bytes"));
         if response.content_length().is_some_and(|n| n > cap as u64) {
             return Err(too_big());
         }
@@ -278,11 +282,11 @@ struct Refused(String);
 
 /// A transport failure as the script sees it, with its causes (or just the
 /// refusal, when the resolver refused the destination).
-fn transport_error(url: &Url, err: &reqwest::Error) -> String {
+fn transport_error(url: &Url, err: &reqwest::Error) -> CapError {
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         if let Some(refused) = cause.downcast_ref::<Refused>() {
-            return refused.0.clone();
+            return CapError::Refused(refused.0.clone());
         }
         source = cause.source();
     }
@@ -299,7 +303,7 @@ fn transport_error(url: &Url, err: &reqwest::Error) -> String {
         msg.push_str(&cause.to_string());
         source = cause.source();
     }
-    msg
+    if err.is_timeout() { CapError::Timeout(msg) } else { CapError::Failed(msg) }
 }
 
 /// The resolver: the given name servers, or the system's.

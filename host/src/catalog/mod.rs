@@ -9,6 +9,9 @@
 
 use std::time::SystemTime;
 
+pub mod rollout;
+pub mod sync;
+
 use avap_wire::catalog::{TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM};
 use avap_wire::package::{self, PackageError};
 use avap_wire::pb::CatalogResponse;
@@ -160,30 +163,16 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Orders two guest versions (`major.minor.patch`, optional `-pre`), so a
-/// candidate older than the live guest can be refused. Versions that do not
-/// parse compare as equal (neither is refused as a downgrade for it).
-pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    fn parse(v: &str) -> Option<([u64; 3], Option<&str>)> {
-        let (core, pre) = match v.split_once('-') {
-            Some((core, pre)) => (core, Some(pre)),
-            None => (v.split('+').next().unwrap_or(v), None),
-        };
-        let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
-        let out = [parts.next()??, parts.next()??, parts.next()??];
-        if parts.next().is_some() {
-            return None;
-        }
-        Some((out, pre))
-    }
-    match (parse(a), parse(b)) {
-        (Some((ca, pa)), Some((cb, pb))) => ca.cmp(&cb).then_with(|| match (pa, pb) {
-            (None, None) => std::cmp::Ordering::Equal,
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some(x), Some(y)) => x.cmp(y),
-        }),
-        _ => std::cmp::Ordering::Equal,
+/// Whether guest version `candidate` is older than `live` (semantic
+/// versioning: `1.0.0-rc.10` is newer than `1.0.0-rc.2`, older than
+/// `1.0.0`). Every guest's version is checked at load
+/// ([`crate::runtime::SandboxEngine::load_guest`]), so both parse; a live
+/// version that somehow does not is never newer than a candidate.
+pub fn is_older(candidate: &str, live: &str) -> bool {
+    match (semver::Version::parse(candidate), semver::Version::parse(live)) {
+        (Ok(c), Ok(l)) => c < l,
+        (Err(_), Ok(_)) => true,
+        (_, Err(_)) => false,
     }
 }
 
@@ -191,7 +180,6 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
 mod tests {
     use super::*;
     use avap_wire::pb::CommandResponse;
-    use std::cmp::Ordering;
 
     const KEY: &[u8] = b"test-key";
 
@@ -241,11 +229,13 @@ mod tests {
     }
 
     #[test]
-    fn versions_order_numerically() {
-        assert_eq!(compare_versions("0.10.0", "0.9.9"), Ordering::Greater);
-        assert_eq!(compare_versions("1.0.0-rc1", "1.0.0"), Ordering::Less);
-        assert_eq!(compare_versions("0.1.0", "0.1.0"), Ordering::Equal);
-        assert_eq!(compare_versions("0.0.9", "0.1.0"), Ordering::Less);
-        assert_eq!(compare_versions("junk", "0.1.0"), Ordering::Equal);
+    fn versions_order_by_semver() {
+        assert!(!is_older("0.10.0", "0.9.9"));
+        assert!(is_older("1.0.0-rc1", "1.0.0"));
+        assert!(!is_older("0.1.0", "0.1.0"));
+        assert!(is_older("0.0.9", "0.1.0"));
+        assert!(!is_older("1.0.0-rc.10", "1.0.0-rc.2"), "numeric pre-release identifiers compare as numbers");
+        assert!(is_older("1.0.0-rc.2", "1.0.0-rc.10"));
+        assert!(is_older("junk", "0.1.0"), "a version that does not parse never passes the downgrade guard");
     }
 }

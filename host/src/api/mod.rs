@@ -25,16 +25,23 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
-use serde::ser::SerializeMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use avap_abi::MAX_JSON_DEPTH;
-use avap_policy::json::{self as boundary, FailureKind, GuestOutput, Kind};
+use avap_abi::{MAX_JSON_DEPTH, Mode};
+use avap_policy::json::{self as boundary, GuestOutput, Kind};
 
-use crate::abi::{GuestInput, RawFields};
-use crate::sandbox::{Execution, SandboxError};
+use crate::runtime::abi::{GuestInput, RawFields};
+use crate::runtime::{Execution, SandboxError};
 use crate::state::{AppState, Live};
+
+mod error;
+pub mod health;
+mod outcome;
+
+use error::Extra;
+pub use error::ApiError;
+pub use outcome::Outcome;
 
 /// Builds the router; binding a socket is the caller's business.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -45,103 +52,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::front::guard))
         .with_state(state)
-}
-
-/// An error response: a status, a stable `kind`, and a message for the client.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-    extra: Vec<(&'static str, Extra)>,
-    retry_after: Option<u64>,
-    authenticate: bool,
-}
-
-#[derive(Debug)]
-enum Extra {
-    Number(u64),
-    Raw(Box<RawValue>),
-}
-
-impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, kind, message: message.into(), extra: Vec::new(), retry_after: None, authenticate: false }
-    }
-
-    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    pub(crate) fn too_large(limit: usize) -> Self {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
-    }
-
-    pub(crate) fn busy(message: &str) -> Self {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
-        e.retry_after = Some(1);
-        e
-    }
-
-    pub(crate) fn body_timeout(limit: std::time::Duration) -> Self {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            format!("the request body did not arrive within {} ms", limit.as_millis()),
-        )
-    }
-
-    pub(crate) fn cross_origin(message: String) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, "cross_origin", message)
-    }
-
-    pub(crate) fn unauthorized() -> Self {
-        let mut e = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this host needs an API token: Authorization: Bearer <token>",
-        );
-        e.authenticate = true;
-        e
-    }
-
-    /// The `kind` of this error, for tests and logs.
-    pub fn kind(&self) -> &'static str {
-        self.kind
-    }
-}
-
-impl Serialize for ApiError {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("success", &false)?;
-        map.serialize_entry("error", &self.message)?;
-        map.serialize_entry("kind", self.kind)?;
-        for (k, v) in &self.extra {
-            match v {
-                Extra::Number(n) => map.serialize_entry(k, n)?,
-                Extra::Raw(raw) => map.serialize_entry(k, raw)?,
-            }
-        }
-        map.end()
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(&self)).into_response();
-        if let Some(secs) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if self.authenticate {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
 }
 
 /// The request body of `execute`: `script` (or a signed `package`),
@@ -211,14 +121,7 @@ fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
 
 /// Reads the body within the front door's caps, counting refusals.
 async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<crate::front::HeldBody, ApiError> {
-    state.front.read_body(headers, body).await.inspect_err(|e| {
-        state.metrics.reject(match e.kind {
-            "too_large" => "body_too_large",
-            "busy" => "busy",
-            "body_timeout" => "body_timeout",
-            _ => "bad_request",
-        })
-    })
+    state.front.read_body(headers, body).await.inspect_err(|e| state.metrics.reject(e.outcome()))
 }
 
 /// Verifies a base64 signed package and returns its script. A package that
@@ -228,8 +131,8 @@ fn open_package(state: &AppState, encoded: &str) -> Result<String, ApiError> {
         .decode(encoded.trim())
         .map_err(|e| ApiError::bad_request(format!("\"package\" is not valid base64: {e}")))?;
     let payload = avap_wire::package::verify(&state.internal_key, &bytes).map_err(|e| {
-        state.metrics.reject("integrity");
-        ApiError::new(StatusCode::FORBIDDEN, "integrity", format!("package refused, not executed: {e}"))
+        state.metrics.reject(Outcome::Integrity);
+        ApiError::new(Outcome::Integrity, format!("package refused, not executed: {e}"))
     })?;
     String::from_utf8(payload.to_vec())
         .map_err(|_| ApiError::bad_request("the package's payload is not UTF-8 AVAP source"))
@@ -263,16 +166,16 @@ fn decode<'a>(state: &AppState, execution: &'a Execution) -> Result<GuestOutput<
         .map_err(|e| sandbox_error(state, SandboxError::GuestAbi(format!("malformed output document: {e}"))))
 }
 
-/// A guest failure document as a 400 response.
+/// A guest failure document as an error response: 400 with the guest's
+/// kind, or 507 when the guest refused to write past the host's output cap.
 fn script_error(state: &AppState, output: GuestOutput<'_>) -> ApiError {
-    let kind = match output.kind {
-        Some(FailureKind::Syntax) => "syntax_error",
-        Some(FailureKind::Limit) => "limit_error",
-        Some(FailureKind::Input) => "bad_request",
-        Some(FailureKind::Runtime) | None => "runtime_error",
+    let outcome = if output.hit_output_cap() {
+        Outcome::OutputTooLarge
+    } else {
+        output.kind.map_or(Outcome::RuntimeError, Outcome::of_script)
     };
-    state.metrics.request(kind);
-    let mut err = ApiError::new(StatusCode::BAD_REQUEST, kind, output.error.unwrap_or_else(|| "script failed".into()));
+    state.metrics.request(outcome);
+    let mut err = ApiError::new(outcome, output.error.unwrap_or_else(|| "script failed".into()));
     if let Some(line) = output.line {
         err.extra.push(("line", Extra::Number(line.into())));
     }
@@ -329,7 +232,7 @@ async fn execute(
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_body(&state, &headers, body).await?;
-    let request = parse_execute_body(&body).inspect_err(|_| state.metrics.reject("bad_request"))?;
+    let request = parse_execute_body(&body).inspect_err(|e| state.metrics.reject(e.outcome()))?;
     let script = match request.program {
         Program::Script(script) => script,
         Program::Package(encoded) => open_package(&state, &encoded)?,
@@ -343,13 +246,14 @@ async fn execute(
         body: (!request.params.is_empty()).then_some(RawFields(&request.params)),
         catalog: live.catalog.guest_json.as_deref(),
         mode: None,
+        limits: state.limits.guest(),
     };
     let (execution, guest_version) = run_in_sandbox(&state, &live, &mut input).await?;
     let output = decode(&state, &execution)?;
     if !output.ok {
         return Err(script_error(&state, output));
     }
-    state.metrics.request("ok");
+    state.metrics.request(Outcome::Ok);
     let status = output.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::OK);
     let logs = logs_with_streams(output.logs, &execution).map_err(|e| internal("writing the logs", e))?;
     let empty = RawValue::from_string("{}".into()).map_err(|e| internal("an empty object", e))?;
@@ -376,7 +280,7 @@ pub const GUEST_VERSION_HEADER: &str = "x-avap-guest-version";
 /// script that `execute` accepts as `{"package": ...}`.
 async fn compile(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let body = read_body(&state, &headers, body).await?;
-    let mut fields = json_object(&body).inspect_err(|_| state.metrics.reject("bad_request"))?;
+    let mut fields = json_object(&body).inspect_err(|e| state.metrics.reject(e.outcome()))?;
     let script = non_empty_string(take(&mut fields, "script"), "script")?
         .ok_or_else(|| ApiError::bad_request("missing \"script\" field"))?;
     let name = match take(&mut fields, "name") {
@@ -387,14 +291,16 @@ async fn compile(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
             .unwrap_or_else(|| "script".into()),
     };
     let live = state.live();
-    let mut input =
-        GuestInput { catalog: live.catalog.guest_json.as_deref(), ..GuestInput::bare(&script, Some("check")) };
+    let mut input = GuestInput {
+        catalog: live.catalog.guest_json.as_deref(),
+        ..GuestInput::bare(&script, Some(Mode::Check), state.limits.guest())
+    };
     let (execution, _) = run_in_sandbox(&state, &live, &mut input).await?;
     let output = decode(&state, &execution)?;
     if !output.ok {
         return Err(script_error(&state, output));
     }
-    state.metrics.request("compiled");
+    state.metrics.request(Outcome::Compiled);
     let package = avap_wire::package::pack(&state.internal_key, script.as_bytes())
         .map_err(|e| internal("signing a package", e))?;
     Ok(axum::Json(json!({
@@ -411,45 +317,37 @@ async fn compile(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
 
 fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "{what}");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    ApiError::new(Outcome::Internal, "internal error")
 }
 
 /// Maps a sandbox outcome to a response (WIRE.md section 3) and counts it.
 fn sandbox_error(state: &AppState, err: SandboxError) -> ApiError {
-    let metrics = &state.metrics;
-    let (status, kind) = match &err {
-        SandboxError::Busy(_) => {
-            metrics.reject("busy");
+    let outcome = Outcome::of_sandbox(&err);
+    match outcome {
+        Outcome::Busy => {
+            state.metrics.reject(outcome);
             return ApiError::busy("all execution slots are busy; retry shortly");
         }
-        SandboxError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-        SandboxError::OutOfFuel(_) => (StatusCode::GATEWAY_TIMEOUT, "out_of_fuel"),
-        SandboxError::MemoryLimit(_) => (StatusCode::INSUFFICIENT_STORAGE, "memory_limit"),
-        SandboxError::StackOverflow => (StatusCode::BAD_REQUEST, "stack_overflow"),
-        SandboxError::InputTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-        SandboxError::OutputTooLarge { .. } => (StatusCode::INSUFFICIENT_STORAGE, "output_too_large"),
-        SandboxError::GuestCrash(_) | SandboxError::GuestAbi(_) => {
-            tracing::warn!(error = %err, "guest failed");
-            (StatusCode::BAD_GATEWAY, "guest_crash")
-        }
-        SandboxError::Internal(_) => {
-            metrics.request("internal");
+        Outcome::Internal => {
+            state.metrics.request(outcome);
             return internal("sandbox", err);
         }
+        Outcome::GuestCrash => tracing::warn!(error = %err, "guest failed"),
+        _ => {}
+    }
+    state.metrics.request(outcome);
+    let message = match outcome {
+        Outcome::GuestCrash => "the interpreter crashed on this script".to_string(),
+        _ => err.to_string(),
     };
-    metrics.request(kind);
-    let message = match &err {
-        SandboxError::GuestCrash(_) | SandboxError::GuestAbi(_) => "the interpreter crashed on this script".to_string(),
-        other => other.to_string(),
-    };
-    ApiError::new(status, kind, message)
+    ApiError::new(outcome, message)
 }
 
 /// `/health`: every detail for a caller with the token (or when no token is
 /// configured); just the status otherwise, so probes need no secret.
 async fn health(State(state): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
     if state.front.authorized(&headers) {
-        return axum::Json(state.health());
+        return axum::Json(health::detail(&state));
     }
     let mut brief = Map::new();
     brief.insert("status".into(), Value::from("ok"));
@@ -492,7 +390,7 @@ mod tests {
             (b"\xef\xbb\xbf{\"script\":\"x\"}", "not valid JSON"),
         ] {
             let err = parse_execute_body(body).err().expect("rejected");
-            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert_eq!(err.outcome.status(), StatusCode::BAD_REQUEST);
             assert!(err.message.contains(needle), "{} should contain {needle}", err.message);
         }
     }

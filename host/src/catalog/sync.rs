@@ -19,7 +19,9 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::config::Config;
-use crate::state::{AppState, Applied};
+use crate::catalog::rollout::Applied;
+use crate::metrics::SyncResult;
+use crate::state::{AppState, SyncMode};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -140,8 +142,8 @@ async fn connect(config: &SyncConfig) -> Result<Client, SyncError> {
 
 async fn apply(state: &AppState, response: &CatalogResponse) {
     match state.apply_catalog(response).await {
-        Ok(Applied::Unchanged) => state.metrics.catalog_sync("unchanged"),
-        Ok(Applied::Updated { .. }) => state.metrics.catalog_sync("applied"),
+        Ok(Applied::Unchanged) => state.metrics.catalog_sync(SyncResult::Unchanged),
+        Ok(Applied::Updated { .. }) => state.metrics.catalog_sync(SyncResult::Applied),
         Err(e) => state.record_refusal(&e),
     }
 }

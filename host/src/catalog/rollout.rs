@@ -1,0 +1,172 @@
+//! How a catalog and a guest module become live: verify the update, vet a
+//! new guest (compile off the request path, ABI checks, probe, no
+//! downgrade, self-test), prepare the guest with the catalog (a snapshot,
+//! self-tested), then swap the whole [`Live`] at once. All or nothing: a
+//! refused update leaves what was live, and says why in the log, `/health`
+//! and `/metrics`.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use avap_abi::Mode;
+use avap_policy::json::{GuestOutput, decode_output};
+
+use crate::runtime::abi::GuestInput;
+use crate::catalog::{self, CatalogError, LiveCatalog};
+use crate::metrics::SyncResult;
+use crate::runtime::{Guest, Limits, SandboxEngine, module_digest};
+use crate::state::{AppState, Live, write};
+
+/// The script every candidate guest must run, and what it must answer.
+const SELF_TEST_SCRIPT: &str = "addVar(a, 1)\nb = a + 41\naddResult(b)";
+
+/// What applying a catalog did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Same version hash as the live catalog: nothing to do.
+    Unchanged,
+    /// New catalog live; `Some(version)` when the guest was swapped too.
+    Updated { guest_swapped_to: Option<String> },
+}
+
+impl AppState {
+    /// Vets a catalog from the definition server and, if every step passes,
+    /// makes it (and its guest module, if new) live, prepared: the guest is
+    /// snapshotted with the catalog before anything is swapped. All or
+    /// nothing, off the request path.
+    pub async fn apply_catalog(&self, response: &avap_wire::pb::CatalogResponse) -> Result<Applied, CatalogError> {
+        let _one_at_a_time = self.apply_lock.lock().await;
+        let verified = catalog::verify(response, &self.internal_key)?;
+        let live = self.live();
+        let new_module = verified.guest_module.as_deref().filter(|m| module_digest(m) != live.guest.info().digest);
+        if live.catalog.version_hash.as_deref() == Some(verified.version_hash.as_str()) && new_module.is_none() {
+            return Ok(Applied::Unchanged);
+        }
+        let candidate = match new_module {
+            Some(module) => Some(Arc::new(self.vet_guest(module).await?)),
+            None => None,
+        };
+        let guest = candidate.clone().unwrap_or_else(|| live.guest.clone());
+        let guest_json = verified.guest_json();
+        let avap = verified.avap.clone();
+        let catalog = Arc::new(verified.into_live(guest_json));
+        let prepared = prepare_runner(&self.engine, &self.limits, &guest, &catalog).await?;
+        if let Some((name, reason)) = prepared.catalog_errors.into_iter().next() {
+            return Err(CatalogError::Invalid { name, reason });
+        }
+        if !prepared.guest.is_prepared() {
+            // A guest that cannot be prepared checks each command on its own.
+            for (name, source) in &avap {
+                self.check_avap_command(&guest, name, source).await?;
+            }
+        }
+        let swapped_to = candidate.as_ref().map(|g| g.info().version.clone());
+        if let Some(guest) = &candidate {
+            tracing::info!(version = %guest.info().version, digest = %guest.info().digest, "guest module swapped in");
+            self.metrics.guest_swap();
+        }
+        tracing::info!(
+            version_hash = ?catalog.version_hash,
+            entries = catalog.entries,
+            snapshot = ?prepared.guest.info().snapshot,
+            "catalog applied"
+        );
+        write(&self.live, Arc::new(Live { guest, catalog, runner: prepared.guest }));
+        Ok(Applied::Updated { guest_swapped_to: swapped_to })
+    }
+
+    /// Records a refused update where operators look: the log, `/health`
+    /// and `/metrics`.
+    pub fn record_refusal(&self, err: &CatalogError) {
+        tracing::error!(error = %err, "catalog update refused; the previous catalog stays live");
+        self.metrics.catalog_sync(SyncResult::Refused);
+        self.update_sync(|s| {
+            s.refusals += 1;
+            s.last_refusal = Some(err.to_string());
+            s.last_refusal_at = Some(SystemTime::now());
+        });
+    }
+
+    /// Every step a candidate guest must pass before it serves: compile off
+    /// the request path, import and ABI checks, probe, no downgrade, and a
+    /// self-test execution.
+    async fn vet_guest(&self, module: &[u8]) -> Result<Guest, CatalogError> {
+        let refuse = |reason: String| CatalogError::Guest(reason);
+        let guest = self.engine.load_guest(module, "brain").await.map_err(|e| refuse(e.to_string()))?;
+        let current = self.guest();
+        let (new_v, old_v) = (&guest.info().version, &current.info().version);
+        if catalog::is_older(new_v, old_v) && !self.allow_guest_downgrade {
+            return Err(refuse(format!(
+                "version {new_v} is older than the live {old_v} (set AVAP_ALLOW_GUEST_DOWNGRADE to allow)"
+            )));
+        }
+        let input = GuestInput::bare(SELF_TEST_SCRIPT, None, self.limits.guest());
+        let execution = self.run_guest(&guest, &input).await.map_err(|e| refuse(format!("self-test: {e}")))?;
+        let output = decode_output(&execution.output).map_err(|e| refuse(format!("self-test output: {e}")))?;
+        let result: Option<Value> = output.result.and_then(|r| serde_json::from_str(r.get()).ok());
+        if !output.ok || result != Some(json!({"b": 42})) {
+            return Err(refuse(format!("self-test gave a wrong answer: {:?}", output.error)));
+        }
+        Ok(guest)
+    }
+
+    /// An `avap` entry must be one valid function definition named like the
+    /// entry, as the live guest parses it.
+    async fn check_avap_command(&self, guest: &Guest, name: &str, source: &str) -> Result<(), CatalogError> {
+        let invalid = |reason: String| CatalogError::Invalid { name: name.to_string(), reason };
+        let execution = self
+            .run_guest(guest, &GuestInput::bare(source, Some(Mode::Check), self.limits.guest()))
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
+        let output: GuestOutput<'_> = decode_output(&execution.output).map_err(|e| invalid(e.to_string()))?;
+        if !output.ok {
+            return Err(invalid(output.error.unwrap_or_else(|| "does not parse".into())));
+        }
+        match output.functions.as_deref() {
+            Some([only]) if only == name => Ok(()),
+            other => Err(invalid(format!("must define exactly one function named `{name}`, defines {other:?}"))),
+        }
+    }
+}
+
+/// The runner of `guest` for `catalog`: the guest prepared with it (and
+/// self-tested), or the guest itself when it cannot be prepared.
+pub(crate) async fn prepare_runner(
+    engine: &SandboxEngine,
+    limits: &Limits,
+    guest: &Arc<Guest>,
+    catalog: &LiveCatalog,
+) -> Result<PreparedRunner, CatalogError> {
+    let refuse = |reason: String| CatalogError::Guest(reason);
+    let doc = format!("{{\"catalog\":{}}}", catalog.guest_json.as_deref().map_or("{}", |c| c.get()));
+    // Preparing parses the whole catalog: more time and fuel than a script.
+    let prepare_limits = Limits { timeout: PREPARE_TIMEOUT, fuel: limits.fuel.saturating_mul(10), ..limits.clone() };
+    let Some(prepared) =
+        engine.prepare(guest, doc.as_bytes(), &prepare_limits).await.map_err(|e| refuse(e.to_string()))?
+    else {
+        return Ok(PreparedRunner { guest: guest.clone(), catalog_errors: Vec::new() });
+    };
+    let runner = Arc::new(prepared.guest);
+    // The snapshot must run: a check of a trivial script, whatever the
+    // catalog allows.
+    let input = GuestInput::bare("b = 1 + 41", Some(Mode::Check), limits.guest());
+    let bytes = serde_json::to_vec(&input).map_err(|e| refuse(e.to_string()))?;
+    let execution =
+        engine.execute(&runner, limits, &bytes).await.map_err(|e| refuse(format!("snapshot self-test: {e}")))?;
+    let output = decode_output(&execution.output).map_err(|e| refuse(format!("snapshot self-test output: {e}")))?;
+    if !output.ok {
+        return Err(refuse(format!("the snapshot failed its self-test: {:?}", output.error)));
+    }
+    Ok(PreparedRunner { guest: runner, catalog_errors: prepared.catalog_errors })
+}
+
+/// How long preparing a guest with a catalog may take.
+const PREPARE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub(crate) struct PreparedRunner {
+    pub(crate) guest: Arc<Guest>,
+    catalog_errors: Vec<(String, String)>,
+}
+
