@@ -22,8 +22,14 @@ use crate::runtime::Limits;
 
 /// A comma-separated list, parsed with the flags: entries trimmed, empty
 /// ones dropped (so an empty value is an empty list).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct List<T>(pub Vec<T>);
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List(Vec::new())
+    }
+}
 
 impl<T: FromStr> FromStr for List<T>
 where
@@ -322,7 +328,8 @@ mod tests {
     #[test]
     fn defaults_parse_and_read_no_environment() {
         assert!(Config::command().get_arguments().any(|a| a.get_env().is_some()), "the flags do read variables");
-        let readers: Vec<_> = defaults_command().get_arguments().filter_map(|a| a.get_env()).collect();
+        let command = defaults_command();
+        let readers: Vec<_> = command.get_arguments().filter_map(|a| a.get_env()).collect();
         assert!(readers.is_empty(), "the defaults must not read {readers:?}");
         let c = Config::defaults();
         assert_eq!(c.max_concurrency, 32);
@@ -333,8 +340,9 @@ mod tests {
 
     #[test]
     fn lists_parse_with_the_flags() {
-        let c = Config::try_parse_from(["avap-host", "--capabilities", " db ,", "--http-allow", "a.test:80,[::1]:8080"])
-            .expect("valid flags");
+        let c =
+            Config::try_parse_from(["avap-host", "--capabilities", " db ,", "--http-allow", "a.test:80,[::1]:8080"])
+                .expect("valid flags");
         assert_eq!(&*c.capabilities, &[Capability::Db]);
         assert_eq!(c.http_allow.iter().map(|e| e.port).collect::<Vec<_>>(), [80, 8080]);
         let none = Config::try_parse_from(["avap-host", "--capabilities", ""]).expect("empty grants none");

@@ -13,7 +13,8 @@ async fn main() -> anyhow::Result<()> {
     if config.standalone {
         tracing::info!("standalone: serving the built-in catalog and guest");
     } else {
-        avap_host::catalog::sync::start(state.clone(), avap_host::catalog::sync::SyncConfig::from_config(&config)).await;
+        avap_host::catalog::sync::start(state.clone(), avap_host::catalog::sync::SyncConfig::from_config(&config))
+            .await;
     }
     let addr = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(addr).await?;

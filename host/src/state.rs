@@ -6,12 +6,12 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime};
 
-use crate::runtime::abi::GuestInput;
 use crate::capability::Capabilities;
 use crate::catalog::{LiveCatalog, rollout};
 use crate::config::Config;
 use crate::front::FrontDoor;
 use crate::metrics::Metrics;
+use crate::runtime::abi::GuestInput;
 use crate::runtime::{Execution, Gate, Guest, Limits, SandboxEngine, SandboxError};
 
 /// What executions run against, swapped whole: an execution clones the

@@ -42,10 +42,7 @@ impl ApiError {
     }
 
     pub(crate) fn body_timeout(limit: std::time::Duration) -> Self {
-        ApiError::new(
-            Outcome::BodyTimeout,
-            format!("the request body did not arrive within {} ms", limit.as_millis()),
-        )
+        ApiError::new(Outcome::BodyTimeout, format!("the request body did not arrive within {} ms", limit.as_millis()))
     }
 
     pub(crate) fn cross_origin(message: String) -> Self {

@@ -39,8 +39,8 @@ mod error;
 pub mod health;
 mod outcome;
 
-use error::Extra;
 pub use error::ApiError;
+use error::Extra;
 pub use outcome::Outcome;
 
 /// Builds the router; binding a socket is the caller's business.
@@ -393,6 +393,50 @@ mod tests {
             assert_eq!(err.outcome.status(), StatusCode::BAD_REQUEST);
             assert!(err.message.contains(needle), "{} should contain {needle}", err.message);
         }
+    }
+
+    /// Runs `script` through the router of a standalone host built from `config`.
+    async fn execute_with(config: crate::Config, script: &str) -> (StatusCode, Value) {
+        use tower::ServiceExt as _;
+        let state = AppState::new(&config).await.expect("state");
+        let request = axum::http::Request::post("/api/v1/execute")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({ "script": script }).to_string()))
+            .expect("request");
+        let response = router(state).oneshot(request).await.expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+        (status, serde_json::from_slice(&bytes).expect("JSON body"))
+    }
+
+    /// `n` variables of `10 << doublings` bytes each, all in the result.
+    fn big_output(n: usize, doublings: u32) -> String {
+        let mut script = format!("s = \"0123456789\"\nstartLoop(i, 1, {doublings})\n  s = s + s\nendLoop()\n");
+        for k in 0..n {
+            script.push_str(&format!("v{k} = s\naddResult(v{k})\n"));
+        }
+        script
+    }
+
+    #[tokio::test]
+    async fn the_guest_keeps_to_the_hosts_output_cap() {
+        let config = |max_output_bytes| crate::Config {
+            standalone: true,
+            capabilities: Default::default(),
+            max_output_bytes,
+            ..crate::Config::defaults()
+        };
+        // About 80 KiB of result (twice that with the variables): over a
+        // 64 KiB cap, the guest answers the small failure and the host 507.
+        let (status, body) = execute_with(config(64 << 10), &big_output(1, 13)).await;
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+        assert_eq!(body["kind"], "output_too_large");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("max_output_bytes (65536)")), "{body}");
+        // About 5 MiB of output: past the guest's own default (4 MiB), within
+        // the host's default cap (8 MiB), so it is answered.
+        let (status, body) = execute_with(config(crate::Config::defaults().max_output_bytes), &big_output(4, 16)).await;
+        assert_eq!(status, StatusCode::OK, "{}", &body.to_string()[..200.min(body.to_string().len())]);
+        assert_eq!(body["result"]["v3"].as_str().map(str::len), Some(10 << 16));
     }
 
     #[test]

@@ -89,12 +89,13 @@ impl Capabilities {
     /// database pool.
     pub async fn open(config: &crate::Config) -> anyhow::Result<Self> {
         let mut caps = Capabilities::default();
-        for capability in &config.capabilities {
+        for capability in config.capabilities.iter() {
             match capability {
                 Capability::Http => caps.http = Some(http::HttpCapability::new(config.http())?),
                 Capability::Db => {
-                    let db =
-                        db::DbCapability::connect(config.db()).await.map_err(|e| anyhow::anyhow!("AVAP_DB_URL: {e}"))?;
+                    let db = db::DbCapability::connect(config.db())
+                        .await
+                        .map_err(|e| anyhow::anyhow!("AVAP_DB_URL: {e}"))?;
                     caps.db = Some(db);
                 }
             }
@@ -127,27 +128,30 @@ pub struct CapState {
 
 impl CapState {
     pub fn new(caps: Arc<Capabilities>, deadline: Instant) -> Self {
-        CapState {
-            caps,
-            deadline,
-            http: http::HttpState::default(),
-            db: db::DbSession::default(),
-            pending: None,
-        }
+        CapState { caps, deadline, http: http::HttpState::default(), db: db::DbSession::default(), pending: None }
     }
 }
 
 /// Links every capability import of [`avap_abi::import`] into `linker`;
 /// `state` finds the execution's [`CapState`] in the store's data.
-pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, state: fn(&mut T) -> &mut CapState) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    state: fn(&mut T) -> &mut CapState,
+) -> wasmtime::Result<()> {
     for capability in Capability::ALL {
-        linker.func_wrap_async(import::MODULE, capability.import().name, move |mut caller, (ptr, len): (i32, i32)| {
-            Box::new(async move { call(&mut caller, state, capability, ptr, len).await })
-        })?;
+        linker.func_wrap_async(
+            import::MODULE,
+            capability.import().name,
+            move |mut caller, (ptr, len): (i32, i32)| {
+                Box::new(async move { call(&mut caller, state, capability, ptr, len).await })
+            },
+        )?;
     }
-    linker.func_wrap(import::MODULE, import::REPLY_READ.name, move |mut caller: Caller<'_, T>, ptr: i32, len: i32| {
-        reply_read(&mut caller, state, ptr, len)
-    })?;
+    linker.func_wrap(
+        import::MODULE,
+        import::REPLY_READ.name,
+        move |mut caller: Caller<'_, T>, ptr: i32, len: i32| reply_read(&mut caller, state, ptr, len),
+    )?;
     Ok(())
 }
 

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use avap_abi::Mode;
 use avap_policy::json::{GuestOutput, decode_output};
 
-use crate::runtime::abi::GuestInput;
 use crate::catalog::{self, CatalogError, LiveCatalog};
 use crate::metrics::SyncResult;
+use crate::runtime::abi::GuestInput;
 use crate::runtime::{Guest, Limits, SandboxEngine, module_digest};
 use crate::state::{AppState, Live, write};
 
@@ -169,4 +169,3 @@ pub(crate) struct PreparedRunner {
     pub(crate) guest: Arc<Guest>,
     catalog_errors: Vec<(String, String)>,
 }
-

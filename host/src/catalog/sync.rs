@@ -18,8 +18,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
-use crate::config::Config;
 use crate::catalog::rollout::Applied;
+use crate::config::Config;
 use crate::metrics::SyncResult;
 use crate::state::{AppState, SyncMode};
 
@@ -99,7 +99,7 @@ async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) 
         Ok(stream) => {
             let mut stream = stream.into_inner();
             state.update_sync(|s| {
-                s.mode = "watch";
+                s.mode = SyncMode::Watch;
                 s.reachable = true;
                 s.last_error = None;
             });
@@ -110,7 +110,7 @@ async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) 
             Err(SyncError::Closed)
         }
         Err(status) if status.code() == Code::Unimplemented => {
-            state.update_sync(|s| s.mode = "poll");
+            state.update_sync(|s| s.mode = SyncMode::Poll);
             loop {
                 let response = tokio::time::timeout(CALL_TIMEOUT, client.sync_catalog(Empty {}))
                     .await

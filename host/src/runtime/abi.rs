@@ -51,7 +51,9 @@ pub fn check_module(module: &Module) -> Result<(), AbiError> {
     }
     match module.get_export(export::MEMORY) {
         Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => Ok(()),
-        Some(_) => Err(AbiError::WrongExportType { name: export::MEMORY, expected: "one unshared 32-bit memory".into() }),
+        Some(_) => {
+            Err(AbiError::WrongExportType { name: export::MEMORY, expected: "one unshared 32-bit memory".into() })
+        }
         None => Err(AbiError::MissingExport(export::MEMORY)),
     }
 }
@@ -143,6 +145,31 @@ mod tests {
         ));
         assert!(matches!(check_module(&m2), Err(AbiError::WrongExportType { name: "avap_run", ref expected })
             if expected == "(i32, i32) -> i64"));
+    }
+
+    /// docs/ABI.md is written from `avap_abi`: each of its export and
+    /// import rows gives the same signature, and the WASI allow-list is all
+    /// there.
+    #[test]
+    fn the_abi_document_names_every_import_and_export() {
+        let doc = include_str!("../../../docs/ABI.md");
+        assert!(doc.starts_with(&format!("# The guest ABI (version {ABI_VERSION})")));
+        let row = |name: &str| {
+            doc.lines()
+                .find(|l| l.starts_with(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("docs/ABI.md has no row for `{name}`"))
+        };
+        for func in export::REQUIRED.iter().chain(&export::OPTIONAL).chain(&import::ALL) {
+            let cell = row(func.name).split('|').nth(2).unwrap_or_default();
+            // `(ptr: i32, len: i32) -> i64`, optional: the doc names the parameters.
+            let written =
+                cell.replace(", optional", "").replace(['`', ' '], "").replace("ptr:", "").replace("len:", "");
+            assert_eq!(written, func.signature().to_string().replace(' ', ""), "the row of {}", func.name);
+        }
+        for (name, _) in import::WASI {
+            assert!(doc.contains(&format!("`{name}`")), "docs/ABI.md does not list the WASI import {name}");
+        }
+        row(export::MEMORY);
     }
 
     #[test]

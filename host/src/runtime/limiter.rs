@@ -54,4 +54,3 @@ impl ResourceLimiter for MemoryLimiter {
         4
     }
 }
-

@@ -20,19 +20,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module, PoolingAllocationConfig,
-    ResourceLimiter, Store, Trap, TypedFunc, UpdateDeadline,
+    Store, Trap, TypedFunc, UpdateDeadline,
 };
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use avap_abi::export;
 
-use abi::{AbiError, GuestLimits};
 use crate::capability::{self, CapState, Capabilities, CapabilityAbiError};
+use abi::{AbiError, GuestLimits};
 
 /// How often the epoch advances. Deadlines are precise to about one tick,
 /// and a running guest yields to the async runtime once per tick.
@@ -275,7 +273,9 @@ impl SandboxEngine {
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut StoreState| &mut s.wasi)
             .map_err(anyhow::Error::from)
             .context("linking WASI preview 1")?;
-        capability::add_to_linker(&mut linker, cap_state).map_err(anyhow::Error::from).context("linking the capability imports")?;
+        capability::add_to_linker(&mut linker, cap_state)
+            .map_err(anyhow::Error::from)
+            .context("linking the capability imports")?;
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -496,5 +496,5 @@ pub mod abi;
 
 pub use gate::Gate;
 use limiter::{MemoryLimiter, StoreState, cap_state};
-use run::Run;
+use run::{Run, finish};
 pub use snapshot::Prepared;

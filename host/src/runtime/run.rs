@@ -4,18 +4,18 @@
 use super::*;
 
 /// One live instance with its store, for the length of one execution.
-struct Run {
-    store: Store<StoreState>,
-    instance: wasmtime::Instance,
-    memory: Memory,
-    memory_hit: Arc<AtomicBool>,
-    limits: Limits,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+pub(super) struct Run {
+    pub(super) store: Store<StoreState>,
+    pub(super) instance: wasmtime::Instance,
+    pub(super) memory: Memory,
+    pub(super) memory_hit: Arc<AtomicBool>,
+    pub(super) limits: Limits,
+    pub(super) stdout: MemoryOutputPipe,
+    pub(super) stderr: MemoryOutputPipe,
 }
 
 impl Run {
-    async fn start(engine: &SandboxEngine, guest: &Guest, limits: &Limits) -> Result<Run, SandboxError> {
+    pub(super) async fn start(engine: &SandboxEngine, guest: &Guest, limits: &Limits) -> Result<Run, SandboxError> {
         let stdout = MemoryOutputPipe::new(limits.max_stdio_bytes);
         let stderr = MemoryOutputPipe::new(limits.max_stdio_bytes);
         // Grants nothing: no args, no env, no preopens, stdin closed.
@@ -46,7 +46,7 @@ impl Run {
     }
 
     /// An export looked up once per module ([`Exports`]), typed.
-    fn export_func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    pub(super) fn export_func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
         &mut self,
         export: &wasmtime::ModuleExport,
         name: &str,
@@ -59,7 +59,7 @@ impl Run {
         func.typed::<P, R>(&self.store).map_err(|e| SandboxError::GuestAbi(format!("export `{name}`: {e}")))
     }
 
-    fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    pub(super) fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
         &mut self,
         name: &str,
     ) -> Result<TypedFunc<P, R>, SandboxError> {
@@ -70,7 +70,7 @@ impl Run {
 
     /// Copies `(ptr << 32) | len` out of guest memory, after checking the
     /// length against `limit` and the range against the memory's size.
-    fn read(&self, packed: i64, limit: usize) -> Result<Vec<u8>, SandboxError> {
+    pub(super) fn read(&self, packed: i64, limit: usize) -> Result<Vec<u8>, SandboxError> {
         let (ptr, len) = abi::unpack_ptr_len(packed);
         if len > limit {
             return Err(SandboxError::OutputTooLarge { size: len, limit });
@@ -87,7 +87,7 @@ impl Run {
 }
 
 /// Awaits a guest call and types its failure.
-async fn finish<R>(
+pub(super) async fn finish<R>(
     memory_hit: &AtomicBool,
     limits: &Limits,
     call: impl Future<Output = wasmtime::Result<R>>,
@@ -114,4 +114,3 @@ fn classify(err: wasmtime::Error, memory_hit: &AtomicBool, limits: &Limits) -> S
         }
     }
 }
-

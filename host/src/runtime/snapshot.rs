@@ -96,10 +96,10 @@ impl SandboxEngine {
 const MAX_CATALOG_ERRORS: usize = 20;
 
 /// The longest text kept from what a guest reports about itself.
-const MAX_GUEST_TEXT_BYTES: usize = 512;
+pub(super) const MAX_GUEST_TEXT_BYTES: usize = 512;
 
 /// `text` cut to [`MAX_GUEST_TEXT_BYTES`] at a character boundary.
-fn guest_text(text: &str) -> String {
+pub(super) fn guest_text(text: &str) -> String {
     let mut cut = text.len().min(MAX_GUEST_TEXT_BYTES);
     while !text.is_char_boundary(cut) {
         cut -= 1;
@@ -161,4 +161,3 @@ impl wasmtime_wizer::InstanceState for SnapshotState<'_> {
         }
     }
 }
-

@@ -1,4 +1,5 @@
 //! Containment tests with tiny WAT guests, one per way an execution can end.
+use super::snapshot::{MAX_GUEST_TEXT_BYTES, guest_text};
 use super::*;
 
 /// A guest that keeps to the ABI; `run` is the body of `avap_run`, which
@@ -195,10 +196,7 @@ async fn a_refused_or_failing_prepare_is_a_load_error() {
             r#"(data (i32.const 0) "9.9.9")"#,
             r#"(data (i32.const 0) "9.9.9") (data (i32.const 32) "{\"ok\":false}")"#,
         )
-        .replace(
-            "(i32.const 7))\n        i64.const 0x100000000b)",
-            "(i32.const 7))\n        i64.const 0x200000000c)",
-        );
+        .replace("(i32.const 7))\n    i64.const 0x100000000b)", "(i32.const 7))\n    i64.const 0x200000000c)");
     assert!(refusing.contains("0x200000000c") && refusing.contains("ok\\\":false"), "{refusing}");
     let guest = engine.load_guest(&wat::parse_str(&refusing).expect("wat"), "test").await.expect("load");
     let err = engine.prepare(&guest, b"{}", &limits).await.err().expect("refused");
@@ -289,5 +287,24 @@ async fn capability_abi_violations_stop_the_execution() {
             SandboxError::GuestAbi(msg) => assert!(msg.contains(expect), "{msg} should mention {expect}"),
             other => panic!("{body}: expected a guest ABI error, got {other:?}"),
         }
+    }
+}
+
+/// The interpreter this host embeds imports only the ABI's functions and
+/// exports all of them (its `no_mangle` and `link` names are written out,
+/// so this is where a typo would show).
+#[test]
+fn the_built_in_guest_speaks_the_abi_by_its_names() {
+    let engine = Engine::new(&Config::new()).expect("engine");
+    let module = Module::new(&engine, crate::GUEST_WASM).expect("the built-in guest compiles");
+    abi::check_module(&module).expect("the built-in guest passes the ABI check");
+    let mut imported: Vec<&str> =
+        module.imports().filter(|i| i.module() == avap_abi::import::MODULE).map(|i| i.name()).collect();
+    imported.sort_unstable();
+    let mut wanted: Vec<&str> = avap_abi::import::ALL.iter().map(|f| f.name).collect();
+    wanted.sort_unstable();
+    assert_eq!(imported, wanted);
+    for func in export::REQUIRED.iter().chain([&export::PREPARE]) {
+        assert!(module.get_export(func.name).is_some(), "the built-in guest does not export {}", func.name);
     }
 }

@@ -140,8 +140,8 @@ impl HttpCapability {
             HttpMethod::Get => Method::GET,
             HttpMethod::Post => Method::POST,
         };
-        let mut url = Url::parse(req.url.trim())
-            .map_err(|e| CapError::Failed(format!("invalid url '{}': {e}", req.url)))?;
+        let mut url =
+            Url::parse(req.url.trim()).map_err(|e| CapError::Failed(format!("invalid url '{}': {e}", req.url)))?;
         if !req.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&req.query);
         }
