@@ -173,6 +173,16 @@ impl std::fmt::Display for Outcome {
 mod tests {
     use super::*;
 
+    /// WIRE.md's table of errors lists every failing outcome with its status.
+    #[test]
+    fn the_wire_reference_lists_every_outcome() {
+        let wire = include_str!("../../../docs/WIRE.md");
+        for o in Outcome::ALL.into_iter().filter(|o| !o.status().is_success()) {
+            let row = format!("| {} | `{}` |", o.status().as_u16(), o.kind());
+            assert!(wire.contains(&row), "docs/WIRE.md has no row `{row}`");
+        }
+    }
+
     #[test]
     fn every_outcome_has_its_own_kind_and_an_error_status_unless_it_succeeded() {
         let mut kinds: Vec<&str> = Outcome::ALL.iter().map(|o| o.kind()).collect();
