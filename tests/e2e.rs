@@ -1,7 +1,7 @@
 //! End-to-end tests: the real `avap-host` server on 127.0.0.1:0, real HTTP
 //! requests, the real guest in real wasmtime.
 //!
-//! `cases/<name>/` holds `script.avap`, `expected.json` (`status` and a
+//! `cases/{language,capability}/<name>/` holds `script.avap`, `expected.json` (`status` and a
 //! `body` that the response must contain, see [`contains`]) and optionally
 //! `request.json` (`variables`, `query`, `params`). One test runs them all,
 //! against a host granted both capabilities: HTTP with a local upstream
@@ -26,7 +26,11 @@ async fn case_folders() {
     let schema = fixtures::PgSchema::create().await;
     let server = Server::start(capability_config(&upstream, &schema)).await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root).expect("cases/").map(|e| e.expect("entry").path()).collect();
+    let mut dirs: Vec<_> = ["language", "capability"]
+        .iter()
+        .flat_map(|group| std::fs::read_dir(root.join(group)).expect("cases/<group>/"))
+        .map(|e| e.expect("entry").path())
+        .collect();
     dirs.sort();
     assert!(dirs.len() >= 50, "expected the full case suite, found {}", dirs.len());
     let mut failures = Vec::new();
