@@ -1,82 +1,22 @@
 //! End-to-end tests: the real `avap-host` server on 127.0.0.1:0, real HTTP
-//! requests, the real guest in real wasmtime.
+//! requests, the real guest in real wasmtime: what the responses look
+//! like, how executions end (fuel, deadline, memory, output), the gate,
+//! health and metrics, compiled packages; the capabilities beyond the case
+//! folders ([`capabilities`]) and catalog sync with the real brain
+//! ([`catalog_sync`]).
 //!
-//! `cases/{language,capability}/<name>/` holds `script.avap`, `expected.json` (`status` and a
-//! `body` that the response must contain, see [`contains`]) and optionally
-//! `request.json` (`variables`, `query`, `params`). One test runs them all,
-//! against a host granted both capabilities: HTTP with a local upstream
-//! service allow-listed (its base URL is the variable `svc` in every case)
-//! and PostgreSQL with a fresh fixture schema ([`fixtures`]).
+//! The case folders (`cases/`) have a binary of their own, `cases.rs`, one
+//! test per folder.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use avap_host::Config;
 use serde_json::{Value, json};
 
 mod capabilities;
 mod catalog_sync;
 mod common;
 
-use common::{Server, config, contains, fixtures};
-
-#[tokio::test]
-async fn case_folders() {
-    let upstream = fixtures::Upstream::start().await;
-    let schema = fixtures::PgSchema::create().await;
-    let server = Server::start(capability_config(&upstream, &schema)).await;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
-    let mut dirs: Vec<_> = ["language", "capability"]
-        .iter()
-        .flat_map(|group| std::fs::read_dir(root.join(group)).expect("cases/<group>/"))
-        .map(|e| e.expect("entry").path())
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 50, "expected the full case suite, found {}", dirs.len());
-    let mut failures = Vec::new();
-    for dir in &dirs {
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
-        let script = std::fs::read_to_string(dir.join("script.avap")).expect("script.avap");
-        let expected: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).expect("expected.json"))
-                .expect("expected.json is JSON");
-        let request: Value = std::fs::read_to_string(dir.join("request.json"))
-            .map(|s| serde_json::from_str(&s).expect("request.json is JSON"))
-            .unwrap_or(json!({}));
-        let mut body = request.get("params").cloned().unwrap_or(json!({}));
-        body["script"] = json!(script);
-        let mut vars = request.get("variables").cloned().unwrap_or(json!({}));
-        vars["svc"] = json!(upstream.base);
-        body["variables"] = vars;
-        let url = match request.get("query").and_then(Value::as_str) {
-            Some(q) => format!("/api/v1/execute?{q}"),
-            None => "/api/v1/execute".to_string(),
-        };
-        let (status, actual, _) = server.post(&url, body).await;
-        let want_status = expected["status"].as_u64().unwrap_or(200) as u16;
-        if status != want_status {
-            failures.push(format!("{name}: status {status}, expected {want_status}: {actual}"));
-        } else if let Err(e) = contains(&actual, &expected["body"], "body") {
-            failures.push(format!("{name}: {e}\n    response: {actual}"));
-        }
-    }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), dirs.len(), failures.join("\n"));
-}
-
-/// Both capabilities with small caps: `upstream` allow-listed, the database
-/// in `schema`.
-fn capability_config(upstream: &fixtures::Upstream, schema: &fixtures::PgSchema) -> Config {
-    config(|c| {
-        c.http_allow = upstream.authority.clone();
-        c.http_timeout_ms = 500;
-        c.http_max_response_bytes = 64 << 10;
-        c.http_max_requests = 5;
-        c.db_url = schema.url();
-        c.db_statement_timeout_ms = 300;
-        c.db_max_rows = 50;
-        c.timeout_ms = 3000;
-    })
-}
+use common::{Server, config, fixtures};
 
 #[tokio::test]
 async fn execute_returns_the_wire_shape() {
