@@ -15,6 +15,8 @@
 //!   local upstream service (its base URL is the variable `svc`, and
 //!   `{svc}` in expected strings) and PostgreSQL in a fresh schema and role
 //!   of its own (dropped after the case), so no case sees another's rows.
+//! - `[comparison]` tests check the comparison itself: an extra, missing or
+//!   reordered `result` key, or `25.0` for `25`, fails.
 //!
 //! Run one case: `cargo test -p avap-tests --test cases -- --exact
 //! cmd_ormdirect` (without `--exact`, every case whose name contains the
@@ -26,6 +28,7 @@ use std::sync::{Arc, OnceLock};
 use avap_host::Config;
 use avap_tests::case::{self, Case};
 use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::{Value, json};
 
 #[path = "common/mod.rs"]
 mod common;
@@ -66,9 +69,49 @@ fn main() {
             trials.push(trial.with_kind(group));
         }
     }
+    trials.extend(comparison_checks());
     // Exits at once: the shared host and the runtime are not torn down (a
     // capability case drops its schema when it ends).
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// The comparison itself: a `result` that differs from the expected one in
+/// any way fails, whatever else matches.
+fn comparison_checks() -> Vec<Trial> {
+    let case = |result: Value| Case {
+        name: "check".into(),
+        script: String::new(),
+        request: Default::default(),
+        expected: case::Expected {
+            status: 200,
+            body: json!({"success": true, "result": result}).as_object().cloned().unwrap_or_default(),
+        },
+    };
+    let response = |result: Value| json!({"success": true, "result": result, "variables": {}, "logs": []});
+    let checks: [(&str, Value, Value, bool); 8] = [
+        ("the_same_result_passes", json!({"a": 1, "b": [1.5]}), json!({"a": 1, "b": [1.5]}), true),
+        ("an_extra_result_fails", json!({"a": 1}), json!({"a": 1, "b": 2}), false),
+        ("a_missing_result_fails", json!({"a": 1, "b": 2}), json!({"a": 1}), false),
+        ("results_in_another_order_fail", json!({"a": 1, "b": 2}), json!({"b": 2, "a": 1}), false),
+        ("an_extra_key_deep_down_fails", json!({"d": {"k": 1}}), json!({"d": {"k": 1, "j": 2}}), false),
+        ("a_float_is_not_an_int", json!({"a": 25}), json!({"a": 25.0}), false),
+        ("a_tilde_in_a_result_is_text", json!({"e": "~oops"}), json!({"e": "it went oops"}), false),
+        ("svc_stands_for_the_upstream", json!({"u": "{svc}/x"}), json!({"u": "http://127.0.0.1:9/x"}), true),
+    ];
+    checks
+        .into_iter()
+        .map(|(name, expected, actual, passes)| {
+            Trial::test(name, move || {
+                let outcome = case(expected.clone()).check(200, &response(actual.clone()), Some("http://127.0.0.1:9"));
+                match (outcome, passes) {
+                    (Ok(()), true) | (Err(_), false) => Ok(()),
+                    (Ok(()), false) => Err(format!("{actual} passed for {expected}").into()),
+                    (Err(e), true) => Err(e.into()),
+                }
+            })
+            .with_kind("comparison")
+        })
+        .collect()
 }
 
 /// One host for every language case, granting no capability; started by

@@ -17,12 +17,20 @@
 //! Groups: `language/` needs neither an HTTP upstream nor a database;
 //! `capability/` needs the upstream service or PostgreSQL (or both).
 //!
-//! How a response is compared ([`Case::check`]): `status` equal; every
-//! field of `body` the file lists contained ([`contains`]): objects by the
-//! keys listed, arrays element by element with equal length, and a string
-//! starting with `~` matches any string containing the rest. In any
-//! expected string, `{svc}` stands for the base URL of the upstream
-//! service (`http://127.0.0.1:<port>`, capability cases).
+//! What is exact ([`Case::check`]):
+//!
+//! - `status`: equal.
+//! - `body.result`: equal as a whole ([`equal`]): the same keys in the same
+//!   order, no key more or fewer, values equal all the way down, integers
+//!   and floats kept apart. Every case that succeeds (`"success": true`)
+//!   must give it.
+//! - every other field of `body` (`success`, `variables`, `error`, `kind`,
+//!   `line`, `diagnostics`): contained ([`contains`]): objects by the keys
+//!   the expected file lists, arrays element by element with equal length,
+//!   and a string starting with `~` matches any string containing the rest.
+//!   Fields the file does not list are not checked.
+//! - In any expected string, `{svc}` stands for the base URL of the
+//!   upstream service (`http://127.0.0.1:<port>`, capability cases).
 
 pub mod case {
     use std::path::{Path, PathBuf};
@@ -140,7 +148,8 @@ pub mod case {
                 let want = substitute(want, svc);
                 let path = format!("body.{key}");
                 let Some(got) = actual.get(key) else { return fail(format!("{path}: missing")) };
-                if let Err(why) = contains(got, &want, &path) {
+                let compared = if key == "result" { equal(got, &want, &path) } else { contains(got, &want, &path) };
+                if let Err(why) = compared {
                     return fail(why);
                 }
             }
@@ -176,8 +185,14 @@ pub mod case {
                 .filter(|s| (100..=599).contains(s))
                 .ok_or("expected.json: status must be an HTTP status (100 to 599)")?;
             let body = object(obj.get("body"), "expected.json: body")?;
-            if !matches!(body.get("success"), Some(Value::Bool(_))) {
-                return Err("expected.json: body.success must be true or false".into());
+            match body.get("success") {
+                Some(Value::Bool(true)) => {
+                    if !matches!(body.get("result"), Some(Value::Object(_))) {
+                        return Err("expected.json: a successful case gives its whole `result` object".into());
+                    }
+                }
+                Some(Value::Bool(false)) => {}
+                _ => return Err("expected.json: body.success must be true or false".into()),
             }
             Ok(Expected { status, body })
         }
@@ -191,6 +206,26 @@ pub mod case {
             Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, Some(svc))).collect()),
             Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), substitute(v, Some(svc)))).collect()),
             other => other.clone(),
+        }
+    }
+
+    /// `actual` equals `expected` exactly: objects with the same keys in
+    /// the same order, arrays of the same length, numbers with integers and
+    /// floats kept apart (`25` is not `25.0`), strings as they are.
+    pub fn equal(actual: &Value, expected: &Value, path: &str) -> Result<(), String> {
+        match (expected, actual) {
+            (Value::Object(e), Value::Object(a)) => {
+                let (ek, ak): (Vec<_>, Vec<_>) = (e.keys().collect(), a.keys().collect());
+                if ek != ak {
+                    return Err(format!("{path}: keys {ak:?}, expected {ek:?} (in this order)"));
+                }
+                e.iter().zip(a.values()).try_for_each(|((k, ev), av)| equal(av, ev, &format!("{path}.{k}")))
+            }
+            (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
+                e.iter().zip(a).enumerate().try_for_each(|(i, (ev, av))| equal(av, ev, &format!("{path}[{i}]")))
+            }
+            (e, a) if e == a => Ok(()),
+            (e, a) => Err(format!("{path}: expected {e}, got {a}")),
         }
     }
 
