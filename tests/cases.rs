@@ -18,9 +18,11 @@
 //! - `[comparison]` tests check the comparison itself: an extra, missing or
 //!   reordered `result` key, or `25.0` for `25`, fails.
 //!
-//! Run one case: `cargo test -p avap-tests --test cases -- --exact
-//! cmd_ormdirect` (without `--exact`, every case whose name contains the
-//! text; `-- capability` runs a group; `-- --list` lists them).
+//! Run one case by its name: `cargo test -p avap-tests --test cases --
+//! cmd_ormdirect` (a filter that is a whole case name runs that case
+//! alone; any other filter runs every test whose name contains it, such as
+//! `-- cmd_ormdirect_` or the group, `-- capability`). `-- --list` lists
+//! every test.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -38,7 +40,7 @@ use common::{Server, config, fixtures};
 const GROUPS: [&str; 2] = ["language", "capability"];
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
     let runtime = Arc::new(
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime"),
     );
@@ -70,6 +72,10 @@ fn main() {
         }
     }
     trials.extend(comparison_checks());
+    // A filter that is a case's whole name runs that case alone: without
+    // this, `cmd_ormdirect` would also run `cmd_ormdirect_errors` and
+    // `cmd_ormdirect_injection`.
+    args.exact |= args.filter.as_ref().is_some_and(|f| trials.iter().any(|t| t.name() == f));
     // Exits at once: the shared host and the runtime are not torn down (a
     // capability case drops its schema when it ends).
     libtest_mimic::run(&args, trials).exit();

@@ -19,9 +19,10 @@
 //! query string as `[name, value]` pairs and `params` as `body`, no limits
 //! (the guest's defaults) and no catalog (every built-in command).
 //!
-//! Run one case: `cargo test -p avap-guest-vm --test cases -- --exact
-//! template_strings` (without `--exact`, every case whose name contains
-//! the text; `-- --list` lists them).
+//! Run one case by its name: `cargo test -p avap-guest-vm --test cases --
+//! template_strings` (a filter that is a whole case name runs that case
+//! alone; any other filter, every case whose name contains it). `--
+//! --list` lists every case.
 
 use std::path::Path;
 
@@ -30,7 +31,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Map, Value, json};
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases/language");
     let trials = match case::folders(&root) {
         Ok(dirs) if !dirs.is_empty() => dirs
@@ -40,6 +41,9 @@ fn main() {
         Ok(_) => vec![Trial::test("language_folders", || Err("no case folders in tests/cases/language".into()))],
         Err(e) => vec![Trial::test("language_folders", move || Err(e.into()))],
     };
+    // A filter that is a case's whole name runs that case alone (not also
+    // `cmd_encodemd5_errors` for `cmd_encodemd5`).
+    args.exact |= args.filter.as_ref().is_some_and(|f| trials.iter().any(|t| t.name() == f));
     libtest_mimic::run(&args, trials).exit();
 }
 
