@@ -2,8 +2,8 @@
 //! requests, the real guest in real wasmtime: what the responses look
 //! like, how executions end (fuel, deadline, memory, output), the gate,
 //! health and metrics, compiled packages; the capabilities beyond the case
-//! folders ([`capabilities`]) and catalog sync with the real brain
-//! ([`catalog_sync`]).
+//! folders ([`capabilities`]), catalog sync with the real brain
+//! ([`catalog_sync`]), and HTTP edge cases at the router ([`router`]).
 //!
 //! The case folders (`cases/`) have a binary of their own, `cases.rs`, one
 //! test per folder.
@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 mod capabilities;
 mod catalog_sync;
 mod common;
+mod router;
 
 use common::{Server, config, fixtures};
 
@@ -31,39 +32,6 @@ async fn execute_returns_the_wire_shape() {
     assert_eq!(logs[0]["command"], json!("addVar"));
     assert_eq!(logs[0]["success"], json!(true));
     assert!(logs[0]["duration_ms"].is_number());
-}
-
-#[tokio::test]
-async fn bad_requests_get_400_with_a_message() {
-    let server = Server::default().await;
-    let resp = server
-        .client
-        .post(format!("{}/api/v1/execute", server.base))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status().as_u16(), 400);
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(body["success"], json!(false));
-    assert!(body["error"].as_str().unwrap_or("").contains("not valid JSON"), "{body}");
-
-    let (status, body, _) = server.post("/api/v1/execute", json!({"script": "   "})).await;
-    assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap_or("").contains("empty"), "{body}");
-    let (status, _, _) = server.post("/api/v1/execute", json!({"variables": {}})).await;
-    assert_eq!(status, 400);
-    server.assert_healthy().await;
-}
-
-#[tokio::test]
-async fn oversized_body_gets_413() {
-    let server = Server::start(config(|c| c.max_body_bytes = 1024)).await;
-    let (status, body, _) = server.post("/api/v1/execute", json!({"script": "x".repeat(2048)})).await;
-    assert_eq!(status, 413, "{body}");
-    assert_eq!(body["kind"], json!("too_large"));
-    server.assert_healthy().await;
 }
 
 #[tokio::test]
