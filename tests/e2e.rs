@@ -227,3 +227,27 @@ async fn compile_returns_diagnostics_or_a_package_that_execute_runs() {
     let (_, metrics) = server.get_text("/metrics").await;
     assert!(metrics.contains("avap_rejects_total{reason=\"integrity\"} 1"), "{metrics}");
 }
+
+/// The PostgreSQL fixture's drop guard: a test that panics still leaves
+/// neither its schema nor its role behind.
+#[tokio::test]
+async fn a_fixture_schema_and_its_role_are_dropped_when_a_test_panics() {
+    let (names_tx, names_rx) = std::sync::mpsc::channel();
+    let failed = tokio::spawn(async move {
+        let schema = fixtures::PgSchema::create().await;
+        names_tx.send((schema.name.clone(), schema.role.clone())).expect("send the names");
+        panic!("a test failing while it holds the schema");
+    })
+    .await;
+    assert!(failed.is_err_and(|e| e.is_panic()), "the task should have panicked");
+    let (schema, role) = names_rx.recv().expect("the fixture was created");
+    let (client, connection) =
+        tokio_postgres::connect(&fixtures::pg_url(), tokio_postgres::NoTls).await.expect("connect as the admin");
+    tokio::spawn(connection);
+    let count = |sql: &'static str, name: String| {
+        let client = &client;
+        async move { client.query_one(sql, &[&name]).await.expect(sql).get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema.clone()).await, 0, "{schema}");
+    assert_eq!(count("SELECT count(*) FROM pg_roles WHERE rolname = $1", role.clone()).await, 0, "{role}");
+}
