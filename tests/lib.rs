@@ -12,25 +12,29 @@
 //!   top-level keys of the request body, what `addParam` reads after the
 //!   query string);
 //! - `expected.json`: `status`, the HTTP status, and `body`, the response
-//!   body as [`Case::check`] compares it.
+//!   body as [`case::Case::check`] compares it.
 //!
 //! Groups: `language/` needs neither an HTTP upstream nor a database;
 //! `capability/` needs the upstream service or PostgreSQL (or both).
 //!
-//! What is exact ([`Case::check`]):
+//! What is exact ([`case::Case::check`]):
 //!
 //! - `status`: equal.
-//! - `body.result`: equal as a whole ([`equal`]): the same keys in the same
-//!   order, no key more or fewer, values equal all the way down, integers
-//!   and floats kept apart. Every case that succeeds (`"success": true`)
-//!   must give it.
+//! - `body.result`: equal as a whole ([`case::equal`]): the same keys in
+//!   the same order, no key more or fewer, values equal all the way down,
+//!   integers and floats kept apart. Every case that succeeds
+//!   (`"success": true`) must give it.
 //! - every other field of `body` (`success`, `variables`, `error`, `kind`,
-//!   `line`, `diagnostics`): contained ([`contains`]): objects by the keys
-//!   the expected file lists, arrays element by element with equal length,
-//!   and a string starting with `~` matches any string containing the rest.
-//!   Fields the file does not list are not checked.
+//!   `line`, `diagnostics`): contained ([`case::contains`]): objects by the
+//!   keys the expected file lists, arrays element by element with equal
+//!   length, and a string starting with `~` matches any string containing
+//!   the rest. Fields the file does not list are not checked.
 //! - In any expected string, `{svc}` stands for the base URL of the
 //!   upstream service (`http://127.0.0.1:<port>`, capability cases).
+//!
+//! Run one case by its name: `cargo test -p avap-tests --test cases --
+//! cmd_ormdirect` (through the host), `cargo test -p avap-guest-vm --test
+//! cases -- template_strings` (natively, language cases).
 
 pub mod case {
     use std::path::{Path, PathBuf};
