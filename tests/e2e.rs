@@ -1,78 +1,23 @@
 //! End-to-end tests: the real `avap-host` server on 127.0.0.1:0, real HTTP
-//! requests, the real guest in real wasmtime.
+//! requests, the real guest in real wasmtime: what the responses look
+//! like, how executions end (fuel, deadline, memory, output), the gate,
+//! health and metrics, compiled packages; the capabilities beyond the case
+//! folders ([`capabilities`]), catalog sync with the real brain
+//! ([`catalog_sync`]), and HTTP edge cases at the router ([`router`]).
 //!
-//! `cases/<name>/` holds `script.avap`, `expected.json` (`status` and a
-//! `body` that the response must contain, see [`contains`]) and optionally
-//! `request.json` (`variables`, `query`, `params`). One test runs them all,
-//! against a host granted both capabilities: HTTP with a local upstream
-//! service allow-listed (its base URL is the variable `svc` in every case)
-//! and PostgreSQL with a fresh fixture schema ([`fixtures`]).
+//! The case folders (`cases/`) have a binary of their own, `cases.rs`, one
+//! test per folder.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use avap_host::Config;
 use serde_json::{Value, json};
 
 mod capabilities;
 mod catalog_sync;
 mod common;
+mod router;
 
-use common::{Server, config, contains, fixtures};
-
-#[tokio::test]
-async fn case_folders() {
-    let upstream = fixtures::Upstream::start().await;
-    let schema = fixtures::PgSchema::create().await;
-    let server = Server::start(capability_config(&upstream, &schema)).await;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root).expect("cases/").map(|e| e.expect("entry").path()).collect();
-    dirs.sort();
-    assert!(dirs.len() >= 50, "expected the full case suite, found {}", dirs.len());
-    let mut failures = Vec::new();
-    for dir in &dirs {
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
-        let script = std::fs::read_to_string(dir.join("script.avap")).expect("script.avap");
-        let expected: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).expect("expected.json"))
-                .expect("expected.json is JSON");
-        let request: Value = std::fs::read_to_string(dir.join("request.json"))
-            .map(|s| serde_json::from_str(&s).expect("request.json is JSON"))
-            .unwrap_or(json!({}));
-        let mut body = request.get("params").cloned().unwrap_or(json!({}));
-        body["script"] = json!(script);
-        let mut vars = request.get("variables").cloned().unwrap_or(json!({}));
-        vars["svc"] = json!(upstream.base);
-        body["variables"] = vars;
-        let url = match request.get("query").and_then(Value::as_str) {
-            Some(q) => format!("/api/v1/execute?{q}"),
-            None => "/api/v1/execute".to_string(),
-        };
-        let (status, actual, _) = server.post(&url, body).await;
-        let want_status = expected["status"].as_u64().unwrap_or(200) as u16;
-        if status != want_status {
-            failures.push(format!("{name}: status {status}, expected {want_status}: {actual}"));
-        } else if let Err(e) = contains(&actual, &expected["body"], "body") {
-            failures.push(format!("{name}: {e}\n    response: {actual}"));
-        }
-    }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), dirs.len(), failures.join("\n"));
-}
-
-/// Both capabilities with small caps: `upstream` allow-listed, the database
-/// in `schema`.
-fn capability_config(upstream: &fixtures::Upstream, schema: &fixtures::PgSchema) -> Config {
-    config(|c| {
-        c.http_allow = upstream.authority.clone();
-        c.http_timeout_ms = 500;
-        c.http_max_response_bytes = 64 << 10;
-        c.http_max_requests = 5;
-        c.db_url = schema.url();
-        c.db_statement_timeout_ms = 300;
-        c.db_max_rows = 50;
-        c.timeout_ms = 3000;
-    })
-}
+use common::{Server, config, fixtures};
 
 #[tokio::test]
 async fn execute_returns_the_wire_shape() {
@@ -87,52 +32,6 @@ async fn execute_returns_the_wire_shape() {
     assert_eq!(logs[0]["command"], json!("addVar"));
     assert_eq!(logs[0]["success"], json!(true));
     assert!(logs[0]["duration_ms"].is_number());
-}
-
-#[tokio::test]
-async fn bad_requests_get_400_with_a_message() {
-    let server = Server::default().await;
-    let resp = server
-        .client
-        .post(format!("{}/api/v1/execute", server.base))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status().as_u16(), 400);
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(body["success"], json!(false));
-    assert!(body["error"].as_str().unwrap_or("").contains("not valid JSON"), "{body}");
-
-    let (status, body, _) = server.post("/api/v1/execute", json!({"script": "   "})).await;
-    assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap_or("").contains("empty"), "{body}");
-    let (status, _, _) = server.post("/api/v1/execute", json!({"variables": {}})).await;
-    assert_eq!(status, 400);
-    server.assert_healthy().await;
-}
-
-#[tokio::test]
-async fn oversized_body_gets_413() {
-    let server = Server::start(config(|c| c.max_body_bytes = 1024)).await;
-    let (status, body, _) = server.post("/api/v1/execute", json!({"script": "x".repeat(2048)})).await;
-    assert_eq!(status, 413, "{body}");
-    assert_eq!(body["kind"], json!("too_large"));
-    server.assert_healthy().await;
-}
-
-#[tokio::test]
-async fn nothing_survives_between_executions() {
-    let server = Server::default().await;
-    let (status, _) = server.run("secret = \"hunter2\"\nAddvariableToJSON(k, secret, doc)\naddResult(doc)").await;
-    assert_eq!(status, 200);
-    for _ in 0..5 {
-        let (status, body) = server.run("addResult(secret)\naddResult(doc)").await;
-        assert_eq!(status, 200);
-        assert_eq!(body["result"], json!({"secret": null, "doc": null}));
-        assert_eq!(body["variables"], json!({}), "no variable may leak in: {body}");
-    }
 }
 
 const BUSY_LOOP: &str =
@@ -327,4 +226,28 @@ async fn compile_returns_diagnostics_or_a_package_that_execute_runs() {
     assert_eq!(status, 400, "{body}");
     let (_, metrics) = server.get_text("/metrics").await;
     assert!(metrics.contains("avap_rejects_total{reason=\"integrity\"} 1"), "{metrics}");
+}
+
+/// The PostgreSQL fixture's drop guard: a test that panics still leaves
+/// neither its schema nor its role behind.
+#[tokio::test]
+async fn a_fixture_schema_and_its_role_are_dropped_when_a_test_panics() {
+    let (names_tx, names_rx) = std::sync::mpsc::channel();
+    let failed = tokio::spawn(async move {
+        let schema = fixtures::PgSchema::create().await;
+        names_tx.send((schema.name.clone(), schema.role.clone())).expect("send the names");
+        panic!("a test failing while it holds the schema");
+    })
+    .await;
+    assert!(failed.is_err_and(|e| e.is_panic()), "the task should have panicked");
+    let (schema, role) = names_rx.recv().expect("the fixture was created");
+    let (client, connection) =
+        tokio_postgres::connect(&fixtures::pg_url(), tokio_postgres::NoTls).await.expect("connect as the admin");
+    tokio::spawn(connection);
+    let count = |sql: &'static str, name: String| {
+        let client = &client;
+        async move { client.query_one(sql, &[&name]).await.expect(sql).get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema.clone()).await, 0, "{schema}");
+    assert_eq!(count("SELECT count(*) FROM pg_roles WHERE rolname = $1", role.clone()).await, 0, "{role}");
 }

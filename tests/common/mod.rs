@@ -1,6 +1,6 @@
 //! What the test binaries share: the server under test on 127.0.0.1:0, the
-//! configuration they start from, the containment check of case folders,
-//! and the services the capabilities talk to ([`fixtures`]).
+//! configuration they start from, and the services the capabilities talk
+//! to ([`fixtures`]).
 
 #![allow(dead_code)]
 
@@ -72,28 +72,4 @@ pub fn config(f: impl FnOnce(&mut Config)) -> Config {
     c.standalone = true;
     f(&mut c);
     c
-}
-
-/// `expected` is contained in `actual`: objects by key (recursively), arrays
-/// element by element with equal length, numbers with int/float kept apart,
-/// and a string starting with `~` matches any string containing the rest.
-pub fn contains(actual: &Value, expected: &Value, path: &str) -> Result<(), String> {
-    match (expected, actual) {
-        (Value::Object(e), Value::Object(a)) => e.iter().try_for_each(|(k, v)| match a.get(k) {
-            Some(av) => contains(av, v, &format!("{path}.{k}")),
-            None => Err(format!("{path}.{k}: missing")),
-        }),
-        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
-            e.iter().zip(a).enumerate().try_for_each(|(i, (ev, av))| contains(av, ev, &format!("{path}[{i}]")))
-        }
-        (Value::String(e), Value::String(a)) if e.starts_with('~') => {
-            if a.contains(&e[1..]) {
-                Ok(())
-            } else {
-                Err(format!("{path}: {a:?} does not contain {:?}", &e[1..]))
-            }
-        }
-        (e, a) if e == a => Ok(()),
-        (e, a) => Err(format!("{path}: expected {e}, got {a}")),
-    }
 }
