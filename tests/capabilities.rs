@@ -17,7 +17,7 @@ fn result(body: &Value) -> &Value {
 async fn refused_destinations_receive_no_traffic() {
     let allowed = Upstream::start().await;
     let other = Upstream::start().await;
-    let server = Server::start(config(|c| c.http_allow = allowed.authority.clone())).await;
+    let server = Server::start(config(|c| c.http_allow = allowed.authority.parse().expect("allow-list"))).await;
     let port = other.port();
     let script = format!(
         "try()\n RequestGet(\"{other}/text\", , , r)\nexception(direct)\nend()\n\
@@ -51,8 +51,8 @@ async fn refused_destinations_receive_no_traffic() {
 async fn a_host_that_grants_nothing_answers_with_catchable_errors() {
     let upstream = Upstream::start().await;
     let server = Server::start(config(|c| {
-        c.capabilities = String::new();
-        c.http_allow = upstream.authority.clone();
+        c.capabilities = Default::default();
+        c.http_allow = upstream.authority.parse().expect("allow-list");
     }))
     .await;
     let script = format!(
@@ -229,7 +229,7 @@ async fn waiting_on_http_holds_no_thread() {
     let upstream = Upstream::start().await;
     let server = std::sync::Arc::new(
         Server::start(config(|c| {
-            c.http_allow = upstream.authority.clone();
+            c.http_allow = upstream.authority.parse().expect("allow-list");
             c.timeout_ms = 5000;
         }))
         .await,
@@ -253,7 +253,7 @@ async fn waiting_on_http_holds_no_thread() {
 async fn execution_deadline_cuts_a_slow_request() {
     let upstream = Upstream::start().await;
     let server = Server::start(config(|c| {
-        c.http_allow = upstream.authority.clone();
+        c.http_allow = upstream.authority.parse().expect("allow-list");
         c.timeout_ms = 400;
     }))
     .await;
@@ -310,7 +310,8 @@ async fn an_allow_listed_name_opens_only_its_port() {
     let allowed = Upstream::start().await;
     let other = Upstream::start().await;
     let (allowed_port, other_port) = (allowed.port(), other.port());
-    let server = Server::start(config(|c| c.http_allow = format!("localhost:{allowed_port}"))).await;
+    let allow = format!("localhost:{allowed_port}").parse().expect("allow-list");
+    let server = Server::start(config(|c| c.http_allow = allow)).await;
     let script = format!(
         "RequestGet(\"http://LocalHost:{allowed_port}/text\", , , ok)\n\
          try()\n RequestGet(\"http://localhost:{other_port}/text\", , , r)\nexception(e)\nend()\naddResult(ok)\naddResult(e)"

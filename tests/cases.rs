@@ -123,7 +123,7 @@ fn comparison_checks() -> Vec<Trial> {
 /// One host for every language case, granting no capability; started by
 /// the first case that needs it.
 fn run_language(runtime: &tokio::runtime::Runtime, host: &OnceLock<Server>, case: &Case) -> Result<(), Failed> {
-    let server = host.get_or_init(|| runtime.block_on(Server::start(config(|c| c.capabilities = String::new()))));
+    let server = host.get_or_init(|| runtime.block_on(Server::start(config(|c| c.capabilities = Default::default()))));
     let (status, body, _) = runtime.block_on(server.post(&case.path_and_query(), case.request_body(None)));
     case.check(status, &body, None).map_err(Failed::from)
 }
@@ -143,7 +143,7 @@ fn run_capability(runtime: &tokio::runtime::Runtime, case: &Case) -> Result<(), 
 /// in `schema`.
 fn capability_config(upstream: &fixtures::Upstream, schema: &fixtures::PgSchema) -> Config {
     config(|c| {
-        c.http_allow = upstream.authority.clone();
+        c.http_allow = upstream.authority.parse().expect("allow-list");
         c.http_timeout_ms = 500;
         c.http_max_response_bytes = 64 << 10;
         c.http_max_requests = 5;

@@ -140,7 +140,7 @@ async fn an_oversized_body_gets_413() {
 /// token every detail; execution and metrics need the token.
 #[tokio::test]
 async fn health_is_brief_without_the_token_and_detailed_with_it() {
-    let app = router(config(|c| c.api_tokens = "t0ken-one,t0ken-two".into())).await;
+    let app = router(config(|c| c.api_tokens = "t0ken-one,t0ken-two".parse().expect("list"))).await;
     let health = |auth: Option<&'static str>| {
         let headers: Vec<_> = auth.map(|a| ("authorization", a)).into_iter().collect();
         request(Method::GET, "/health", &headers, Body::empty())

@@ -178,8 +178,8 @@ async fn hostile_cases() {
         .await;
     schema.as_owner("CREATE FUNCTION imports_passwd() RETURNS oid LANGUAGE plpgsql AS $$ BEGIN RETURN lo_import('/etc/passwd'); END $$").await;
     let base = |c: &mut avap_host::Config| {
-        c.http_allow = upstream.authority.clone();
-        c.http_dns_servers = dns.addr.to_string();
+        c.http_allow = upstream.authority.parse().expect("allow-list");
+        c.http_dns_servers = vec![dns.addr].into();
         c.db_statement_timeout_ms = 500;
     };
     let lite = Server::start(config(base)).await;
@@ -479,8 +479,8 @@ async fn front_door_browsers_are_kept_to_their_origins() {
     let _serial = SERIAL.lock().await;
     let upstream = Upstream::start().await;
     let server = Server::start(config(|c| {
-        c.cors_origins = "https://app.example.com".into();
-        c.http_allow = upstream.authority.clone();
+        c.cors_origins = "https://app.example.com".parse().expect("list");
+        c.http_allow = upstream.authority.parse().expect("allow-list");
     }))
     .await;
     // A script with a side effect: a refused request must never run it.
@@ -527,7 +527,7 @@ async fn front_door_browsers_are_kept_to_their_origins() {
 #[tokio::test]
 async fn front_door_tokens_guard_execution_and_metrics() {
     let _serial = SERIAL.lock().await;
-    let server = Server::start(config(|c| c.api_tokens = "first-token,second-token".into())).await;
+    let server = Server::start(config(|c| c.api_tokens = "first-token,second-token".parse().expect("list"))).await;
     let body = || serde_json::to_vec(&json!({"script": "addVar(a, 1)\naddResult(a)"})).expect("json");
     let (status, text, headers) = post_raw(&server, body(), "application/json", &[]).await;
     assert_eq!(status, 401, "{text}");
@@ -585,8 +585,8 @@ async fn dns_slow_names_cost_only_their_own_execution() {
     let port = upstream.port().to_string();
     let server = Arc::new(
         Server::start(config(|c| {
-            c.http_allow = format!("fast.test:{port}");
-            c.http_dns_servers = dns.addr.to_string();
+            c.http_allow = format!("fast.test:{port}").parse().expect("allow-list");
+            c.http_dns_servers = vec![dns.addr].into();
             c.http_timeout_ms = 2000;
             c.timeout_ms = 6000;
         }))
@@ -627,7 +627,7 @@ async fn outbound_requests_in_flight_are_capped() {
     let upstream = Upstream::start().await;
     let server = Arc::new(
         Server::start(config(|c| {
-            c.http_allow = upstream.authority.clone();
+            c.http_allow = upstream.authority.parse().expect("allow-list");
             c.http_max_connections = 1;
             c.timeout_ms = 5000;
         }))
@@ -717,8 +717,8 @@ async fn ssrf_in_namespaces(ns: Arc<netns::Namespaces>) {
     ])
     .await;
     let server = Server::start(config(|c| {
-        c.http_allow = format!("{TARGET_V4}:8080,good.test:8080");
-        c.http_dns_servers = dns.addr.to_string();
+        c.http_allow = format!("{TARGET_V4}:8080,good.test:8080").parse().expect("allow-list");
+        c.http_dns_servers = vec![dns.addr].into();
         c.timeout_ms = 3000;
         c.http_timeout_ms = 1000;
     }))
