@@ -27,24 +27,29 @@
 //! to what is left of the execution's deadline.
 
 use std::io;
-use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, Pool, RecycleError, RecycleResult};
 use futures_util::{StreamExt, pin_mut};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, NoTls, TlsConnect, TlsStream};
-use tokio_postgres::types::{FromSql, ToSql, Type};
+use tokio_postgres::tls::{MakeTlsConnect, NoTls};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, SimpleQueryMessage};
 
-use super::{Cell, DbConfig, Failure, Param, Reply, checked_json, describe};
+use super::{DbConfig, Failure, Param, Reply};
 use avap_abi::MAX_REPLY_BYTES;
+
+mod capped;
+mod types;
+
+use capped::CappedTls;
+pub use capped::{Capped, CappedTlsStream};
+use types::{Bound, RawCell, bind, cell};
 
 /// The largest message the server may send, in bytes: the reply cap plus
 /// room for the row's framing.
@@ -249,202 +254,6 @@ async fn run_on(
         reply.push_row(cells)?;
     }
     Ok(reply.finish())
-}
-
-/// A column's bytes in the binary format, whatever its type.
-struct RawCell<'a>(Option<&'a [u8]>);
-
-impl<'a> FromSql<'a> for RawCell<'a> {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(RawCell(Some(raw)))
-    }
-    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(RawCell(None))
-    }
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-}
-
-/// One PostgreSQL value as a reply cell, by its column type.
-fn cell<'a>(name: &str, ty: &Type, raw: Option<&'a [u8]>) -> Result<Cell<'a>, Failure> {
-    use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
-    let Some(raw) = raw else { return Ok(Cell::Null) };
-    let bad = |e: Box<dyn std::error::Error + Sync + Send>| Failure::Message(format!("column '{name}': {e}"));
-    fn decode<'a, T: FromSql<'a>>(ty: &Type, raw: &'a [u8]) -> Result<T, Box<dyn std::error::Error + Sync + Send>> {
-        T::from_sql(ty, raw)
-    }
-    Ok(match *ty {
-        Type::BOOL => Cell::Bool(decode(ty, raw).map_err(bad)?),
-        Type::INT2 => Cell::Int(decode::<i16>(ty, raw).map_err(bad)?.into()),
-        Type::INT4 => Cell::Int(decode::<i32>(ty, raw).map_err(bad)?.into()),
-        Type::INT8 => Cell::Int(decode(ty, raw).map_err(bad)?),
-        Type::OID => Cell::Int(decode::<u32>(ty, raw).map_err(bad)?.into()),
-        Type::FLOAT4 => Cell::Float(decode::<f32>(ty, raw).map_err(bad)?.into()),
-        Type::FLOAT8 => Cell::Float(decode(ty, raw).map_err(bad)?),
-        Type::NUMERIC => {
-            let d: rust_decimal::Decimal = decode(ty, raw).map_err(|_| {
-                Failure::Message(format!(
-                    "column '{name}' holds a NUMERIC that cannot be returned as a number; cast it (e.g. {name}::text)"
-                ))
-            })?;
-            // Whole numbers (SUM of integers, say) stay integers.
-            match (d.scale(), i64::try_from(d)) {
-                (0, Ok(n)) => Cell::Int(n),
-                _ => Cell::Float(f64::try_from(d).unwrap_or(f64::NAN)),
-            }
-        }
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::XML => {
-            Cell::Text(std::str::from_utf8(raw).map_err(|e| bad(e.into()))?)
-        }
-        Type::JSON => checked_json(name, std::str::from_utf8(raw).map_err(|e| bad(e.into()))?)?,
-        Type::JSONB => match raw.split_first() {
-            // The binary jsonb format: a version byte (1), then the text.
-            Some((1, text)) => checked_json(name, std::str::from_utf8(text).map_err(|e| bad(e.into()))?)?,
-            _ => return Err(Failure::Message(format!("column '{name}': unknown jsonb format"))),
-        },
-        Type::UUID => Cell::Owned(decode::<uuid::Uuid>(ty, raw).map_err(bad)?.to_string()),
-        Type::TIMESTAMPTZ => {
-            Cell::Owned(decode::<DateTime<Utc>>(ty, raw).map_err(bad)?.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-        }
-        Type::TIMESTAMP => {
-            Cell::Owned(decode::<NaiveDateTime>(ty, raw).map_err(bad)?.format("%Y-%m-%dT%H:%M:%S%.f").to_string())
-        }
-        Type::DATE => Cell::Owned(decode::<NaiveDate>(ty, raw).map_err(bad)?.to_string()),
-        Type::TIME => Cell::Owned(decode::<NaiveTime>(ty, raw).map_err(bad)?.to_string()),
-        Type::BYTEA => {
-            if raw.len() * 2 > MAX_REPLY_BYTES {
-                return Err(super::over_reply_cap());
-            }
-            Cell::Owned(format!("\\x{}", hex::encode(raw)))
-        }
-        Type::VOID => Cell::Null,
-        _ if ty.name() == "citext" => Cell::Text(std::str::from_utf8(raw).map_err(|e| bad(e.into()))?),
-        _ => {
-            return Err(Failure::Message(format!(
-                "column '{name}' has SQL type {}, which ormDirect cannot return; cast it in the query (e.g. {name}::text)",
-                ty.name().to_ascii_uppercase()
-            )));
-        }
-    })
-}
-
-fn int_of(value: &Param) -> Option<i64> {
-    // 2^63 as a float: the first value past i64's range.
-    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-    match value {
-        Param::Int(i) => Some(*i),
-        Param::Float(f) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(f) => Some(*f as i64),
-        Param::Text(s) => s.trim().parse().ok(),
-        Param::Bool(b) => Some(i64::from(*b)),
-        _ => None,
-    }
-}
-
-fn float_of(value: &Param) -> Option<f64> {
-    match value {
-        Param::Int(i) => Some(*i as f64),
-        Param::Float(f) => Some(*f),
-        Param::Text(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-type Bound<'a> = Box<dyn ToSql + Sync + Send + 'a>;
-
-/// JSON text bound as `json` or `jsonb` as it is: never parsed into a tree.
-/// (The text was validated with the request.)
-#[derive(Debug)]
-struct RawJson<'a>(std::borrow::Cow<'a, str>);
-
-impl ToSql for RawJson<'_> {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        if *ty == Type::JSONB {
-            // The binary jsonb format: a version byte, then the text.
-            out.extend_from_slice(&[1]);
-        }
-        out.extend_from_slice(self.0.as_bytes());
-        Ok(tokio_postgres::types::IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSON || *ty == Type::JSONB
-    }
-
-    tokio_postgres::types::to_sql_checked!();
-}
-
-/// Binds `value` as the PostgreSQL type `ty` the server inferred.
-fn bind<'a>(value: &'a Param<'a>, ty: &Type) -> Result<Bound<'a>, String> {
-    use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-    fn some<'a, T: ToSql + Sync + Send + 'a>(v: T) -> Bound<'a> {
-        Box::new(Some(v))
-    }
-    if matches!(value, Param::Null) {
-        return Ok(Box::new(None::<String>));
-    }
-    let expected =
-        |what: &str| format!("expected {what} (SQL type {}), got {}", ty.name().to_ascii_uppercase(), describe(value));
-    let int = || int_of(value).ok_or_else(|| expected("an integer"));
-    let text = value.text();
-    Ok(match *ty {
-        Type::INT2 => some(i16::try_from(int()?).map_err(|_| expected("a 16-bit integer"))?),
-        Type::INT4 => some(i32::try_from(int()?).map_err(|_| expected("a 32-bit integer"))?),
-        Type::INT8 => some(int()?),
-        Type::FLOAT4 => some(float_of(value).ok_or_else(|| expected("a number"))? as f32),
-        Type::FLOAT8 => some(float_of(value).ok_or_else(|| expected("a number"))?),
-        Type::NUMERIC => some(
-            rust_decimal::Decimal::from_str(text.trim())
-                .or_else(|_| rust_decimal::Decimal::from_scientific(text.trim()))
-                .map_err(|_| expected("a number"))?,
-        ),
-        Type::BOOL => some(match value {
-            Param::Bool(b) => *b,
-            Param::Int(0) => false,
-            Param::Int(1) => true,
-            Param::Text(s) if ["true", "t", "1"].contains(&s.to_ascii_lowercase().as_str()) => true,
-            Param::Text(s) if ["false", "f", "0"].contains(&s.to_ascii_lowercase().as_str()) => false,
-            _ => return Err(expected("a boolean")),
-        }),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => some(text.into_owned()),
-        _ if ty.name() == "citext" => some(text.into_owned()),
-        Type::JSON | Type::JSONB => some(RawJson(match value {
-            Param::Json(raw) => std::borrow::Cow::Borrowed(raw.get()),
-            other => std::borrow::Cow::Owned(other.json_text()),
-        })),
-        Type::UUID => some(uuid::Uuid::parse_str(text.trim()).map_err(|_| expected("a UUID"))?),
-        Type::TIMESTAMPTZ => some(
-            DateTime::parse_from_rfc3339(text.trim())
-                .map(|d| d.with_timezone(&Utc))
-                .or_else(|_| naive_datetime(&text).map(|n| n.and_utc()))
-                .or_else(|_| {
-                    float_of(value).and_then(|s| DateTime::<Utc>::from_timestamp_micros((s * 1e6) as i64)).ok_or(())
-                })
-                .map_err(|_| expected("an ISO 8601 date-time or a Unix timestamp"))?,
-        ),
-        Type::TIMESTAMP => some(naive_datetime(&text).map_err(|_| expected("an ISO 8601 date-time"))?),
-        Type::DATE => some(NaiveDate::from_str(text.trim()).map_err(|_| expected("a date (YYYY-MM-DD)"))?),
-        Type::TIME => some(NaiveTime::from_str(text.trim()).map_err(|_| expected("a time (HH:MM:SS)"))?),
-        _ => {
-            return Err(format!(
-                "cannot bind a value as SQL type {}; cast the parameter in the query (e.g. ${{name}}::text)",
-                ty.name().to_ascii_uppercase()
-            ));
-        }
-    })
-}
-
-fn naive_datetime(text: &str) -> Result<chrono::NaiveDateTime, ()> {
-    let text = text.trim();
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
-        .or_else(|| chrono::NaiveDate::from_str(text).ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
-        .ok_or(())
 }
 
 /// A PostgreSQL error as the script sees it, by its SQLSTATE. Connection
@@ -661,175 +470,4 @@ async fn check_role(client: &Client, allow: bool) -> Result<(), ConnectError> {
         return Ok(());
     }
     Err(ConnectError::Privileged(why))
-}
-
-/// A stream that reads PostgreSQL backend messages and fails as soon as a
-/// message header announces more than [`MAX_MESSAGE_BYTES`].
-///
-/// Every message from the server after start-up is framed: one type byte,
-/// then a 4-byte big-endian length that counts itself but not the type
-/// byte. The reader tracks where each header falls in the bytes it passes
-/// on; writes go through untouched.
-pub struct Capped<S> {
-    inner: S,
-    /// Bytes of the current header seen so far (0..5), or `None` while in a
-    /// message's body.
-    header: [u8; 5],
-    have: usize,
-    /// Body bytes of the current message still to come.
-    remaining: usize,
-    cap: usize,
-    over_cap: Arc<AtomicBool>,
-}
-
-impl<S> Capped<S> {
-    pub fn new(inner: S, over_cap: Arc<AtomicBool>) -> Self {
-        Capped { inner, header: [0; 5], have: 0, remaining: 0, cap: MAX_MESSAGE_BYTES, over_cap }
-    }
-
-    /// Follows the framing through `bytes` just read.
-    fn scan(&mut self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
-            if self.remaining > 0 {
-                let n = self.remaining.min(bytes.len());
-                self.remaining -= n;
-                bytes = &bytes[n..];
-                continue;
-            }
-            let n = (5 - self.have).min(bytes.len());
-            self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
-            self.have += n;
-            bytes = &bytes[n..];
-            if self.have == 5 {
-                self.have = 0;
-                let len = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]) as usize;
-                let body = len
-                    .checked_sub(4)
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad message length"))?;
-                if body > self.cap {
-                    self.over_cap.store(true, Ordering::Relaxed);
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("the server sent a message of {body} bytes, over the cap of {} bytes", self.cap),
-                    ));
-                }
-                self.remaining = body;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let fresh = buf.filled()[before..].to_vec();
-                Poll::Ready(self.scan(&fresh))
-            }
-            other => other,
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// TLS whose plain side goes through [`Capped`].
-struct CappedTls<T> {
-    inner: T,
-    over_cap: Arc<AtomicBool>,
-}
-
-/// A TLS stream under the cap, keeping its channel binding.
-pub struct CappedTlsStream<T>(Capped<T>);
-
-impl<S, T> TlsConnect<S> for CappedTls<T>
-where
-    T: TlsConnect<S> + Send + 'static,
-    T::Future: Send + 'static,
-    T::Stream: Send + 'static,
-{
-    type Stream = CappedTlsStream<T::Stream>;
-    type Error = T::Error;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Stream, T::Error>> + Send>>;
-
-    fn connect(self, stream: S) -> Self::Future {
-        let over_cap = self.over_cap;
-        let handshake = self.inner.connect(stream);
-        Box::pin(async move { handshake.await.map(|s| CappedTlsStream(Capped::new(s, over_cap))) })
-    }
-}
-
-impl<T: TlsStream + Unpin> TlsStream for CappedTlsStream<T> {
-    fn channel_binding(&self) -> ChannelBinding {
-        self.0.inner.channel_binding()
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for CappedTlsStream<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for CappedTlsStream<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, data)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(kind: u8, body: usize) -> Vec<u8> {
-        let mut out = vec![kind];
-        out.extend_from_slice(&((body + 4) as u32).to_be_bytes());
-        out.extend(std::iter::repeat_n(b'x', body));
-        out
-    }
-
-    #[test]
-    fn the_cap_follows_the_framing_across_any_split() {
-        let flag = Arc::new(AtomicBool::new(false));
-        let mut stream: Vec<u8> = Vec::new();
-        for n in [0, 1, 4, 5, 100, 70_000] {
-            stream.extend(frame(b'D', n));
-        }
-        // Fed in every chunk size, the same messages pass.
-        for chunk in [1, 2, 3, 5, 7, 4096] {
-            let mut capped = Capped::new((), flag.clone());
-            capped.cap = 70_000;
-            for piece in stream.chunks(chunk) {
-                capped.scan(piece).expect("within the cap");
-            }
-            assert_eq!((capped.have, capped.remaining), (0, 0));
-        }
-        // One byte over the cap fails at its header, before its body.
-        let mut capped = Capped::new((), flag.clone());
-        capped.cap = 70_000;
-        let over = frame(b'D', 70_001);
-        assert!(capped.scan(&over[..5]).is_err());
-        assert!(flag.load(Ordering::Relaxed));
-        // A length that cannot count itself is a protocol error.
-        let mut capped = Capped::new((), Arc::new(AtomicBool::new(false)));
-        assert!(capped.scan(&[b'D', 0, 0, 0, 3]).is_err());
-    }
 }
