@@ -79,7 +79,7 @@ impl Metrics {
         let capability_calls = CapabilityCalls::default();
         registry.register(
             "capability_calls",
-            "Calls of the http and db capabilities by result (ok, refused, timeout, limit, failed)",
+            "Calls of the http and db capabilities by result (ok, error: refused, failed or over a cap)",
             capability_calls.clone(),
         );
         let open_connections = Gauge::default();

@@ -59,8 +59,8 @@ pub enum CapError {
 }
 
 impl CapError {
-    /// The `result` label of `avap_capability_calls_total` for this failure.
-    pub const fn label(&self) -> &'static str {
+    /// The `reason` label of the call metrics.
+    pub fn label(&self) -> &'static str {
         match self {
             CapError::Refused(_) => "refused",
             CapError::Timeout(_) => "timeout",
@@ -244,7 +244,7 @@ async fn call<T: Send>(
         },
     };
     if let Some(calls) = &caps.calls {
-        let outcome = result.as_ref().map_or_else(CapError::label, |_| "ok");
+        let outcome = if result.is_ok() { "ok" } else { "error" };
         calls.get_or_create(&[("capability", capability.name()), ("result", outcome)]).inc();
     }
     let reply = match result {
