@@ -69,7 +69,7 @@ impl FromStr for Origin {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        if text == "*" || text == "null" || text.ends_with('/') || !text.contains("://") {
+        if text == "*" || text == "null" || text.ends_with('/') {
             return Err("not an origin (write scheme://host[:port], e.g. https://app.example.com)".into());
         }
         Ok(Origin(text.to_string()))
