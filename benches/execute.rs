@@ -42,12 +42,14 @@ fn catalog_json(extra: usize) -> String {
         let source = format!("function bench{i}(a) {{\n  return a + {i}\n}}\n");
         std::fs::write(dir.join(format!("bench{i}.avap")), source).expect("write");
     }
-    let config = avap_brain::BrainConfig { catalog_dir: Some(dir.clone()), ..Default::default() };
+    let config = avap_brain::BrainConfig { catalog_dir: Some(dir.clone()), ..avap_brain::BrainConfig::dev() };
     let response = avap_brain::Brain::new(config).expect("brain").catalog();
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(response.commands.len(), 28 + extra, "the brain's catalog");
-    let verified = avap_host::catalog::verify(&response, avap_wire::auth::DEFAULT_INTERNAL_KEY.as_bytes())
-        .expect("verified catalog");
+    assert_eq!(response.commands.len(), 29 + extra, "the brain's catalog, with its manifest");
+    let mut host = avap_host::Config::defaults();
+    host.dev = true;
+    let trust = avap_host::catalog::Trust::from_config(&host).expect("trust");
+    let verified = avap_host::catalog::verify(&response, &trust).expect("verified catalog");
     verified.guest_json().get().to_string()
 }
 

@@ -46,9 +46,9 @@ for i in $(seq -w 1 100); do
 done
 
 RUST_LOG=warn "$bin/bare-server" "$BARE_PORT" & pids+=($!); bare=$!
-RUST_LOG=warn "$bin/avap-brain" --listen "127.0.0.1:$BRAIN_PORT" --catalog "$work/catalog" & pids+=($!)
-RUST_LOG=warn AVAP_STANDALONE=true AVAP_BIND=127.0.0.1 PORT=$STANDALONE_PORT "$bin/avap-host" & pids+=($!); standalone=$!
-RUST_LOG=warn BRAIN_HOST=127.0.0.1 BRAIN_PORT=$BRAIN_PORT AVAP_BIND=127.0.0.1 PORT=$SYNCED_PORT "$bin/avap-host" & pids+=($!); synced=$!
+RUST_LOG=warn AVAP_DEV=true "$bin/avap-brain" --listen "127.0.0.1:$BRAIN_PORT" --catalog "$work/catalog" & pids+=($!)
+RUST_LOG=warn AVAP_DEV=true AVAP_STANDALONE=true AVAP_BIND=127.0.0.1 PORT=$STANDALONE_PORT "$bin/avap-host" & pids+=($!); standalone=$!
+RUST_LOG=warn AVAP_DEV=true BRAIN_HOST=127.0.0.1 BRAIN_PORT=$BRAIN_PORT AVAP_BIND=127.0.0.1 PORT=$SYNCED_PORT "$bin/avap-host" & pids+=($!); synced=$!
 
 wait_for() { # url, what
     for _ in $(seq 1 300); do curl -sf "$1" -o /dev/null -H 'content-type: application/json' "${@:3}" && return 0; sleep 0.1; done

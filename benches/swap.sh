@@ -46,9 +46,9 @@ PY
     echo "$work/guest-$1.wasm"
 }
 
-RUST_LOG=warn "$bin/avap-brain" --listen "127.0.0.1:$BRAIN_PORT" --catalog "$work/catalog" \
+RUST_LOG=warn AVAP_DEV=true "$bin/avap-brain" --listen "127.0.0.1:$BRAIN_PORT" --catalog "$work/catalog" \
     --poll-ms "$POLL_MS" >"$work/brain.log" 2>&1 & pids+=($!)
-RUST_LOG=info BRAIN_HOST=127.0.0.1 BRAIN_PORT=$BRAIN_PORT AVAP_BIND=127.0.0.1 PORT=$HOST_PORT \
+RUST_LOG=info AVAP_DEV=true BRAIN_HOST=127.0.0.1 BRAIN_PORT=$BRAIN_PORT AVAP_BIND=127.0.0.1 PORT=$HOST_PORT \
     "$bin/avap-host" >"$work/host.log" 2>&1 & pids+=($!)
 url="http://127.0.0.1:$HOST_PORT/api/v1/execute"
 wait_synced $HOST_PORT

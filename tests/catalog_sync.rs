@@ -20,19 +20,19 @@ use tonic::{Request, Response, Status};
 use crate::{Server, config};
 
 /// A running brain; stops when dropped.
-struct BrainProc {
-    brain: Brain,
-    port: u16,
+pub(crate) struct BrainProc {
+    pub(crate) brain: Brain,
+    pub(crate) port: u16,
     _stop: oneshot::Sender<()>,
 }
 
 impl BrainProc {
-    async fn start(config: BrainConfig) -> BrainProc {
+    pub(crate) async fn start(config: BrainConfig) -> BrainProc {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         BrainProc::serve_on(listener, config)
     }
 
-    fn serve_on(listener: TcpListener, config: BrainConfig) -> BrainProc {
+    pub(crate) fn serve_on(listener: TcpListener, config: BrainConfig) -> BrainProc {
         let port = listener.local_addr().expect("addr").port();
         let brain = Brain::new(config).expect("brain");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -43,16 +43,16 @@ impl BrainProc {
     }
 }
 
-fn brain_config(dir: Option<&Path>) -> BrainConfig {
+pub(crate) fn brain_config(dir: Option<&Path>) -> BrainConfig {
     BrainConfig {
         catalog_dir: dir.map(Path::to_path_buf),
         poll_interval: Duration::from_millis(50),
-        ..Default::default()
+        ..BrainConfig::dev()
     }
 }
 
 /// A host that syncs from `port`.
-async fn host_for(port: u16, f: impl FnOnce(&mut Config)) -> (Server, Arc<AppState>) {
+pub(crate) async fn host_for(port: u16, f: impl FnOnce(&mut Config)) -> (Server, Arc<AppState>) {
     let config = config(|c| {
         c.standalone = false;
         c.brain_host = "127.0.0.1".into();
@@ -62,12 +62,13 @@ async fn host_for(port: u16, f: impl FnOnce(&mut Config)) -> (Server, Arc<AppSta
         f(c)
     });
     let state = AppState::new(&config).await.expect("state");
-    avap_host::catalog::sync::start(state.clone(), avap_host::catalog::sync::SyncConfig::from_config(&config)).await;
+    let sync = avap_host::catalog::sync::SyncConfig::from_config(&config).expect("sync config");
+    avap_host::catalog::sync::start(state.clone(), sync).await;
     (Server::with_state(state.clone()).await, state)
 }
 
 /// Polls `/health` until `pred` holds, or fails after `within`.
-async fn wait_health(server: &Server, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_health(server: &Server, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + within;
     loop {
         let (_, text) = server.get_text("/health").await;
@@ -82,7 +83,7 @@ async fn wait_health(server: &Server, within: Duration, what: &str, pred: impl F
 
 /// The built-in guest with its version replaced (same length) in its one
 /// version record, so a test has a real, different interpreter to roll out.
-fn guest_with_version(version: &str) -> Vec<u8> {
+pub(crate) fn guest_with_version(version: &str) -> Vec<u8> {
     let record = avap_guest_vm::GUEST_VERSION_RECORD.as_bytes();
     assert_eq!(version.len(), avap_guest_vm::GUEST_VERSION.len(), "patch must keep the length");
     let module = avap_host::GUEST_WASM;
@@ -174,7 +175,7 @@ async fn a_new_avap_command_is_usable_without_a_restart() {
 
 /// Serves a fixed catalog and no `WatchCatalog`, like the original servers.
 #[derive(Clone)]
-struct LegacyBrain(Arc<Mutex<CatalogResponse>>);
+pub(crate) struct LegacyBrain(pub(crate) Arc<Mutex<CatalogResponse>>);
 
 #[tonic::async_trait]
 impl DefinitionEngine for LegacyBrain {
@@ -193,7 +194,7 @@ impl DefinitionEngine for LegacyBrain {
     }
 }
 
-async fn start_legacy(catalog: CatalogResponse) -> (LegacyBrain, u16, oneshot::Sender<()>) {
+pub(crate) async fn start_legacy(catalog: CatalogResponse) -> (LegacyBrain, u16, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let legacy = LegacyBrain(Arc::new(Mutex::new(catalog)));
@@ -208,15 +209,22 @@ async fn start_legacy(catalog: CatalogResponse) -> (LegacyBrain, u16, oneshot::S
     (legacy, port, stop)
 }
 
-fn signed(name: &str, ty: &str, payload: &[u8]) -> CommandResponse {
+/// An entry as the original servers sign it: with the shared secret itself.
+pub(crate) fn signed(name: &str, ty: &str, payload: &[u8]) -> CommandResponse {
     let key = avap_wire::auth::DEFAULT_INTERNAL_KEY.as_bytes();
     avap_wire::catalog::signed_entry(key, name, ty, "[]".into(), payload).expect("sign")
 }
 
-fn with_version(mut commands: Vec<CommandResponse>) -> CatalogResponse {
+/// A host configured for the original servers (their key scheme, no manifest).
+pub(crate) fn original_servers(c: &mut Config) {
+    c.dev = false;
+    c.original_servers = true;
+}
+
+pub(crate) fn with_version(mut commands: Vec<CommandResponse>) -> CatalogResponse {
     let version_hash = avap_wire::catalog::version_hash(&commands);
     commands.sort_by(|a, b| a.name.cmp(&b.name));
-    CatalogResponse { total_count: commands.len() as i32, version_hash, commands }
+    CatalogResponse { total_count: commands.len() as i32, version_hash, commands, keepalive: false }
 }
 
 #[tokio::test]
@@ -228,7 +236,7 @@ async fn a_legacy_server_is_polled_and_a_tampered_catalog_is_refused_whole() {
         signed("twice", "avap", b"function twice(x) {\n  return x * 2\n}"),
     ]);
     let (legacy, port, _stop) = start_legacy(good.clone()).await;
-    let (server, _) = host_for(port, |_| {}).await;
+    let (server, _) = host_for(port, original_servers).await;
     let health = wait_health(&server, Duration::from_secs(20), "poll mode", |h| {
         h["brain"]["mode"] == json!("poll") && h["catalog"]["version_hash"] == json!(good.version_hash)
     })
@@ -329,22 +337,40 @@ async fn a_new_guest_is_swapped_in_under_load_with_no_failed_request() {
     assert_eq!(health["guest"]["digest"], json!(avap_host::runtime::module_digest(&guest_with_version(new_version))));
 }
 
+/// Without a manifest (the original servers) nothing orders two guests but
+/// their versions: an older one is refused unless downgrades are allowed.
+/// (With a manifest the serial orders them: see `trust::staged_roll_out...`.)
 #[tokio::test]
-async fn an_older_guest_is_refused_unless_downgrades_are_allowed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("guest-vm.wasm"), guest_with_version("0.0.1")).expect("write");
-    let brain = BrainProc::start(brain_config(Some(dir.path()))).await;
+async fn without_a_manifest_an_older_guest_is_refused_unless_downgrades_are_allowed() {
+    let module = guest_with_version("0.0.1");
+    let sig = avap_wire::guest_sig::dev_signing_key().sign(&module);
+    let mut guest = signed("avap-guest-vm", "guest-vm", &module);
+    guest.interface_json = sig.to_interface_json();
+    let catalog =
+        with_version(vec![signed("addVar", "function", b"# py"), signed("addResult", "function", b"# py"), guest]);
+    let (_legacy, port, _stop) = start_legacy(catalog).await;
+    let dev_key = avap_wire::guest_sig::dev_signing_key().public();
 
-    let (server, _) = host_for(brain.port, |_| {}).await;
+    let (server, _) = host_for(port, |c| {
+        original_servers(c);
+        c.guest_keys = vec![dev_key.clone()].into();
+    })
+    .await;
     let health =
         wait_health(&server, Duration::from_secs(10), "the refusal", |h| h["brain"]["refusals"].as_u64() >= Some(1))
             .await;
     assert!(health["brain"]["last_refusal"].as_str().unwrap_or("").contains("older"), "{health}");
     assert_eq!(health["guest"]["version"], json!(avap_guest_vm::GUEST_VERSION));
     assert_eq!(health["catalog"]["source"], json!("built-in"), "the whole catalog is refused with its guest");
+    assert_eq!(health["trust"]["catalog"], json!("compat-no-manifest"));
     server.assert_healthy().await;
 
-    let (server, _) = host_for(brain.port, |c| c.allow_guest_downgrade = true).await;
+    let (server, _) = host_for(port, |c| {
+        original_servers(c);
+        c.guest_keys = vec![dev_key.clone()].into();
+        c.allow_guest_downgrade = true;
+    })
+    .await;
     let health =
         wait_health(&server, Duration::from_secs(10), "the downgrade", |h| h["guest"]["version"] == json!("0.0.1"))
             .await;
@@ -380,7 +406,7 @@ async fn an_execution_costs_the_same_with_ten_thousand_catalog_commands() {
     }
     let small = BrainProc::start(brain_config(None)).await;
     let large = BrainProc::start(brain_config(Some(dir.path()))).await;
-    assert_eq!(large.brain.catalog().commands.len(), 10_028);
+    assert_eq!(large.brain.catalog().commands.len(), 10_029, "with the manifest");
     let (small_host, _) = host_for(small.port, |_| {}).await;
     let (large_host, _) = host_for(large.port, |_| {}).await;
     for (host, commands) in [(&small_host, 28), (&large_host, 10_028)] {

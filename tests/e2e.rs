@@ -16,6 +16,7 @@ mod capabilities;
 mod catalog_sync;
 mod common;
 mod router;
+mod trust;
 
 use common::{Server, config, fixtures};
 

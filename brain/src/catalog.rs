@@ -3,7 +3,18 @@
 //! signed package.
 //!
 //! Entry order on the wire: the 27 standard commands in reference order, the
-//! folder's `.avap` commands sorted by name, then the guest module.
+//! folder's `.avap` commands sorted by name, the guest module, then the
+//! signed manifest (added by [`crate::Brain`] when it publishes, see
+//! [`seal`]).
+//!
+//! Entries are signed with the catalog-entry key ([`Keys::catalog_entry`]).
+//! The guest entry also carries an Ed25519 signature in its
+//! `interface_json` ([`avap_wire::guest_sig`]): from `guest-vm.wasm.sig`
+//! beside the module (what `avap-brain sign-guest` writes, so the brain needs
+//! no private key), or made with the brain's own signing key. A guest with
+//! neither is not published: a folder's `guest-vm.wasm` without a signature
+//! is an error, and without a key the built-in module is left out (hosts
+//! keep their own).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -14,9 +25,13 @@ use std::time::{Duration, SystemTime};
 
 use avap_guest_vm::Diagnostic;
 use avap_wire::catalog::{GUEST_VM_ENTRY, TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM, version_hash};
+use avap_wire::guest_sig::{GuestSignature, GuestSigningKey};
+use avap_wire::keys::Keys;
+use avap_wire::manifest::{GuestPin, Manifest};
 use avap_wire::package::PackageError;
 use avap_wire::pb::{CatalogResponse, CommandResponse};
 use serde::Deserialize;
+use sha2::Digest as _;
 
 /// The spec's reference data for the standard commands (a vendored copy of
 /// `shared/spec/commands-reference.json`).
@@ -28,8 +43,15 @@ pub const GUEST_WASM_FILE: &str = "guest-vm.wasm";
 pub const AVAP_EXTENSION: &str = "avap";
 /// Largest `.avap` source the folder may hold.
 pub const MAX_SOURCE_BYTES: u64 = 1 << 20;
-/// Largest `guest-vm.wasm` the folder may hold.
-pub const MAX_WASM_BYTES: u64 = 64 << 20;
+/// Largest `guest-vm.wasm` the folder may hold (hosts refuse a module over
+/// their `AVAP_MAX_GUEST_MODULE_BYTES`, 16 MiB by default).
+pub const MAX_WASM_BYTES: u64 = 16 << 20;
+/// The signature of `guest-vm.wasm`, as `avap-brain sign-guest` writes it.
+pub const GUEST_SIG_FILE: &str = "guest-vm.wasm.sig";
+/// The staged roll-out of the folder's guest: `{"percent": 0..=100}`.
+pub const ROLLOUT_FILE: &str = "rollout.json";
+/// Largest `.sig` or `rollout.json` file.
+const MAX_SMALL_FILE_BYTES: u64 = 4096;
 
 /// Why a catalog could not be built. Folder problems name the file.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +74,10 @@ pub enum CatalogError {
     Duplicate { path: PathBuf, name: String },
     #[error("{}: not a wasm module (it must start with \\0asm)", path.display())]
     NotWasm { path: PathBuf },
+    #[error("{}: the guest module is not signed: add {GUEST_SIG_FILE} (avap-brain sign-guest) or give the brain AVAP_GUEST_SIGNING_KEY", path.display())]
+    Unsigned { path: PathBuf },
+    #[error("{}: {reason}", path.display())]
+    BadFile { path: PathBuf, reason: String },
     #[error("the vendored commands reference is invalid: {0}")]
     Reference(String),
     #[error("cannot sign a catalog entry: {0}")]
@@ -68,7 +94,9 @@ impl CatalogError {
             | CatalogError::BadFileName { path }
             | CatalogError::Invalid { path, .. }
             | CatalogError::Duplicate { path, .. }
-            | CatalogError::NotWasm { path } => Some(path),
+            | CatalogError::NotWasm { path }
+            | CatalogError::Unsigned { path }
+            | CatalogError::BadFile { path, .. } => Some(path),
             CatalogError::Reference(_) | CatalogError::Package(_) => None,
         }
     }
@@ -114,13 +142,13 @@ fn interface_json<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> S
 }
 
 fn entry(
-    key: &[u8],
+    keys: &Keys,
     name: &str,
     kind: &str,
     interface_json: String,
     payload: &[u8],
 ) -> Result<CommandResponse, CatalogError> {
-    Ok(avap_wire::catalog::signed_entry(key, name, kind, interface_json, payload)?)
+    Ok(avap_wire::catalog::signed_entry(keys.catalog_entry(), name, kind, interface_json, payload)?)
 }
 
 /// The payload of a standard command's package. The original servers ship
@@ -136,14 +164,14 @@ fn standard_stub(name: &str) -> String {
 }
 
 /// The 27 standard commands, type `function`.
-pub fn standard_entries(key: &[u8]) -> Result<Vec<CommandResponse>, CatalogError> {
+pub fn standard_entries(keys: &Keys) -> Result<Vec<CommandResponse>, CatalogError> {
     let reference: Reference = serde_json::from_str(REFERENCE).map_err(|e| CatalogError::Reference(e.to_string()))?;
     reference
         .commands
         .iter()
         .map(|c| {
             let interface = interface_json(c.parameters.iter().map(|p| (p.name.as_str(), p.kind.as_str())));
-            entry(key, &c.name, TYPE_FUNCTION, interface, standard_stub(&c.name).as_bytes())
+            entry(keys, &c.name, TYPE_FUNCTION, interface, standard_stub(&c.name).as_bytes())
         })
         .collect()
 }
@@ -163,7 +191,7 @@ fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, CatalogError> {
 }
 
 /// One command written in AVAP: `<name>.avap` holding `function <name>(...)`.
-fn avap_entry(key: &[u8], path: &Path) -> Result<CommandResponse, CatalogError> {
+fn avap_entry(keys: &Keys, path: &Path) -> Result<CommandResponse, CatalogError> {
     let name = path
         .file_stem()
         .and_then(|s| s.to_str())
@@ -177,7 +205,7 @@ fn avap_entry(key: &[u8], path: &Path) -> Result<CommandResponse, CatalogError> 
         diagnostics,
     })?;
     let interface = interface_json(params.iter().map(|p| (p.as_str(), "value")));
-    entry(key, name, TYPE_AVAP, interface, source.as_bytes())
+    entry(keys, name, TYPE_AVAP, interface, source.as_bytes())
 }
 
 fn guest_wasm(path: &Path) -> Result<Vec<u8>, CatalogError> {
@@ -197,7 +225,10 @@ fn folder_files(folder: &Path) -> Result<Vec<(OsString, PathBuf, fs::Metadata)>,
         let dirent = dirent.map_err(read_err)?;
         let path = dirent.path();
         let name = dirent.file_name();
-        let relevant = name == GUEST_WASM_FILE || path.extension().is_some_and(|e| e == AVAP_EXTENSION);
+        let relevant = name == GUEST_WASM_FILE
+            || name == GUEST_SIG_FILE
+            || name == ROLLOUT_FILE
+            || path.extension().is_some_and(|e| e == AVAP_EXTENSION);
         if !relevant {
             continue;
         }
@@ -215,23 +246,112 @@ fn folder_files(folder: &Path) -> Result<Vec<(OsString, PathBuf, fs::Metadata)>,
     Ok(files)
 }
 
+/// A catalog as built from the folder, before the brain seals it with a
+/// manifest and a serial ([`seal`]).
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub commands: Vec<CommandResponse>,
+    /// [`version_hash`] of `commands`: what tells one build from another.
+    pub content_hash: String,
+    pub guest: Option<GuestPin>,
+}
+
+/// How the brain signs what it builds.
+pub struct Signer<'a> {
+    pub keys: &'a Keys,
+    /// Signs guest modules that have no `.sig` file (`None`: only signed
+    /// modules are published).
+    pub guest_key: Option<&'a GuestSigningKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rollout {
+    percent: u8,
+}
+
+/// The guest version a module declares (its `avap-guest-version=` record),
+/// if it has one.
+pub fn declared_version(module: &[u8]) -> Option<String> {
+    let prefix = avap_guest_vm::GUEST_VERSION_PREFIX.as_bytes();
+    let at = module.windows(prefix.len()).position(|w| w == prefix)? + prefix.len();
+    let rest = &module[at..];
+    // The record is followed by other data: take `MAJOR.MINOR.PATCH`, and a
+    // pre-release or build suffix only when one is marked and parses.
+    let mut core = 0;
+    for part in 0..3 {
+        let digits = rest[core..].iter().take(20).take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        core += digits;
+        if part < 2 {
+            if rest.get(core) != Some(&b'.') {
+                return None;
+            }
+            core += 1;
+        }
+    }
+    let core_text = std::str::from_utf8(&rest[..core]).ok()?;
+    if matches!(rest.get(core), Some(b'-' | b'+')) {
+        let len = rest[core..].iter().take(64).take_while(|b| b.is_ascii_alphanumeric() || b".-+".contains(b)).count();
+        if let Ok(full) = std::str::from_utf8(&rest[..core + len])
+            && semver::Version::parse(full).is_ok()
+        {
+            return Some(full.to_string());
+        }
+    }
+    semver::Version::parse(core_text).ok().map(|_| core_text.to_string())
+}
+
+fn small_file(path: &Path) -> Result<String, CatalogError> {
+    let bytes = read_capped(path, MAX_SMALL_FILE_BYTES)?;
+    String::from_utf8(bytes).map_err(|_| CatalogError::NotUtf8 { path: path.to_path_buf() })
+}
+
 /// Builds the whole catalog. `folder: None` is the built-in default.
 /// `Err` lists every problem found (the catalog is then not usable at all).
-pub fn build(key: &[u8], folder: Option<&Path>) -> Result<CatalogResponse, Vec<CatalogError>> {
-    let mut commands = standard_entries(key).map_err(|e| vec![e])?;
+pub fn build(signer: &Signer<'_>, folder: Option<&Path>) -> Result<Built, Vec<CatalogError>> {
+    let keys = signer.keys;
+    let mut commands = standard_entries(keys).map_err(|e| vec![e])?;
     let mut errors = Vec::new();
-    let mut guest: Option<Vec<u8>> = None;
+    let mut guest: Option<(PathBuf, Vec<u8>)> = None;
+    let mut guest_sig: Option<(PathBuf, String)> = None;
+    let mut percent = 100;
     if let Some(folder) = folder {
         let files = folder_files(folder).map_err(|e| vec![e])?;
         for (name, path, _) in files {
             if name == GUEST_WASM_FILE {
                 match guest_wasm(&path) {
-                    Ok(bytes) => guest = Some(bytes),
+                    Ok(bytes) => guest = Some((path, bytes)),
                     Err(e) => errors.push(e),
                 }
                 continue;
             }
-            match avap_entry(key, &path) {
+            if name == GUEST_SIG_FILE {
+                match small_file(&path) {
+                    Ok(text) => guest_sig = Some((path, text)),
+                    Err(e) => errors.push(e),
+                }
+                continue;
+            }
+            if name == ROLLOUT_FILE {
+                let parsed = small_file(&path).and_then(|text| {
+                    serde_json::from_str::<Rollout>(&text)
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| if r.percent <= 100 { Ok(r.percent) } else { Err("percent over 100".into()) })
+                        .map_err(|reason| CatalogError::BadFile {
+                            path: path.clone(),
+                            reason: format!("expected {{\"percent\": 0..100}}: {reason}"),
+                        })
+                });
+                match parsed {
+                    Ok(p) => percent = p,
+                    Err(e) => errors.push(e),
+                }
+                continue;
+            }
+            match avap_entry(keys, &path) {
                 Ok(e) if commands.iter().any(|c| c.name == e.name) => {
                     errors.push(CatalogError::Duplicate { path, name: e.name })
                 }
@@ -240,17 +360,52 @@ pub fn build(key: &[u8], folder: Option<&Path>) -> Result<CatalogResponse, Vec<C
             }
         }
     }
-    let guest_bytes = guest.as_deref().unwrap_or(avap_guest_embed::GUEST_WASM);
-    match entry(key, GUEST_VM_ENTRY, TYPE_GUEST_VM, "[]".to_string(), guest_bytes) {
-        Ok(e) => commands.push(e),
-        Err(e) => errors.push(e),
+    let signature = match (&guest, guest_sig, signer.guest_key) {
+        (Some(_), Some((path, text)), _) => match serde_json::from_str::<GuestSignature>(&text) {
+            Ok(sig) => Some(sig),
+            Err(e) => {
+                errors.push(CatalogError::BadFile { path, reason: format!("not a guest signature: {e}") });
+                None
+            }
+        },
+        (Some((_, bytes)), None, Some(key)) => Some(key.sign(bytes)),
+        (Some((path, _)), None, None) => {
+            errors.push(CatalogError::Unsigned { path: path.clone() });
+            None
+        }
+        (None, _, Some(key)) => Some(key.sign(avap_guest_embed::GUEST_WASM)),
+        (None, _, None) => None,
+    };
+    let mut pin = None;
+    if let Some(signature) = signature {
+        let bytes = guest.as_ref().map_or(avap_guest_embed::GUEST_WASM, |(_, b)| b.as_slice());
+        match entry(keys, GUEST_VM_ENTRY, TYPE_GUEST_VM, signature.to_interface_json(), bytes) {
+            Ok(e) => commands.push(e),
+            Err(e) => errors.push(e),
+        }
+        pin = Some(GuestPin {
+            version: declared_version(bytes).unwrap_or_default(),
+            digest: format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes))),
+            rollout_percent: percent,
+        });
     }
     if !errors.is_empty() {
         return Err(errors);
     }
+    let content_hash = version_hash(&commands);
+    Ok(Built { commands, content_hash, guest: pin })
+}
+
+/// The catalog as served: `built`'s entries plus the manifest signed with
+/// the manifest key under `serial`. Its `version_hash` is the entries'
+/// (the manifest's `version_hash`, what hosts compute and show), so it does
+/// not change when only the serial does.
+pub fn seal(keys: &Keys, built: &Built, serial: u64, issued_at: String) -> Result<CatalogResponse, CatalogError> {
+    let manifest = Manifest::describe(serial, issued_at, &built.commands, built.guest.clone());
+    let mut commands = built.commands.clone();
+    commands.push(manifest.to_entry(keys.manifest())?);
     let total_count = i32::try_from(commands.len()).unwrap_or(i32::MAX);
-    let version_hash = version_hash(&commands);
-    Ok(CatalogResponse { commands, total_count, version_hash })
+    Ok(CatalogResponse { commands, total_count, version_hash: built.content_hash.clone(), keepalive: false })
 }
 
 /// What a rescan compares to decide whether to rebuild: each relevant

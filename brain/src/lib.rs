@@ -11,13 +11,25 @@
 //! fails to build (a file that does not parse or cannot be read) keeps the
 //! previous catalog and is reported by [`Brain::last_error`].
 //!
+//! Every catalog it publishes is sealed with a signed manifest whose serial
+//! only grows (see `avap_wire::manifest`): hosts refuse an older one, so a
+//! recorded catalog cannot be replayed, and a roll-back is a newer catalog
+//! pinning an older guest.
+//!
+//! Trust (README "Roll-out"): the brain refuses to start with the published
+//! default keys or without TLS unless told so: `dev` (development: default
+//! keys, the published development guest key, plaintext), `original_servers`
+//! (serving the original AVAP language servers, which hard-code the default
+//! keys and verify entries with the shared secret itself), or
+//! `allow_plaintext` for plaintext alone.
+//!
 //! Starting one in-process (tests):
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let url = format!("http://{}", listener.local_addr()?);
-//! let brain = avap_brain::Brain::new(avap_brain::BrainConfig::default())?;
+//! let brain = avap_brain::Brain::new(avap_brain::BrainConfig::dev())?;
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! let server = tokio::spawn(brain.clone().serve(listener, async move { let _ = stopped.await; }));
 //! // ... connect a client to `url`, read brain.catalog() / brain.last_error() ...
@@ -36,6 +48,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use avap_wire::auth::{AUTH_METADATA, DEFAULT_API_KEY, DEFAULT_INTERNAL_KEY, key_matches};
+use avap_wire::guest_sig::{GuestSigningKey, dev_signing_key};
+use avap_wire::keys::{KeyScheme, Keys};
 use avap_wire::pb::{
     CatalogResponse, CommandRequest, CommandResponse, DefinitionEngine, DefinitionEngineServer, Empty,
 };
@@ -46,7 +60,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 pub use catalog::CatalogError;
-use catalog::Fingerprint;
+use catalog::{Built, Fingerprint, Signer};
 
 /// Largest request the server decodes (requests are a command name at most).
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -63,16 +77,61 @@ pub struct BrainConfig {
     pub internal_key: String,
     /// How often the catalog folder is rescanned (at least 1 ms).
     pub poll_interval: Duration,
+    /// Development: the published default keys, the published development
+    /// guest key (used when no other signs the guest) and plaintext gRPC
+    /// are allowed. Never for a deployment.
+    pub dev: bool,
+    /// Serve the original AVAP language servers: entries signed with the
+    /// shared secret itself (their scheme), default keys allowed.
+    pub original_servers: bool,
+    /// Signs guest modules that come without a `guest-vm.wasm.sig`.
+    pub guest_signing_key: Option<Arc<GuestSigningKey>>,
+    /// Serve TLS with this certificate (and require client certificates
+    /// signed by `client_ca_pem` when given); `None` is plaintext.
+    pub tls: Option<TlsConfig>,
+    /// Plaintext gRPC without `dev` or `original_servers`.
+    pub allow_plaintext: bool,
+    /// How often an idle `WatchCatalog` stream gets a keepalive message.
+    pub keepalive_interval: Duration,
+}
+
+/// The brain's TLS identity (PEM).
+#[derive(Clone)]
+pub struct TlsConfig {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    pub client_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for BrainConfig {
+    /// The published default keys, and none of the flags that allow them:
+    /// [`Brain::new`] refuses this as it is. See [`BrainConfig::dev`].
     fn default() -> Self {
         BrainConfig {
             catalog_dir: None,
             api_key: DEFAULT_API_KEY.to_string(),
             internal_key: DEFAULT_INTERNAL_KEY.to_string(),
             poll_interval: Duration::from_millis(500),
+            dev: false,
+            original_servers: false,
+            guest_signing_key: None,
+            tls: None,
+            allow_plaintext: false,
+            keepalive_interval: Duration::from_secs(15),
         }
+    }
+}
+
+impl BrainConfig {
+    /// Development defaults: published keys, plaintext (`--dev`).
+    pub fn dev() -> Self {
+        BrainConfig { dev: true, ..BrainConfig::default() }
+    }
+
+    /// The entry-signing scheme these flags select.
+    pub fn key_scheme(&self) -> KeyScheme {
+        if self.original_servers { KeyScheme::Original } else { KeyScheme::Separated }
     }
 }
 
@@ -83,6 +142,11 @@ impl std::fmt::Debug for BrainConfig {
             .field("api_key", &"<redacted>")
             .field("internal_key", &"<redacted>")
             .field("poll_interval", &self.poll_interval)
+            .field("dev", &self.dev)
+            .field("original_servers", &self.original_servers)
+            .field("guest_signing_key", &self.guest_signing_key)
+            .field("tls", &self.tls.is_some())
+            .field("allow_plaintext", &self.allow_plaintext)
             .finish()
     }
 }
@@ -94,12 +158,39 @@ pub enum BrainError {
     #[error("cannot build the built-in catalog: {0:?}")]
     BuiltIn(Vec<CatalogError>),
     /// The gRPC server failed.
-    #[error("gRPC server: {0}")]
+    #[error("gRPC server: {}", with_causes(.0))]
     Transport(#[from] tonic::transport::Error),
+    /// A published default key without `dev` or `original_servers`.
+    #[error(
+        "{0} is the published default: anyone could sign catalogs or read them. Set your own, or pass --dev \
+         (development) or --original-servers (talking to the original AVAP servers, which hard-code it)"
+    )]
+    DefaultKey(&'static str),
+    /// No TLS without a flag that allows plaintext.
+    #[error(
+        "no TLS certificate (BRAIN_TLS_CERT, BRAIN_TLS_KEY): plaintext gRPC would hand every host's API key and \
+         catalog to whoever is on the path. Give a certificate, or pass --allow-plaintext (or --dev)"
+    )]
+    Plaintext,
+}
+
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 struct Shared {
     config: BrainConfig,
+    keys: Keys,
+    /// What signs guests without a `.sig` file: the configured key, or the
+    /// development key with `dev`.
+    guest_key: Option<Arc<GuestSigningKey>>,
     catalog: watch::Sender<Arc<CatalogResponse>>,
     /// Set once the server is shutting down: ends open `WatchCatalog` streams.
     stopping: watch::Sender<bool>,
@@ -112,6 +203,27 @@ struct ScanState {
     last_error: Option<Arc<[CatalogError]>>,
     /// The last error as logged, so an unchanged error is logged once.
     last_logged: Option<String>,
+    /// The content hash of the published catalog.
+    content_hash: String,
+    /// The published manifest's serial.
+    serial: u64,
+    /// The guest the published catalog pins (a roll-out change alone is a
+    /// new catalog).
+    guest: Option<avap_wire::manifest::GuestPin>,
+}
+
+/// The next serial: past the last one and at least the current time in
+/// milliseconds, so serials keep growing across restarts (given a clock
+/// that does not go back).
+fn next_serial(last: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    now.max(last.saturating_add(1))
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The definition server: a cheap handle (clone it freely) to the live
@@ -131,37 +243,81 @@ impl Brain {
     /// folder is still watched, so fixing it publishes the full catalog).
     pub fn new(mut config: BrainConfig) -> Result<Brain, BrainError> {
         config.poll_interval = config.poll_interval.max(Duration::from_millis(1));
-        if config.internal_key == DEFAULT_INTERNAL_KEY {
+        config.keepalive_interval = config.keepalive_interval.max(Duration::from_millis(10));
+        let allowed = config.dev || config.original_servers;
+        for (name, default) in [
+            ("AVAP_INTERNAL_KEY", config.internal_key == DEFAULT_INTERNAL_KEY),
+            ("API_KEY", config.api_key == DEFAULT_API_KEY),
+        ] {
+            if default && !allowed {
+                return Err(BrainError::DefaultKey(name));
+            }
+            if default {
+                tracing::warn!(
+                    "!!! {name} is the published default key: allowed only because of --dev / --original-servers !!!"
+                );
+            }
+        }
+        if config.tls.is_none() && !(allowed || config.allow_plaintext) {
+            return Err(BrainError::Plaintext);
+        }
+        if config.tls.is_none() {
             tracing::warn!(
-                "!!! AVAP_INTERNAL_KEY is the public default key: anyone can sign packages this catalog's \
-                 peers will trust. Set AVAP_INTERNAL_KEY for any real deployment. !!!"
+                "serving plaintext gRPC: hosts' API keys and the catalog travel unencrypted and unauthenticated"
             );
         }
-        if config.api_key == DEFAULT_API_KEY {
-            tracing::warn!("API_KEY is the public default: any client can read the catalog. Set API_KEY.");
+        if config.dev {
+            tracing::warn!(
+                "--dev: development mode (published keys, plaintext, the published development guest key); never for a deployment"
+            );
         }
-        let key = config.internal_key.as_bytes();
+        if config.original_servers {
+            tracing::warn!(
+                "!!! --original-servers: catalog entries are signed with the shared secret itself, as the original AVAP servers expect !!!"
+            );
+        }
+        let keys = Keys::new(config.internal_key.as_bytes(), config.key_scheme());
+        let guest_key = config.guest_signing_key.clone().or_else(|| config.dev.then(|| Arc::new(dev_signing_key())));
+        match &guest_key {
+            Some(k) => {
+                tracing::info!(key = %k.public().id(), "guest modules without a signature file are signed with this key")
+            }
+            None => {
+                tracing::info!("no guest signing key: only a guest-vm.wasm with its guest-vm.wasm.sig is published")
+            }
+        }
         let mut state = ScanState::default();
+        let signer = Signer { keys: &keys, guest_key: guest_key.as_deref() };
         let first = match config.catalog_dir.as_deref() {
-            None => catalog::build(key, None).map_err(BrainError::BuiltIn)?,
+            None => catalog::build(&signer, None).map_err(BrainError::BuiltIn)?,
             Some(dir) => {
                 state.fingerprint = Fingerprint::of(dir);
-                match catalog::build(key, Some(dir)) {
+                match catalog::build(&signer, Some(dir)) {
                     Ok(c) => c,
                     Err(errors) => {
                         let text = describe(&errors);
                         tracing::error!(folder = %dir.display(), "catalog folder rejected, serving the built-in catalog:\n{text}");
                         state.last_error = Some(errors.into());
                         state.last_logged = Some(text);
-                        catalog::build(key, None).map_err(BrainError::BuiltIn)?
+                        catalog::build(&signer, None).map_err(BrainError::BuiltIn)?
                     }
                 }
             }
         };
-        tracing::info!(version_hash = %first.version_hash, total_count = first.total_count, "catalog ready");
-        let (catalog, _) = watch::channel(Arc::new(first));
+        state.serial = next_serial(0);
+        state.content_hash = first.content_hash.clone();
+        state.guest = first.guest.clone();
+        let sealed =
+            catalog::seal(&keys, &first, state.serial, now_rfc3339()).map_err(|e| BrainError::BuiltIn(vec![e]))?;
+        tracing::info!(version_hash = %sealed.version_hash, serial = state.serial, total_count = sealed.total_count, guest = ?first.guest, "catalog ready");
+        let (catalog, _) = watch::channel(Arc::new(sealed));
         let (stopping, _) = watch::channel(false);
-        Ok(Brain { shared: Arc::new(Shared { config, catalog, stopping, state: Mutex::new(state) }) })
+        Ok(Brain { shared: Arc::new(Shared { config, keys, guest_key, catalog, stopping, state: Mutex::new(state) }) })
+    }
+
+    /// The serial of the catalog being served.
+    pub fn serial(&self) -> u64 {
+        self.state().serial
     }
 
     /// The catalog being served now.
@@ -199,7 +355,8 @@ impl Brain {
             return false;
         }
         state.fingerprint = fingerprint;
-        match catalog::build(self.shared.config.internal_key.as_bytes(), Some(dir)) {
+        let signer = Signer { keys: &self.shared.keys, guest_key: self.shared.guest_key.as_deref() };
+        match catalog::build(&signer, Some(dir)) {
             Err(errors) => {
                 let text = describe(&errors);
                 if state.last_logged.as_deref() != Some(text.as_str()) {
@@ -214,20 +371,30 @@ impl Brain {
                     tracing::info!(folder = %dir.display(), "catalog folder is valid again");
                 }
                 state.last_logged = None;
-                let (version_hash, total_count) = (next.version_hash.clone(), next.total_count);
-                let published = self.shared.catalog.send_if_modified(|current| {
-                    if current.version_hash == next.version_hash {
-                        return false;
-                    }
-                    *current = Arc::new(next);
-                    true
-                });
-                if published {
-                    tracing::info!(%version_hash, total_count, "new catalog published");
+                if next.content_hash == state.content_hash && next.guest == state.guest {
+                    return false;
                 }
-                published
+                self.publish(&mut state, &next)
             }
         }
+    }
+
+    /// Seals `next` under the next serial and publishes it.
+    fn publish(&self, state: &mut ScanState, next: &Built) -> bool {
+        let serial = next_serial(state.serial);
+        let sealed = match catalog::seal(&self.shared.keys, next, serial, now_rfc3339()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot seal the catalog; keeping the previous one");
+                return false;
+            }
+        };
+        state.serial = serial;
+        state.content_hash = next.content_hash.clone();
+        state.guest = next.guest.clone();
+        tracing::info!(version_hash = %sealed.version_hash, serial, total_count = sealed.total_count, guest = ?next.guest, "new catalog published");
+        self.shared.catalog.send_replace(Arc::new(sealed));
+        true
     }
 
     async fn poll_folder(self) {
@@ -266,8 +433,19 @@ impl Brain {
             shutdown.await;
             stopping.send_replace(true);
         };
-        let result = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .timeout(Duration::from_secs(60));
+        if let Some(tls) = &self.shared.config.tls {
+            let mut config = tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+            if let Some(ca) = &tls.client_ca_pem {
+                config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+            }
+            builder = builder.tls_config(config)?;
+        }
+        let result = builder
             .add_service(health)
             .add_service(engine)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
@@ -316,17 +494,32 @@ impl DefinitionEngine for Brain {
         let (tx, rx) = mpsc::channel(1);
         let mut catalogs = self.subscribe();
         let mut stopping = self.shared.stopping.subscribe();
+        let every = self.shared.config.keepalive_interval;
         tokio::spawn(async move {
             loop {
                 let current = CatalogResponse::clone(&catalogs.borrow_and_update());
+                let version_hash = current.version_hash.clone();
                 tokio::select! {
                     sent = tx.send(Ok(current)) => if sent.is_err() { return },
                     _ = stopping.wait_for(|s| *s) => return,
                 }
-                tokio::select! {
-                    changed = catalogs.changed() => if changed.is_err() { return },
-                    _ = stopping.wait_for(|s| *s) => return,
-                    _ = tx.closed() => return,
+                // Keepalives until the catalog changes: a host that hears
+                // nothing for a while knows the stream is dead.
+                loop {
+                    let idle = tokio::select! {
+                        changed = catalogs.changed() => if changed.is_err() { return } else { false },
+                        _ = stopping.wait_for(|s| *s) => return,
+                        _ = tx.closed() => return,
+                        _ = tokio::time::sleep(every) => true,
+                    };
+                    if !idle {
+                        break;
+                    }
+                    let keepalive =
+                        CatalogResponse { keepalive: true, version_hash: version_hash.clone(), ..Default::default() };
+                    if tx.send(Ok(keepalive)).await.is_err() {
+                        return;
+                    }
                 }
             }
         });

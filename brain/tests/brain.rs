@@ -7,6 +7,9 @@ use std::time::Duration;
 use avap_brain::{Brain, BrainConfig};
 use avap_wire::auth::{AUTH_METADATA, DEFAULT_API_KEY, DEFAULT_INTERNAL_KEY};
 use avap_wire::catalog::{TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM, entry_hash, version_hash};
+use avap_wire::guest_sig::{GuestSignature, GuestSigningKey, dev_signing_key};
+use avap_wire::keys::{KeyScheme, Keys};
+use avap_wire::manifest::{MANIFEST_ENTRY, Manifest};
 use avap_wire::package;
 use avap_wire::pb::{CatalogResponse, CommandRequest, CommandResponse, DefinitionEngineClient, Empty};
 use tokio::sync::oneshot;
@@ -80,40 +83,55 @@ fn with_key<T>(message: T, key: &str) -> Request<T> {
 }
 
 fn folder_config(dir: &Path) -> BrainConfig {
-    BrainConfig {
-        catalog_dir: Some(dir.to_path_buf()),
-        poll_interval: Duration::from_millis(50),
-        ..BrainConfig::default()
-    }
+    BrainConfig { catalog_dir: Some(dir.to_path_buf()), poll_interval: Duration::from_millis(50), ..BrainConfig::dev() }
 }
 
 fn find<'a>(catalog: &'a CatalogResponse, name: &str) -> Option<&'a CommandResponse> {
     catalog.commands.iter().find(|c| c.name == name)
 }
 
-fn payload<'a>(entry: &'a CommandResponse, key: &str) -> &'a [u8] {
-    package::verify(key.as_bytes(), &entry.code).expect("package verifies")
+/// An entry's payload, verified under the catalog-entry key derived from `secret`.
+fn payload<'a>(entry: &'a CommandResponse, secret: &str) -> &'a [u8] {
+    let keys = Keys::new(secret.as_bytes(), KeyScheme::Separated);
+    package::verify(keys.catalog_entry(), &entry.code).expect("package verifies")
 }
 
-/// Checks the invariants every catalog keeps.
-fn assert_consistent(catalog: &CatalogResponse, key: &str) {
+/// The catalog's manifest, verified.
+fn manifest(catalog: &CatalogResponse, secret: &str) -> Manifest {
+    let keys = Keys::new(secret.as_bytes(), KeyScheme::Separated);
+    Manifest::open(find(catalog, MANIFEST_ENTRY).expect("a manifest"), keys.manifest()).expect("manifest verifies")
+}
+
+/// Checks the invariants every catalog keeps: counts, hashes, every entry
+/// signed, the manifest listing exactly the other entries.
+fn assert_consistent(catalog: &CatalogResponse, secret: &str) {
     assert_eq!(catalog.total_count as usize, catalog.commands.len());
-    assert_eq!(catalog.version_hash, version_hash(&catalog.commands));
-    for entry in &catalog.commands {
-        payload(entry, key);
+    let entries: Vec<&CommandResponse> = catalog.commands.iter().filter(|c| c.name != MANIFEST_ENTRY).collect();
+    let owned: Vec<CommandResponse> = entries.iter().map(|e| (*e).clone()).collect();
+    assert_eq!(catalog.version_hash, version_hash(&owned), "the entries' hash, the manifest left out");
+    assert_eq!(entries.len() + 1, catalog.commands.len(), "exactly one manifest");
+    manifest(catalog, secret).check(&entries).expect("the manifest lists the catalog");
+    for entry in entries {
+        payload(entry, secret);
         assert_eq!(entry.hash, entry_hash(&entry.code), "{}", entry.name);
         let interface: serde_json::Value = serde_json::from_str(&entry.interface_json).expect("interface is JSON");
-        assert!(interface.is_array(), "{}", entry.name);
+        assert_eq!(interface.is_array(), entry.r#type != TYPE_GUEST_VM, "{}", entry.name);
     }
 }
 
-/// Next message of a watch stream, within `secs` seconds.
+/// Next catalog of a watch stream (keepalives skipped), within `secs` seconds.
 async fn next_catalog(stream: &mut Streaming<CatalogResponse>, secs: u64) -> CatalogResponse {
-    tokio::time::timeout(Duration::from_secs(secs), stream.message())
-        .await
-        .expect("a catalog in time")
-        .expect("stream ok")
-        .expect("stream open")
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let message = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .expect("a catalog in time")
+            .expect("stream ok")
+            .expect("stream open");
+        if !message.keepalive {
+            return message;
+        }
+    }
 }
 
 /// Polls `f` until it holds or `secs` seconds pass.
@@ -130,10 +148,10 @@ async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
 
 #[tokio::test]
 async fn sync_catalog_serves_the_standard_commands_and_the_guest() {
-    let brain = Running::start(BrainConfig::default()).await;
+    let brain = Running::start(BrainConfig::dev()).await;
     let catalog = brain.sync().await;
-    assert_eq!(catalog.commands.len(), 28);
-    assert_eq!(catalog.total_count, 28);
+    assert_eq!(catalog.commands.len(), 29, "27 commands, the guest, the manifest");
+    assert_eq!(catalog.total_count, 29);
     assert_consistent(&catalog, DEFAULT_INTERNAL_KEY);
     assert_eq!(catalog.commands.iter().filter(|c| c.r#type == TYPE_FUNCTION).count(), 27);
 
@@ -150,8 +168,15 @@ async fn sync_catalog_serves_the_standard_commands_and_the_guest() {
 
     let guest = find(&catalog, "avap-guest-vm").expect("guest entry");
     assert_eq!(guest.r#type, TYPE_GUEST_VM);
-    assert_eq!(guest.interface_json, "[]");
     assert_eq!(payload(guest, DEFAULT_INTERNAL_KEY), avap_guest_embed::GUEST_WASM);
+    // Signed with the development key (--dev, no key of its own).
+    let signature = GuestSignature::from_interface_json(&guest.interface_json).expect("signed");
+    let dev = dev_signing_key().public();
+    assert_eq!(signature.verify(avap_guest_embed::GUEST_WASM, &[dev]), Ok(dev_signing_key().public().id()));
+    let pin = manifest(&catalog, DEFAULT_INTERNAL_KEY).guest.expect("the manifest pins the guest");
+    assert_eq!(pin.version, avap_guest_vm::GUEST_VERSION);
+    assert_eq!(pin.rollout_percent, 100);
+    assert!(pin.digest.starts_with("sha256:"));
     assert_eq!(*brain.brain.catalog(), catalog);
     assert!(brain.brain.last_error().is_none());
     brain.stop().await;
@@ -159,18 +184,22 @@ async fn sync_catalog_serves_the_standard_commands_and_the_guest() {
 
 #[tokio::test]
 async fn packages_are_signed_with_the_configured_internal_key() {
-    let config = BrainConfig { internal_key: "another key".into(), ..BrainConfig::default() };
+    let config = BrainConfig { internal_key: "another key".into(), ..BrainConfig::dev() };
     let brain = Running::start(config).await;
     let catalog = brain.sync().await;
     assert_consistent(&catalog, "another key");
     let entry = find(&catalog, "addVar").expect("addVar");
     assert!(package::verify(DEFAULT_INTERNAL_KEY.as_bytes(), &entry.code).is_err());
+    // Under its own domain: neither the secret itself nor the package key.
+    assert!(package::verify(b"another key", &entry.code).is_err());
+    let keys = Keys::new(b"another key", KeyScheme::Separated);
+    assert!(package::verify(keys.package(), &entry.code).is_err());
     brain.stop().await;
 }
 
 #[tokio::test]
 async fn every_call_needs_the_api_key() {
-    let config = BrainConfig { api_key: "sesame".into(), ..BrainConfig::default() };
+    let config = BrainConfig { api_key: "sesame".into(), ..BrainConfig::dev() };
     let brain = Running::start(config).await;
     let mut client = brain.client();
     let unauthenticated = |r: Result<_, tonic::Status>| match r {
@@ -183,13 +212,13 @@ async fn every_call_needs_the_api_key() {
     unauthenticated(client.get_command(CommandRequest { name: "addVar".into() }).await.map(|_| ()));
     unauthenticated(client.watch_catalog(with_key(Empty {}, "sesam")).await.map(|_| ()));
     let ok = client.sync_catalog(with_key(Empty {}, "sesame")).await.expect("right key");
-    assert_eq!(ok.into_inner().commands.len(), 28);
+    assert_eq!(ok.into_inner().commands.len(), 29);
     brain.stop().await;
 }
 
 #[tokio::test]
 async fn get_command_finds_entries_and_reports_unknown_names() {
-    let brain = Running::start(BrainConfig::default()).await;
+    let brain = Running::start(BrainConfig::dev()).await;
     let catalog = brain.sync().await;
     let mut client = brain.client();
     for name in ["addVar", "RequestPost", "avap-guest-vm"] {
@@ -205,7 +234,7 @@ async fn get_command_finds_entries_and_reports_unknown_names() {
 
 #[tokio::test]
 async fn health_reports_serving_without_auth() {
-    let brain = Running::start(BrainConfig::default()).await;
+    let brain = Running::start(BrainConfig::dev()).await;
     let mut health = HealthClient::new(brain.channel.clone());
     for service in ["avap.DefinitionEngine", ""] {
         let response =
@@ -223,7 +252,7 @@ async fn folder_commands_are_served_and_watched() {
     let brain = Running::start(folder_config(dir.path())).await;
 
     let first = brain.sync().await;
-    assert_eq!(first.commands.len(), 29);
+    assert_eq!(first.commands.len(), 30);
     assert_consistent(&first, DEFAULT_INTERNAL_KEY);
     let greet = find(&first, "greet").expect("greet");
     assert_eq!(greet.r#type, TYPE_AVAP);
@@ -236,8 +265,12 @@ async fn folder_commands_are_served_and_watched() {
     // A new valid command: pushed to watchers, then returned by SyncCatalog.
     std::fs::write(dir.path().join("twice.avap"), TWICE).expect("write");
     let second = next_catalog(&mut watch, 5).await;
-    assert_eq!(second.commands.len(), 30);
+    assert_eq!(second.commands.len(), 31);
     assert_ne!(second.version_hash, first.version_hash);
+    assert!(
+        manifest(&second, DEFAULT_INTERNAL_KEY).serial > manifest(&first, DEFAULT_INTERNAL_KEY).serial,
+        "every publication has a newer serial"
+    );
     assert_consistent(&second, DEFAULT_INTERNAL_KEY);
     let twice = find(&second, "twice").expect("twice");
     assert_eq!(twice.interface_json, r#"[{"item":"a","type":"value"},{"item":"b","type":"value"}]"#);
@@ -253,12 +286,15 @@ async fn folder_commands_are_served_and_watched() {
     assert_eq!(errors[0].path().and_then(|p| p.file_name()), Some("broken.avap".as_ref()));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(brain.sync().await, second);
-    assert!(tokio::time::timeout(Duration::from_millis(300), watch.message()).await.is_err(), "nothing pushed");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), next_catalog(&mut watch, 1)).await.is_err(),
+        "nothing pushed"
+    );
 
     // Fixed: the error clears and the catalog with all three is published.
     std::fs::write(dir.path().join("broken.avap"), "function broken(a) {\n  return a\n}\n").expect("write");
     let third = next_catalog(&mut watch, 5).await;
-    assert_eq!(third.commands.len(), 31);
+    assert_eq!(third.commands.len(), 32);
     assert!(find(&third, "broken").is_some());
     assert!(brain.brain.last_error().is_none());
 
@@ -266,7 +302,7 @@ async fn folder_commands_are_served_and_watched() {
     std::fs::remove_file(dir.path().join("greet.avap")).expect("remove");
     let fourth = next_catalog(&mut watch, 5).await;
     assert!(find(&fourth, "greet").is_none());
-    assert_eq!(fourth.commands.len(), 30);
+    assert_eq!(fourth.commands.len(), 31);
     brain.stop().await;
 }
 
@@ -277,14 +313,14 @@ async fn folder_files_must_define_the_command_they_are_named_after() {
     std::fs::write(dir.path().join("addVar.avap"), "function addVar(a, b) {\n  return 1\n}\n").expect("write");
     let brain = Running::start(folder_config(dir.path())).await;
     // A folder that does not build at start-up: the built-in catalog, and the error.
-    assert_eq!(brain.sync().await.commands.len(), 28);
+    assert_eq!(brain.sync().await.commands.len(), 29);
     let errors = brain.brain.last_error().expect("errors");
     let files: Vec<_> = errors.iter().filter_map(|e| e.path()?.file_name()?.to_str()).collect();
     assert_eq!(files, ["addVar.avap", "hello.avap"]);
 
     std::fs::rename(dir.path().join("hello.avap"), dir.path().join("greet.avap")).expect("rename");
     std::fs::remove_file(dir.path().join("addVar.avap")).expect("remove");
-    assert!(eventually(5, || brain.brain.catalog().commands.len() == 29).await, "fixed folder published");
+    assert!(eventually(5, || brain.brain.catalog().commands.len() == 30).await, "fixed folder published");
     assert!(brain.brain.last_error().is_none());
     brain.stop().await;
 }
@@ -295,9 +331,10 @@ async fn guest_vm_wasm_in_the_folder_overrides_the_built_in_module() {
     std::fs::write(dir.path().join("guest-vm.wasm"), TINY_WASM).expect("write");
     let brain = Running::start(folder_config(dir.path())).await;
     let catalog = brain.sync().await;
-    assert_eq!(catalog.commands.len(), 28);
+    assert_eq!(catalog.commands.len(), 29);
     let guest = find(&catalog, "avap-guest-vm").expect("guest");
     assert_eq!(payload(guest, DEFAULT_INTERNAL_KEY), TINY_WASM);
+    assert_eq!(manifest(&catalog, DEFAULT_INTERNAL_KEY).guest.expect("pin").version, "", "no version record");
 
     // Not a wasm module: rejected, the previous module stays.
     let mut watch = brain.watch().await;
@@ -316,10 +353,99 @@ async fn guest_vm_wasm_in_the_folder_overrides_the_built_in_module() {
 
 #[tokio::test]
 async fn watch_streams_end_when_the_server_shuts_down() {
-    let brain = Running::start(BrainConfig::default()).await;
+    let brain = Running::start(BrainConfig::dev()).await;
     let mut watch = brain.watch().await;
     next_catalog(&mut watch, 5).await;
     brain.stop().await;
     let end = tokio::time::timeout(Duration::from_secs(5), watch.message()).await.expect("stream ends");
     assert!(!matches!(end, Ok(Some(_))));
+}
+
+#[test]
+fn the_published_default_keys_and_plaintext_need_a_flag() {
+    let refused = |config: BrainConfig| Brain::new(config).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused(BrainConfig::default()).contains("AVAP_INTERNAL_KEY is the published default"));
+    let own_keys = BrainConfig { internal_key: "k".into(), api_key: "a".into(), ..BrainConfig::default() };
+    assert!(refused(BrainConfig { internal_key: "k".into(), ..BrainConfig::default() }).contains("API_KEY"));
+    assert!(refused(own_keys.clone()).contains("no TLS certificate"), "plaintext needs a flag");
+    assert!(Brain::new(BrainConfig { allow_plaintext: true, ..own_keys }).is_ok());
+    assert!(Brain::new(BrainConfig::dev()).is_ok());
+    assert!(Brain::new(BrainConfig { original_servers: true, ..BrainConfig::default() }).is_ok());
+}
+
+#[tokio::test]
+async fn original_servers_mode_signs_entries_with_the_secret_itself() {
+    let brain = Running::start(BrainConfig { original_servers: true, ..BrainConfig::default() }).await;
+    let catalog = brain.sync().await;
+    let entry = find(&catalog, "addVar").expect("addVar");
+    assert!(package::verify(DEFAULT_INTERNAL_KEY.as_bytes(), &entry.code).is_ok(), "what the originals verify");
+    assert!(find(&catalog, "avap-guest-vm").is_none(), "no guest key: no guest entry");
+    brain.stop().await;
+}
+
+#[tokio::test]
+async fn a_folder_guest_needs_its_signature_file_or_a_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let release = GuestSigningKey::generate().expect("key");
+    std::fs::write(dir.path().join("guest-vm.wasm"), TINY_WASM).expect("write");
+    let config = BrainConfig {
+        dev: false,
+        allow_plaintext: true,
+        internal_key: "k".into(),
+        api_key: DEFAULT_API_KEY.into(),
+        original_servers: true,
+        ..folder_config(dir.path())
+    };
+    let brain = Running::start(config).await;
+    let errors = brain.brain.last_error().expect("an unsigned module is an error");
+    assert!(errors[0].to_string().contains("not signed"), "{}", errors[0]);
+    assert!(find(&brain.sync().await, "avap-guest-vm").is_none(), "the built-in catalog, no guest (no key)");
+
+    // What `avap-brain sign-guest` writes, beside the module.
+    let sig = release.sign(TINY_WASM);
+    std::fs::write(dir.path().join("guest-vm.wasm.sig"), serde_json::to_string_pretty(&sig).expect("json"))
+        .expect("write");
+    std::fs::write(dir.path().join("rollout.json"), r#"{"percent": 25}"#).expect("write");
+    assert!(eventually(5, || brain.brain.last_error().is_none()).await, "signed: published");
+    let catalog = brain.sync().await;
+    let guest = find(&catalog, "avap-guest-vm").expect("guest");
+    let carried = GuestSignature::from_interface_json(&guest.interface_json).expect("signature");
+    assert_eq!(carried, sig);
+    assert_eq!(carried.verify(TINY_WASM, &[release.public()]), Ok(release.public().id()));
+    let keys = Keys::new(b"k", KeyScheme::Original);
+    let pin = Manifest::open(find(&catalog, MANIFEST_ENTRY).expect("manifest"), keys.manifest())
+        .expect("opens")
+        .guest
+        .expect("pin");
+    assert_eq!(pin.rollout_percent, 25);
+
+    // Only the roll-out changes: a new catalog (new serial) all the same.
+    let serial = brain.brain.serial();
+    std::fs::write(dir.path().join("rollout.json"), r#"{"percent": 100}"#).expect("write");
+    assert!(eventually(5, || brain.brain.serial() > serial).await, "the roll-out change is published");
+    brain.stop().await;
+}
+
+#[tokio::test]
+async fn idle_watch_streams_get_keepalives() {
+    let brain =
+        Running::start(BrainConfig { keepalive_interval: Duration::from_millis(50), ..BrainConfig::dev() }).await;
+    let mut watch = brain.watch().await;
+    let first = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("open");
+    assert!(!first.keepalive && !first.commands.is_empty());
+    for _ in 0..3 {
+        let next = tokio::time::timeout(Duration::from_secs(5), watch.message())
+            .await
+            .expect("in time")
+            .expect("ok")
+            .expect("open");
+        assert!(next.keepalive, "only keepalives while nothing changes");
+        assert!(next.commands.is_empty());
+        assert_eq!(next.version_hash, first.version_hash);
+    }
+    brain.stop().await;
 }

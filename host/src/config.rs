@@ -7,6 +7,7 @@
 //! flags are ([`List`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 
 use avap_abi::Capability;
 use avap_policy::net::AllowEntry;
+use avap_wire::guest_sig::GuestPublicKey;
 
 use crate::capability::db::DbConfig;
 use crate::capability::http::HttpConfig;
@@ -158,9 +160,71 @@ pub struct Config {
     #[arg(long, env = "API_KEY", default_value = avap_wire::auth::DEFAULT_API_KEY, hide_env_values = true)]
     pub api_key: String,
 
-    /// HMAC key that signs and verifies AVAP packages.
+    /// Shared secret the package and catalog keys are derived from (the
+    /// published default is refused without --dev or --original-servers).
     #[arg(long, env = "AVAP_INTERNAL_KEY", default_value = avap_wire::auth::DEFAULT_INTERNAL_KEY, hide_env_values = true)]
     pub internal_key: String,
+
+    /// Development: allow the published default keys, trust the published
+    /// development guest key, reach the definition server in plaintext.
+    /// Never for a deployment; said at start-up and in `/health`.
+    #[arg(long, env = "AVAP_DEV", default_value_t = false)]
+    pub dev: bool,
+
+    /// Talk to the original AVAP servers: catalog entries verified with the
+    /// shared secret itself, catalogs without a signed manifest accepted,
+    /// the default keys allowed. Logged loudly, shown in `/health`.
+    #[arg(long, env = "AVAP_ORIGINAL_SERVERS", default_value_t = false)]
+    pub original_servers: bool,
+
+    /// Ed25519 public keys (64 hex digits each, comma-separated) one of
+    /// which must have signed a guest module from the definition server.
+    #[arg(long, env = "AVAP_GUEST_KEYS", default_value = "")]
+    pub guest_keys: List<GuestPublicKey>,
+
+    /// CA certificate (PEM) the definition server's certificate must chain
+    /// to; setting it turns TLS on (a private CA pins the brain).
+    #[arg(long, env = "BRAIN_TLS_CA")]
+    pub brain_tls_ca: Option<PathBuf>,
+
+    /// Name the definition server's certificate must carry (default: BRAIN_HOST).
+    #[arg(long, env = "BRAIN_TLS_DOMAIN")]
+    pub brain_tls_domain: Option<String>,
+
+    /// Client certificate (PEM) for mutual TLS with the definition server.
+    #[arg(long, env = "BRAIN_TLS_CERT", requires = "brain_tls_key")]
+    pub brain_tls_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "BRAIN_TLS_KEY", requires = "brain_tls_cert")]
+    pub brain_tls_key: Option<PathBuf>,
+
+    /// Reach the definition server in plaintext without --dev (logged as a warning).
+    #[arg(long, env = "AVAP_BRAIN_PLAINTEXT", default_value_t = false)]
+    pub brain_plaintext: bool,
+
+    /// This host's id for staged guest roll-outs (default: the machine's name).
+    #[arg(long, env = "AVAP_HOST_ID")]
+    pub host_id: Option<String>,
+
+    /// Largest message accepted from the definition server (a whole
+    /// catalog), in bytes.
+    #[arg(long, env = "AVAP_BRAIN_MAX_MESSAGE_BYTES", default_value_t = 32 << 20)]
+    pub brain_max_message_bytes: usize,
+
+    /// Entries a catalog may hold.
+    #[arg(long, env = "AVAP_MAX_CATALOG_ENTRIES", default_value_t = 20_000)]
+    pub max_catalog_entries: usize,
+
+    /// Largest guest module taken from the definition server, in bytes
+    /// (wasm binary only).
+    #[arg(long, env = "AVAP_MAX_GUEST_MODULE_BYTES", default_value_t = 16 << 20)]
+    pub max_guest_module_bytes: usize,
+
+    /// A watch stream with no message (catalog or keepalive) for this long
+    /// is stale: `/health` says so and the host reconnects. Milliseconds.
+    #[arg(long, env = "AVAP_BRAIN_IDLE_TIMEOUT_MS", default_value_t = 45_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub brain_idle_timeout_ms: u64,
 
     /// Serve the built-in catalog and guest only; never contact a definition server.
     #[arg(long, env = "AVAP_STANDALONE", default_value_t = false)]
@@ -174,7 +238,9 @@ pub struct Config {
     #[arg(long, env = "AVAP_SYNC_STARTUP_TIMEOUT_MS", default_value_t = 2000)]
     pub sync_startup_timeout_ms: u64,
 
-    /// Accept a guest module older than the live one.
+    /// Accept a guest module older than the live one from a catalog without
+    /// a manifest (the original servers'); with a manifest its serial
+    /// orders guests and a roll-back is the brain's signed act.
     #[arg(long, env = "AVAP_ALLOW_GUEST_DOWNGRADE", default_value_t = false)]
     pub allow_guest_downgrade: bool,
 
@@ -252,9 +318,11 @@ impl Config {
         SocketAddr::new(self.bind, self.port)
     }
 
-    /// `http://host:port` of the definition server.
+    /// `http(s)://host:port` of the definition server (`https` when
+    /// `BRAIN_TLS_CA` is set).
     pub fn brain_url(&self) -> String {
-        format!("http://{}:{}", self.brain_host, self.brain_port)
+        let scheme = if self.brain_tls_ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.brain_host, self.brain_port)
     }
 
     /// The `http` capability's settings.

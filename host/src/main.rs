@@ -13,8 +13,8 @@ async fn main() -> anyhow::Result<()> {
     if config.standalone {
         tracing::info!("standalone: serving the built-in catalog and guest");
     } else {
-        avap_host::catalog::sync::start(state.clone(), avap_host::catalog::sync::SyncConfig::from_config(&config))
-            .await;
+        let sync = avap_host::catalog::sync::SyncConfig::from_config(&config)?;
+        avap_host::catalog::sync::start(state.clone(), sync).await;
     }
     let addr = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -44,6 +44,10 @@ pub struct Metrics {
     guest_swaps: Counter,
     capability_calls: CapabilityCalls,
     open_connections: Gauge,
+    catalog_refusals: Family<Labels, Counter>,
+    guest_info: Family<Vec<(&'static str, String)>, Gauge>,
+    catalog_serial: Gauge,
+    brain_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -84,6 +88,30 @@ impl Metrics {
         );
         let open_connections = Gauge::default();
         registry.register("open_connections", "Client connections open now", open_connections.clone());
+        let catalog_refusals = Family::<Labels, Counter>::default();
+        registry.register(
+            "catalog_refusals",
+            "Catalogs refused, by reason (integrity, invalid_entry, guest_vetting, guest_signature, too_large, \
+             guest_not_binary, no_manifest, manifest, replay)",
+            catalog_refusals.clone(),
+        );
+        for reason in crate::catalog::CatalogError::REASONS {
+            drop(catalog_refusals.get_or_create(&[("reason", reason)]));
+        }
+        let guest_info = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        registry.register(
+            "guest_info",
+            "The guest this host runs (always 1), by version and digest",
+            guest_info.clone(),
+        );
+        let catalog_serial = Gauge::default();
+        registry.register(
+            "catalog_manifest_serial",
+            "Serial of the live catalog's manifest (0: none)",
+            catalog_serial.clone(),
+        );
+        let brain_up = Gauge::default();
+        registry.register("brain_up", "Whether the definition server's link is live (1) or not (0)", brain_up.clone());
         Metrics {
             registry,
             requests,
@@ -94,7 +122,30 @@ impl Metrics {
             guest_swaps,
             capability_calls,
             open_connections,
+            catalog_refusals,
+            guest_info,
+            catalog_serial,
+            brain_up,
         }
+    }
+
+    /// Counts a refused catalog by [`crate::catalog::CatalogError::reason`].
+    pub fn catalog_refusal(&self, reason: &'static str) {
+        self.catalog_refusals.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// Sets `avap_guest_info` to the guest now live (and only it).
+    pub fn guest_info(&self, info: &crate::runtime::GuestInfo) {
+        self.guest_info.clear();
+        self.guest_info.get_or_create(&vec![("version", info.version.clone()), ("digest", info.digest.clone())]).set(1);
+    }
+
+    pub fn catalog_serial(&self, serial: Option<u64>) {
+        self.catalog_serial.set(serial.map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX)));
+    }
+
+    pub fn brain_up(&self, up: bool) {
+        self.brain_up.set(i64::from(up));
     }
 
     /// Counts an execute or compile request by how it ended.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime};
 
 use crate::capability::Capabilities;
-use crate::catalog::{LiveCatalog, rollout};
+use crate::catalog::{LiveCatalog, Trust, rollout};
 use crate::config::Config;
 use crate::front::FrontDoor;
 use crate::metrics::Metrics;
@@ -34,8 +34,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The front door: connection and body caps, cross-site rules, tokens.
     pub front: FrontDoor,
-    pub internal_key: Vec<u8>,
-    pub(crate) allow_guest_downgrade: bool,
+    /// The keys, the trusted guest keys, the manifest rule, the caps on the
+    /// definition server, this host's roll-out bucket.
+    pub trust: Arc<Trust>,
     /// One catalog application at a time.
     pub(crate) apply_lock: tokio::sync::Mutex<()>,
     pub sync: Mutex<SyncStatus>,
@@ -61,7 +62,17 @@ pub enum SyncMode {
 pub struct SyncStatus {
     pub mode: SyncMode,
     pub address: Option<String>,
+    /// `tls` (certificate verified) or `plaintext`.
+    pub transport: &'static str,
     pub reachable: bool,
+    /// `live` (messages arriving), `stale` (a watch stream went silent past
+    /// the idle timeout), `unreachable`, or `connecting`.
+    pub state: &'static str,
+    #[serde(serialize_with = "ser_time")]
+    pub last_message_at: Option<SystemTime>,
+    /// A guest the catalog pins that this host is not taking yet (staged
+    /// roll-out), and why.
+    pub guest_hold: Option<String>,
     pub last_error: Option<String>,
     pub refusals: u64,
     pub last_refusal: Option<String>,
@@ -85,6 +96,9 @@ impl AppState {
     /// Builds the engine and loads the built-in guest (compile, ABI check,
     /// probe). Fails only if the built-in guest itself is unusable.
     pub async fn new(config: &Config) -> anyhow::Result<Arc<AppState>> {
+        // First: a host with a published key or an unauthenticated brain
+        // link does not start at all (unless a flag says so, loudly).
+        let trust = Arc::new(Trust::from_config(config)?);
         let limits = config.limits();
         let metrics = Metrics::new();
         let mut capabilities = Capabilities::open(config).await?;
@@ -101,9 +115,7 @@ impl AppState {
                 guest.clone()
             }
         };
-        if config.internal_key == avap_wire::auth::DEFAULT_INTERNAL_KEY {
-            tracing::warn!("AVAP_INTERNAL_KEY is the public default: anyone can sign packages this host accepts");
-        }
+        metrics.guest_info(runner.info());
         Ok(Arc::new(AppState {
             gate: Gate::new(limits.max_concurrency, limits.queue_timeout),
             engine,
@@ -111,13 +123,16 @@ impl AppState {
             limits,
             metrics,
             front: FrontDoor::new(config.front()),
-            internal_key: config.internal_key.clone().into_bytes(),
-            allow_guest_downgrade: config.allow_guest_downgrade,
+            trust,
             apply_lock: tokio::sync::Mutex::new(()),
             sync: Mutex::new(SyncStatus {
                 mode: if config.standalone { SyncMode::Standalone } else { SyncMode::Connecting },
                 address: (!config.standalone).then(|| config.brain_url()),
+                transport: if config.brain_tls_ca.is_some() { "tls" } else { "plaintext" },
                 reachable: false,
+                state: if config.standalone { "standalone" } else { "connecting" },
+                last_message_at: None,
+                guest_hold: None,
                 last_error: None,
                 refusals: 0,
                 last_refusal: None,
@@ -152,9 +167,22 @@ impl AppState {
     /// Runs one document through `guest` in a fresh instance. The caller
     /// holds a gate slot (or is the catalog applier, which has a reserved
     /// pool slot) and reads the output with [`decode_output`].
+    ///
+    /// A catalog carried in the input (a guest that could not be prepared)
+    /// does not count against the request's input limit: the definition
+    /// server's message cap bounds it instead.
     pub async fn run_guest(&self, guest: &Guest, input: &GuestInput<'_>) -> Result<Execution, SandboxError> {
         let bytes = serde_json::to_vec(input).map_err(|e| SandboxError::Internal(e.into()))?;
-        self.engine.execute(guest, &self.limits, &bytes).await
+        match input.catalog.map(|c| c.get().len()) {
+            Some(catalog) if catalog > 0 => {
+                let limits = Limits {
+                    max_input_bytes: self.limits.max_input_bytes.saturating_add(catalog),
+                    ..self.limits.clone()
+                };
+                self.engine.execute(guest, &limits, &bytes).await
+            }
+            _ => self.engine.execute(guest, &self.limits, &bytes).await,
+        }
     }
 }
 

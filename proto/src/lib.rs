@@ -30,6 +30,9 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod guest_sig;
+pub mod keys;
+pub mod manifest;
 pub mod package;
 
 /// The generated code of the `avap` protobuf package (`proto/avap.proto`):

@@ -70,6 +70,8 @@ impl Server {
 pub fn config(f: impl FnOnce(&mut Config)) -> Config {
     let mut c = Config::defaults();
     c.standalone = true;
+    // The published keys and plaintext: tests are development.
+    c.dev = true;
     f(&mut c);
     c
 }

@@ -25,11 +25,13 @@ pub fn detail(state: &AppState) -> Value {
         "catalog": {
             "source": catalog.source,
             "version_hash": catalog.version_hash,
+            "manifest_serial": catalog.serial,
             "commands": catalog.entries,
             "last_sync": catalog.synced_at.map(rfc3339),
             "note": degraded.then_some("definition server not synced yet: serving the built-in catalog and guest"),
         },
         "brain": sync,
+        "trust": state.trust.summary(),
         "limits": state.limits,
         "front_door": state.front.config,
         "capabilities": capabilities(state),

@@ -1,22 +1,32 @@
 //! The live command catalog, and how a catalog from the definition server is
 //! vetted before it replaces it.
 //!
-//! An update is applied all or nothing: every entry's package must verify
-//! with `AVAP_INTERNAL_KEY`, every `avap` entry must be one valid function
-//! definition named like the entry, and a `guest-vm` entry must pass every
-//! step of the guest swap (see `AppState::apply_catalog`). One bad entry and
-//! the whole update is refused; the previous catalog stays.
+//! An update is applied all or nothing ([`verify`], then
+//! `AppState::apply_catalog`): within the caps on entries and module size;
+//! a signed manifest that lists exactly the other entries, whose version
+//! hash the host recomputes and whose serial is newer than the live one
+//! (required unless `--original-servers`, see [`trust`]); every entry's
+//! package verified under the catalog-entry key; every `avap` entry one
+//! valid function definition named like the entry; and a `guest-vm` entry
+//! a wasm binary with an Ed25519 signature by a trusted key that passes
+//! every step of the guest swap. One bad entry and the whole update is
+//! refused; the previous catalog stays.
 
 use std::time::SystemTime;
 
 pub mod rollout;
 pub mod sync;
+pub mod trust;
 
 use avap_wire::catalog::{TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM};
+use avap_wire::guest_sig::{GuestSigError, GuestSignature};
+use avap_wire::manifest::{GuestPin, MANIFEST_ENTRY, Manifest, ManifestError, TYPE_MANIFEST};
 use avap_wire::package::{self, PackageError};
-use avap_wire::pb::CatalogResponse;
+use avap_wire::pb::{CatalogResponse, CommandResponse};
+
 use serde_json::json;
 use serde_json::value::RawValue;
+pub use trust::Trust;
 
 /// Where the live catalog came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -32,7 +42,11 @@ pub enum CatalogSource {
 #[derive(Debug)]
 pub struct LiveCatalog {
     pub source: CatalogSource,
+    /// The version hash the host computed from the entries.
     pub version_hash: Option<String>,
+    /// The manifest's serial; `None` without one (built-in, or an original
+    /// server's catalog).
+    pub serial: Option<u64>,
     pub entries: usize,
     pub synced_at: Option<SystemTime>,
     /// Names of every entry, for `/health`.
@@ -43,10 +57,24 @@ pub struct LiveCatalog {
 }
 
 impl LiveCatalog {
+    /// A copy (the guest input is cloned).
+    pub fn duplicate(&self) -> LiveCatalog {
+        LiveCatalog {
+            source: self.source.clone(),
+            version_hash: self.version_hash.clone(),
+            serial: self.serial,
+            entries: self.entries,
+            synced_at: self.synced_at,
+            names: self.names.clone(),
+            guest_json: self.guest_json.clone(),
+        }
+    }
+
     pub fn built_in() -> Self {
         LiveCatalog {
             source: CatalogSource::BuiltIn,
             version_hash: None,
+            serial: None,
             entries: 0,
             synced_at: None,
             names: Vec::new(),
@@ -59,14 +87,27 @@ impl LiveCatalog {
 /// guest module, if any, still has to pass the swap.
 #[derive(Debug)]
 pub struct VerifiedCatalog {
+    /// Recomputed from the entries (the server's is not trusted).
     pub version_hash: String,
+    /// The manifest's serial, if the catalog has one.
+    pub serial: Option<u64>,
     pub names: Vec<String>,
     /// `function` entries: run by the built-in of that name, if any.
     pub functions: Vec<String>,
     /// `avap` entries: `(name, source)`.
     pub avap: Vec<(String, String)>,
-    /// The `guest-vm` entry's module bytes.
-    pub guest_module: Option<Vec<u8>>,
+    /// The `guest-vm` entry: its module, signature checked.
+    pub guest: Option<VerifiedGuest>,
+}
+
+/// A guest module whose signature verified.
+#[derive(Debug)]
+pub struct VerifiedGuest {
+    pub module: Vec<u8>,
+    /// The id of the key that signed it.
+    pub signed_by: String,
+    /// What the manifest pins (its digest is the module's).
+    pub pin: Option<GuestPin>,
 }
 
 /// Why a catalog update was refused.
@@ -82,21 +123,95 @@ pub enum CatalogError {
     SeveralGuests(usize),
     #[error("guest module refused: {0}")]
     Guest(String),
+    #[error("guest module refused: {0}")]
+    GuestSignature(#[from] GuestSigError),
+    #[error("guest module refused: {size} bytes, over the {limit}-byte AVAP_MAX_GUEST_MODULE_BYTES")]
+    GuestTooLarge { size: usize, limit: usize },
+    #[error("guest module refused: not a wasm binary (it must start with \\0asm; text formats are not accepted)")]
+    GuestNotBinary,
+    #[error("catalog of {entries} entries is over the {limit}-entry AVAP_MAX_CATALOG_ENTRIES")]
+    TooManyEntries { entries: usize, limit: usize },
+    #[error(
+        "catalog has no signed manifest (an empty or partial catalog is refused unless signed; original servers need --original-servers)"
+    )]
+    NoManifest,
+    #[error("catalog holds {0} manifests; at most one is allowed")]
+    SeveralManifests(usize),
+    #[error("manifest refused: {0}")]
+    Manifest(#[from] ManifestError),
+    #[error("manifest serial {serial} is older than the live catalog's {live}: a replayed or stale catalog")]
+    Replay { serial: u64, live: u64 },
+    #[error("manifest serial {serial} is the live one's but the catalog differs")]
+    SameSerial { serial: u64 },
+    #[error("the live catalog is signed by a manifest; a catalog without one cannot replace it")]
+    ManifestDropped,
 }
 
-/// Verifies every entry of `response`; the first failure refuses it all.
-pub fn verify(response: &CatalogResponse, key: &[u8]) -> Result<VerifiedCatalog, CatalogError> {
+impl CatalogError {
+    /// The metric label of a refusal (`avap_catalog_refusals_total{reason}`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CatalogError::Integrity { .. } => "integrity",
+            CatalogError::UnknownType { .. } | CatalogError::Invalid { .. } | CatalogError::SeveralGuests(_) => {
+                "invalid_entry"
+            }
+            CatalogError::Guest(_) => "guest_vetting",
+            CatalogError::GuestSignature(_) => "guest_signature",
+            CatalogError::GuestTooLarge { .. } | CatalogError::TooManyEntries { .. } => "too_large",
+            CatalogError::GuestNotBinary => "guest_not_binary",
+            CatalogError::NoManifest | CatalogError::ManifestDropped => "no_manifest",
+            CatalogError::SeveralManifests(_) | CatalogError::Manifest(_) => "manifest",
+            CatalogError::Replay { .. } | CatalogError::SameSerial { .. } => "replay",
+        }
+    }
+
+    /// Every label [`CatalogError::reason`] gives.
+    pub const REASONS: [&'static str; 9] = [
+        "integrity",
+        "invalid_entry",
+        "guest_vetting",
+        "guest_signature",
+        "too_large",
+        "guest_not_binary",
+        "no_manifest",
+        "manifest",
+        "replay",
+    ];
+}
+
+/// Verifies `response` against `trust`; the first failure refuses it all.
+/// CPU-bound (MACs and hashes over every entry): call it off the async
+/// workers.
+pub fn verify(response: &CatalogResponse, trust: &Trust) -> Result<VerifiedCatalog, CatalogError> {
+    let caps = &trust.caps;
+    if response.commands.len() > caps.max_entries {
+        return Err(CatalogError::TooManyEntries { entries: response.commands.len(), limit: caps.max_entries });
+    }
+    let (manifests, entries): (Vec<&CommandResponse>, Vec<&CommandResponse>) =
+        response.commands.iter().partition(|e| e.r#type == TYPE_MANIFEST || e.name == MANIFEST_ENTRY);
+    let manifest = match manifests.as_slice() {
+        [] if trust.require_manifest => return Err(CatalogError::NoManifest),
+        [] => None,
+        [one] => {
+            let manifest = Manifest::open(one, trust.keys.manifest())?;
+            manifest.check(&entries)?;
+            Some(manifest)
+        }
+        more => return Err(CatalogError::SeveralManifests(more.len())),
+    };
+    let owned: Vec<CommandResponse> = entries.iter().map(|e| (*e).clone()).collect();
     let mut out = VerifiedCatalog {
-        version_hash: response.version_hash.clone(),
-        names: Vec::with_capacity(response.commands.len()),
+        version_hash: avap_wire::catalog::version_hash(&owned),
+        serial: manifest.as_ref().map(|m| m.serial),
+        names: Vec::with_capacity(entries.len()),
         functions: Vec::new(),
         avap: Vec::new(),
-        guest_module: None,
+        guest: None,
     };
     let mut guests = 0;
-    for entry in &response.commands {
+    for entry in entries {
         let name = &entry.name;
-        let payload = package::verify(key, &entry.code)
+        let payload = package::verify(trust.keys.catalog_entry(), &entry.code)
             .map_err(|source| CatalogError::Integrity { name: name.clone(), source })?;
         if !is_identifier(name) && entry.r#type != TYPE_GUEST_VM {
             return Err(CatalogError::Invalid { name: name.clone(), reason: "name is not an AVAP identifier".into() });
@@ -112,7 +227,25 @@ pub fn verify(response: &CatalogResponse, key: &[u8]) -> Result<VerifiedCatalog,
             }
             TYPE_GUEST_VM => {
                 guests += 1;
-                out.guest_module = Some(payload.to_vec());
+                if payload.len() > caps.max_module_bytes {
+                    return Err(CatalogError::GuestTooLarge { size: payload.len(), limit: caps.max_module_bytes });
+                }
+                if !payload.starts_with(b"\0asm") {
+                    return Err(CatalogError::GuestNotBinary);
+                }
+                let signature = GuestSignature::from_interface_json(&entry.interface_json)?;
+                let signed_by = signature.verify(payload, &trust.guest_keys)?;
+                let pin = manifest.as_ref().and_then(|m| m.guest.clone());
+                let digest = crate::runtime::module_digest(payload);
+                if let Some(pin) = &pin
+                    && pin.digest != digest
+                {
+                    return Err(CatalogError::Guest(format!(
+                        "the manifest pins {}, the module is {digest}",
+                        pin.digest
+                    )));
+                }
+                out.guest = Some(VerifiedGuest { module: payload.to_vec(), signed_by, pin });
             }
             other => return Err(CatalogError::UnknownType { name: name.clone(), ty: other.to_string() }),
         }
@@ -145,6 +278,7 @@ impl VerifiedCatalog {
         LiveCatalog {
             source: CatalogSource::Brain,
             version_hash: Some(self.version_hash),
+            serial: self.serial,
             entries: self.names.len(),
             synced_at: Some(SystemTime::now()),
             names: self.names,
@@ -179,29 +313,64 @@ pub fn is_older(candidate: &str, live: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use avap_wire::pb::CommandResponse;
+    use avap_wire::guest_sig::{GuestSigningKey, dev_signing_key};
+    use avap_wire::keys::{KeyScheme, Keys};
+    use serde_json::json;
 
-    const KEY: &[u8] = b"test-key";
+    fn trust(f: impl FnOnce(&mut crate::Config)) -> Trust {
+        let mut c = crate::Config::defaults();
+        c.dev = true;
+        c.standalone = true;
+        f(&mut c);
+        Trust::from_config(&c).expect("trust")
+    }
+
+    fn keys() -> Keys {
+        Keys::new(avap_wire::auth::DEFAULT_INTERNAL_KEY.as_bytes(), KeyScheme::Separated)
+    }
 
     fn entry(name: &str, ty: &str, payload: &[u8]) -> CommandResponse {
-        avap_wire::catalog::signed_entry(KEY, name, ty, "[]".into(), payload).expect("sign")
+        avap_wire::catalog::signed_entry(keys().catalog_entry(), name, ty, "[]".into(), payload).expect("sign")
     }
 
-    fn catalog(entries: Vec<CommandResponse>) -> CatalogResponse {
-        CatalogResponse { total_count: entries.len() as i32, version_hash: "v1".into(), commands: entries }
+    fn guest_entry(module: &[u8], key: &GuestSigningKey) -> CommandResponse {
+        let json = key.sign(module).to_interface_json();
+        avap_wire::catalog::signed_entry(keys().catalog_entry(), "avap-guest-vm", TYPE_GUEST_VM, json, module)
+            .expect("sign")
     }
+
+    /// `entries` sealed with a manifest of `serial`.
+    fn sealed(entries: Vec<CommandResponse>, serial: u64) -> CatalogResponse {
+        let manifest = Manifest::describe(serial, "2026-12-01T00:00:00Z".into(), &entries, None);
+        let mut commands = entries;
+        commands.push(manifest.to_entry(keys().manifest()).expect("manifest"));
+        CatalogResponse {
+            total_count: commands.len() as i32,
+            version_hash: "not trusted".into(),
+            commands,
+            keepalive: false,
+        }
+    }
+
+    const MODULE: &[u8] = b"\0asm\x01\0\0\0";
 
     #[test]
     fn sorts_entries_by_type() {
-        let c = catalog(vec![
-            entry("addVar", TYPE_FUNCTION, b"# py"),
-            entry("greet", TYPE_AVAP, b"function greet(x) {\n return x\n}"),
-            entry("avap-guest-vm", TYPE_GUEST_VM, b"\0asm"),
-        ]);
-        let v = verify(&c, KEY).expect("verifies");
+        let c = sealed(
+            vec![
+                entry("addVar", TYPE_FUNCTION, b"# py"),
+                entry("greet", TYPE_AVAP, b"function greet(x) {\n return x\n}"),
+                guest_entry(MODULE, &dev_signing_key()),
+            ],
+            3,
+        );
+        let v = verify(&c, &trust(|_| {})).expect("verifies");
         assert_eq!(v.functions, ["addVar"]);
         assert_eq!(v.avap[0].0, "greet");
-        assert_eq!(v.guest_module.as_deref(), Some(&b"\0asm"[..]));
+        assert_eq!(v.serial, Some(3));
+        assert_eq!(v.guest.as_ref().map(|g| g.module.as_slice()), Some(MODULE));
+        assert_eq!(v.guest.as_ref().map(|g| g.signed_by.clone()), Some(dev_signing_key().public().id()));
+        assert_ne!(v.version_hash, "not trusted", "the version hash is recomputed");
         let guest: serde_json::Value = serde_json::from_str(v.guest_json().get()).expect("json");
         assert_eq!(guest["commands"], json!(["addVar"]));
         assert_eq!(guest["functions"][0]["name"], json!("greet"));
@@ -209,23 +378,103 @@ mod tests {
 
     #[test]
     fn one_tampered_entry_refuses_the_whole_catalog() {
-        let mut bad = entry("greet", TYPE_AVAP, b"function greet() {\n}");
-        let last = bad.code.len() - 1;
-        bad.code[last] ^= 1;
-        let c = catalog(vec![entry("addVar", TYPE_FUNCTION, b"# py"), bad]);
-        assert!(matches!(verify(&c, KEY), Err(CatalogError::Integrity { name, .. }) if name == "greet"));
-        let c = catalog(vec![entry("addVar", TYPE_FUNCTION, b"# py")]);
-        assert!(matches!(verify(&c, b"other-key"), Err(CatalogError::Integrity { .. })));
+        let mut c = sealed(
+            vec![entry("addVar", TYPE_FUNCTION, b"# py"), entry("greet", TYPE_AVAP, b"function greet() {\n}")],
+            1,
+        );
+        let last = c.commands[1].code.len() - 1;
+        c.commands[1].code[last] ^= 1;
+        assert!(matches!(verify(&c, &trust(|_| {})), Err(CatalogError::Manifest(_))), "the manifest catches it first");
+        let c = sealed(vec![entry("addVar", TYPE_FUNCTION, b"# py")], 1);
+        let other = trust(|c| c.internal_key = "another secret".into());
+        assert!(matches!(verify(&c, &other), Err(CatalogError::Manifest(ManifestError::Integrity(_)))));
     }
 
     #[test]
-    fn refuses_unknown_types_bad_names_and_two_guests() {
-        let c = catalog(vec![entry("x", "python3", b"")]);
-        assert!(matches!(verify(&c, KEY), Err(CatalogError::UnknownType { .. })));
-        let c = catalog(vec![entry("no spaces", TYPE_FUNCTION, b"")]);
-        assert!(matches!(verify(&c, KEY), Err(CatalogError::Invalid { .. })));
-        let c = catalog(vec![entry("g1", TYPE_GUEST_VM, b"a"), entry("g2", TYPE_GUEST_VM, b"b")]);
-        assert!(matches!(verify(&c, KEY), Err(CatalogError::SeveralGuests(2))));
+    fn catalogs_without_a_manifest_need_original_servers_mode() {
+        let bare = |entries: Vec<CommandResponse>| CatalogResponse {
+            total_count: entries.len() as i32,
+            version_hash: "x".into(),
+            commands: entries,
+            keepalive: false,
+        };
+        assert!(matches!(verify(&bare(vec![]), &trust(|_| {})), Err(CatalogError::NoManifest)), "an empty catalog");
+        let raw = avap_wire::auth::DEFAULT_INTERNAL_KEY.as_bytes();
+        let original =
+            avap_wire::catalog::signed_entry(raw, "addVar", TYPE_FUNCTION, "[]".into(), b"# py").expect("sign");
+        let compat = trust(|c| {
+            c.dev = false;
+            c.original_servers = true;
+        });
+        let v = verify(&bare(vec![original.clone()]), &compat).expect("the original scheme verifies");
+        assert_eq!((v.functions.as_slice(), v.serial), (&["addVar".to_string()][..], None));
+        assert!(matches!(verify(&sealed(vec![original], 1), &trust(|_| {})), Err(CatalogError::Integrity { .. })));
+    }
+
+    #[test]
+    fn a_compiled_package_is_not_a_catalog_entry() {
+        let code = avap_wire::package::pack(keys().package(), b"function evil() {\n}").expect("pack");
+        let hash = avap_wire::catalog::entry_hash(&code);
+        let forged =
+            CommandResponse { name: "evil".into(), r#type: TYPE_AVAP.into(), interface_json: "[]".into(), code, hash };
+        assert!(
+            matches!(verify(&sealed(vec![forged], 1), &trust(|_| {})), Err(CatalogError::Integrity { name, .. }) if name == "evil")
+        );
+    }
+
+    #[test]
+    fn guest_modules_need_a_trusted_signature_and_a_binary() {
+        let stranger = GuestSigningKey::generate().expect("key");
+        let c = sealed(vec![guest_entry(MODULE, &stranger)], 1);
+        let err = verify(&c, &trust(|_| {})).expect_err("unknown key");
+        assert!(matches!(err, CatalogError::GuestSignature(GuestSigError::UnknownKey(_))), "{err}");
+        assert_eq!(err.reason(), "guest_signature");
+        let trusted = trust(|c| c.guest_keys = vec![stranger.public()].into());
+        assert!(verify(&c, &trusted).is_ok());
+        let unsigned = avap_wire::catalog::signed_entry(
+            keys().catalog_entry(),
+            "avap-guest-vm",
+            TYPE_GUEST_VM,
+            "[]".into(),
+            MODULE,
+        )
+        .expect("sign");
+        assert!(matches!(
+            verify(&sealed(vec![unsigned], 1), &trusted),
+            Err(CatalogError::GuestSignature(GuestSigError::NotSigned))
+        ));
+        let wat = b"(module)";
+        assert!(matches!(
+            verify(&sealed(vec![guest_entry(wat, &stranger)], 1), &trusted),
+            Err(CatalogError::GuestNotBinary)
+        ));
+        let small = trust(|c| c.max_guest_module_bytes = 4);
+        assert!(matches!(
+            verify(&sealed(vec![guest_entry(MODULE, &dev_signing_key())], 1), &small),
+            Err(CatalogError::GuestTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_unknown_types_bad_names_two_guests_and_too_many_entries() {
+        let t = trust(|_| {});
+        assert!(matches!(
+            verify(&sealed(vec![entry("x", "python3", b"")], 1), &t),
+            Err(CatalogError::UnknownType { .. })
+        ));
+        assert!(matches!(
+            verify(&sealed(vec![entry("no spaces", TYPE_FUNCTION, b"")], 1), &t),
+            Err(CatalogError::Invalid { .. })
+        ));
+        let two = vec![guest_entry(MODULE, &dev_signing_key()), {
+            let mut g = guest_entry(b"\0asm\x01\0\0\0\0", &dev_signing_key());
+            g.name = "g2".into();
+            g
+        }];
+        assert!(matches!(verify(&sealed(two, 1), &t), Err(CatalogError::SeveralGuests(2))));
+        let few = trust(|c| c.max_catalog_entries = 2);
+        let three = sealed(vec![entry("a", TYPE_FUNCTION, b""), entry("b", TYPE_FUNCTION, b"")], 1);
+        assert!(matches!(verify(&three, &few), Err(CatalogError::TooManyEntries { entries: 3, limit: 2 })));
     }
 
     #[test]

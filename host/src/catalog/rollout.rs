@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use avap_abi::Mode;
 use avap_policy::json::{GuestOutput, decode_output};
 
-use crate::catalog::{self, CatalogError, LiveCatalog};
+use crate::catalog::{self, CatalogError, LiveCatalog, VerifiedGuest};
 use crate::metrics::SyncResult;
 use crate::runtime::abi::GuestInput;
 use crate::runtime::{Guest, Limits, SandboxEngine, module_digest};
@@ -36,16 +36,59 @@ impl AppState {
     /// makes it (and its guest module, if new) live, prepared: the guest is
     /// snapshotted with the catalog before anything is swapped. All or
     /// nothing, off the request path.
-    pub async fn apply_catalog(&self, response: &avap_wire::pb::CatalogResponse) -> Result<Applied, CatalogError> {
+    pub async fn apply_catalog(&self, response: avap_wire::pb::CatalogResponse) -> Result<Applied, CatalogError> {
         let _one_at_a_time = self.apply_lock.lock().await;
-        let verified = catalog::verify(response, &self.internal_key)?;
+        // MACs and hashes over up to the whole message: off the async workers.
+        let trust = self.trust.clone();
+        let verified = tokio::task::spawn_blocking(move || catalog::verify(&response, &trust))
+            .await
+            .map_err(|e| CatalogError::Guest(format!("verification task failed: {e}")))??;
         let live = self.live();
-        let new_module = verified.guest_module.as_deref().filter(|m| module_digest(m) != live.guest.info().digest);
+        match (verified.serial, live.catalog.serial) {
+            (Some(serial), Some(live_serial)) if serial < live_serial => {
+                return Err(CatalogError::Replay { serial, live: live_serial });
+            }
+            (Some(serial), Some(live_serial))
+                if serial == live_serial
+                    && live.catalog.version_hash.as_deref() != Some(verified.version_hash.as_str()) =>
+            {
+                return Err(CatalogError::SameSerial { serial });
+            }
+            (None, Some(_)) => return Err(CatalogError::ManifestDropped),
+            _ => {}
+        }
+        let new_module = match verified.guest.as_ref() {
+            Some(g) if module_digest(&g.module) != live.guest.info().digest => self.rollout_decision(g),
+            _ => {
+                self.update_sync(|s| s.guest_hold = None);
+                None
+            }
+        };
         if live.catalog.version_hash.as_deref() == Some(verified.version_hash.as_str()) && new_module.is_none() {
+            if verified.serial != live.catalog.serial {
+                // Same entries under a newer serial (the brain restarted, or
+                // only the roll-out changed): record the serial, keep the rest.
+                let catalog = Arc::new(LiveCatalog { serial: verified.serial, ..live.catalog.duplicate() });
+                self.metrics.catalog_serial(catalog.serial);
+                write(&self.live, Arc::new(Live { guest: live.guest.clone(), catalog, runner: live.runner.clone() }));
+            }
             return Ok(Applied::Unchanged);
         }
+        let signed_by = verified.guest.as_ref().map(|g| g.signed_by.clone());
+        let pinned_version = verified.guest.as_ref().and_then(|g| g.pin.as_ref()).map(|p| p.version.clone());
         let candidate = match new_module {
-            Some(module) => Some(Arc::new(self.vet_guest(module).await?)),
+            Some(module) => {
+                let guest = self.vet_guest(&module, verified.serial.is_some()).await?;
+                if let Some(want) = pinned_version.filter(|v| !v.is_empty())
+                    && want != guest.info().version
+                {
+                    return Err(CatalogError::Guest(format!(
+                        "the manifest pins version {want}, the module reports {}",
+                        guest.info().version
+                    )));
+                }
+                Some(Arc::new(guest))
+            }
             None => None,
         };
         let guest = candidate.clone().unwrap_or_else(|| live.guest.clone());
@@ -64,8 +107,14 @@ impl AppState {
         }
         let swapped_to = candidate.as_ref().map(|g| g.info().version.clone());
         if let Some(guest) = &candidate {
-            tracing::info!(version = %guest.info().version, digest = %guest.info().digest, "guest module swapped in");
+            tracing::info!(
+                version = %guest.info().version,
+                digest = %guest.info().digest,
+                signed_by = ?signed_by,
+                "guest module swapped in"
+            );
             self.metrics.guest_swap();
+            self.update_sync(|s| s.guest_hold = None);
         }
         tracing::info!(
             version_hash = ?catalog.version_hash,
@@ -73,15 +122,36 @@ impl AppState {
             snapshot = ?prepared.guest.info().snapshot,
             "catalog applied"
         );
+        self.metrics.guest_info(prepared.guest.info());
+        self.metrics.catalog_serial(catalog.serial);
         write(&self.live, Arc::new(Live { guest, catalog, runner: prepared.guest }));
         Ok(Applied::Updated { guest_swapped_to: swapped_to })
+    }
+
+    /// Whether this host takes `guest` now: a manifest's staged roll-out
+    /// names the share of hosts (by roll-out bucket) that take it first;
+    /// the others keep the guest they run, and say so in `/health`.
+    fn rollout_decision(&self, guest: &VerifiedGuest) -> Option<Vec<u8>> {
+        let percent = guest.pin.as_ref().map_or(100, |p| p.rollout_percent);
+        if self.trust.bucket < percent {
+            return Some(guest.module.clone());
+        }
+        let digest = module_digest(&guest.module);
+        let hold = format!(
+            "guest {digest} is rolling out to {percent}% of hosts; this host (bucket {}) keeps its guest until the roll-out reaches it",
+            self.trust.bucket
+        );
+        tracing::info!(%digest, percent, bucket = self.trust.bucket, "staged roll-out: not taking the new guest yet");
+        self.update_sync(|s| s.guest_hold = Some(hold));
+        None
     }
 
     /// Records a refused update where operators look: the log, `/health`
     /// and `/metrics`.
     pub fn record_refusal(&self, err: &CatalogError) {
-        tracing::error!(error = %err, "catalog update refused; the previous catalog stays live");
+        tracing::error!(error = %err, reason = err.reason(), "catalog update refused; the previous catalog stays live");
         self.metrics.catalog_sync(SyncResult::Refused);
+        self.metrics.catalog_refusal(err.reason());
         self.update_sync(|s| {
             s.refusals += 1;
             s.last_refusal = Some(err.to_string());
@@ -92,14 +162,19 @@ impl AppState {
     /// Every step a candidate guest must pass before it serves: compile off
     /// the request path, import and ABI checks, probe, no downgrade, and a
     /// self-test execution.
-    async fn vet_guest(&self, module: &[u8]) -> Result<Guest, CatalogError> {
+    /// Without a manifest (`ordered: false`, the original servers) a guest
+    /// older than the live one is refused unless downgrades are allowed;
+    /// with one, the manifest's serial orders catalogs and a roll-back is
+    /// the brain's signed act.
+    async fn vet_guest(&self, module: &[u8], ordered: bool) -> Result<Guest, CatalogError> {
         let refuse = |reason: String| CatalogError::Guest(reason);
         let guest = self.engine.load_guest(module, "brain").await.map_err(|e| refuse(e.to_string()))?;
         let current = self.guest();
         let (new_v, old_v) = (&guest.info().version, &current.info().version);
-        if catalog::is_older(new_v, old_v) && !self.allow_guest_downgrade {
+        if !ordered && catalog::is_older(new_v, old_v) && !self.trust.allow_guest_downgrade {
             return Err(refuse(format!(
-                "version {new_v} is older than the live {old_v} (set AVAP_ALLOW_GUEST_DOWNGRADE to allow)"
+                "version {new_v} is older than the live {old_v} and the catalog has no manifest to order them \
+                 (set AVAP_ALLOW_GUEST_DOWNGRADE to allow)"
             )));
         }
         let input = GuestInput::bare(SELF_TEST_SCRIPT, None, self.limits.guest());

@@ -7,6 +7,14 @@
 //! pushed), `SyncCatalog` every `sync_poll_secs` when it answers
 //! `UNIMPLEMENTED` (the original servers), and exponential backoff between
 //! connection attempts while it is unreachable.
+//!
+//! The link is TLS when `BRAIN_TLS_CA` is set (the server's certificate
+//! must chain to it and name `BRAIN_TLS_DOMAIN`, or `BRAIN_HOST`), with a
+//! client certificate for mutual TLS when `BRAIN_TLS_CERT`/`BRAIN_TLS_KEY`
+//! are. HTTP/2 keepalive pings find a dead connection; a watch stream on
+//! which nothing arrives (the brain sends a keepalive message while its
+//! catalog is unchanged) within `AVAP_BRAIN_IDLE_TIMEOUT_MS` is stale:
+//! `/health` says so and the host reconnects.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +23,7 @@ use avap_wire::pb::definition_engine_client::DefinitionEngineClient;
 use avap_wire::pb::{CatalogResponse, Empty};
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 
 use crate::catalog::rollout::Applied;
@@ -27,8 +35,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Catalogs carry the guest module: allow well beyond tonic's 4 MiB default.
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Client = DefinitionEngineClient<InterceptedService<Channel, Auth>>;
 
@@ -49,16 +57,50 @@ pub struct SyncConfig {
     pub api_key: String,
     pub poll: Duration,
     pub startup_timeout: Duration,
+    /// `None`: plaintext.
+    pub tls: Option<ClientTlsConfig>,
+    /// A watch stream silent this long is stale.
+    pub idle_timeout: Duration,
+    /// Largest message decoded (a whole catalog).
+    pub max_message_bytes: usize,
+}
+
+fn read_file(path: &std::path::Path, what: &'static str) -> Result<Vec<u8>, crate::catalog::trust::TrustError> {
+    std::fs::read(path).map_err(|source| crate::catalog::trust::TrustError::Read {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 impl SyncConfig {
-    pub fn from_config(config: &Config) -> Self {
-        SyncConfig {
+    /// Reads the TLS files the configuration names.
+    pub fn from_config(config: &Config) -> Result<Self, crate::catalog::trust::TrustError> {
+        let tls = match &config.brain_tls_ca {
+            None => None,
+            Some(ca) => {
+                let domain = config.brain_tls_domain.clone().unwrap_or_else(|| config.brain_host.clone());
+                let mut tls = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(read_file(ca, "BRAIN_TLS_CA")?))
+                    .domain_name(domain);
+                if let (Some(cert), Some(key)) = (&config.brain_tls_cert, &config.brain_tls_key) {
+                    tls = tls.identity(Identity::from_pem(
+                        read_file(cert, "BRAIN_TLS_CERT")?,
+                        read_file(key, "BRAIN_TLS_KEY")?,
+                    ));
+                }
+                Some(tls)
+            }
+        };
+        Ok(SyncConfig {
             url: config.brain_url(),
             api_key: config.api_key.clone(),
             poll: Duration::from_secs(config.sync_poll_secs),
             startup_timeout: Duration::from_millis(config.sync_startup_timeout_ms),
-        }
+            tls,
+            idle_timeout: Duration::from_millis(config.brain_idle_timeout_ms),
+            max_message_bytes: config.brain_max_message_bytes,
+        })
     }
 }
 
@@ -68,8 +110,8 @@ pub async fn start(state: Arc<AppState>, config: SyncConfig) -> tokio::task::Joi
     let first = async {
         let mut client = connect(&config).await?;
         let response = client.sync_catalog(Empty {}).await?.into_inner();
-        state.update_sync(|s| s.reachable = true);
-        apply(&state, &response).await;
+        heard(&state);
+        apply(&state, response).await;
         Ok::<_, SyncError>(())
     };
     match tokio::time::timeout(config.startup_timeout, first).await {
@@ -98,16 +140,22 @@ async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) 
     match client.watch_catalog(Empty {}).await {
         Ok(stream) => {
             let mut stream = stream.into_inner();
-            state.update_sync(|s| {
-                s.mode = SyncMode::Watch;
-                s.reachable = true;
-                s.last_error = None;
-            });
+            state.update_sync(|s| s.mode = SyncMode::Watch);
+            heard(state);
             *backoff = BACKOFF_MIN;
-            while let Some(response) = stream.message().await? {
-                apply(state, &response).await;
+            loop {
+                let next = tokio::time::timeout(config.idle_timeout, stream.message()).await;
+                let Ok(message) = next else {
+                    state.update_sync(|s| s.state = "stale");
+                    return Err(SyncError::Silent(config.idle_timeout));
+                };
+                let Some(response) = message? else { return Err(SyncError::Closed) };
+                heard(state);
+                if response.keepalive {
+                    continue;
+                }
+                apply(state, response).await;
             }
-            Err(SyncError::Closed)
         }
         Err(status) if status.code() == Code::Unimplemented => {
             state.update_sync(|s| s.mode = SyncMode::Poll);
@@ -116,12 +164,9 @@ async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) 
                     .await
                     .map_err(|_| SyncError::Timeout)??
                     .into_inner();
-                state.update_sync(|s| {
-                    s.reachable = true;
-                    s.last_error = None;
-                });
+                heard(state);
                 *backoff = BACKOFF_MIN;
-                apply(state, &response).await;
+                apply(state, response).await;
                 tokio::time::sleep(config.poll).await;
             }
         }
@@ -129,18 +174,35 @@ async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) 
     }
 }
 
+/// A message (catalog or keepalive) arrived: the link is live.
+fn heard(state: &AppState) {
+    state.metrics.brain_up(true);
+    state.update_sync(|s| {
+        s.reachable = true;
+        s.state = "live";
+        s.last_error = None;
+        s.last_message_at = Some(std::time::SystemTime::now());
+    });
+}
+
 async fn connect(config: &SyncConfig) -> Result<Client, SyncError> {
-    let endpoint = Endpoint::from_shared(config.url.clone())
+    let mut endpoint = Endpoint::from_shared(config.url.clone())
         .map_err(|e| SyncError::Config(e.to_string()))?
         .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(PING_INTERVAL)
+        .keep_alive_timeout(PING_TIMEOUT)
+        .keep_alive_while_idle(true);
+    if let Some(tls) = &config.tls {
+        endpoint = endpoint.tls_config(tls.clone())?;
+    }
     let key = MetadataValue::try_from(config.api_key.as_str())
         .map_err(|_| SyncError::Config("API_KEY is not valid gRPC metadata".into()))?;
     let channel = endpoint.connect().await?;
-    Ok(DefinitionEngineClient::with_interceptor(channel, Auth(key)).max_decoding_message_size(MAX_MESSAGE_BYTES))
+    Ok(DefinitionEngineClient::with_interceptor(channel, Auth(key)).max_decoding_message_size(config.max_message_bytes))
 }
 
-async fn apply(state: &AppState, response: &CatalogResponse) {
+async fn apply(state: &AppState, response: CatalogResponse) {
     match state.apply_catalog(response).await {
         Ok(Applied::Unchanged) => state.metrics.catalog_sync(SyncResult::Unchanged),
         Ok(Applied::Updated { .. }) => state.metrics.catalog_sync(SyncResult::Applied),
@@ -150,8 +212,12 @@ async fn apply(state: &AppState, response: &CatalogResponse) {
 
 fn unreachable_now(state: &AppState, reason: &str) {
     tracing::warn!(reason, "definition server unreachable; serving the last good catalog");
+    state.metrics.brain_up(false);
     state.update_sync(|s| {
         s.reachable = false;
+        if s.state != "stale" {
+            s.state = "unreachable";
+        }
         s.last_error = Some(reason.to_string());
     });
 }
@@ -166,6 +232,8 @@ enum SyncError {
     Timeout,
     #[error("the watch stream ended")]
     Closed,
+    #[error("the watch stream was silent for {0:?} (no catalog, no keepalive): reconnecting")]
+    Silent(Duration),
     #[error("bad configuration: {0}")]
     Config(String),
 }

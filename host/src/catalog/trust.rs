@@ -1,0 +1,254 @@
+//! Who may change what this host runs: the keys it verifies with, whether
+//! catalogs must carry a signed manifest, the guest keys it trusts, the
+//! caps on what the definition server may send, and this host's place in a
+//! staged roll-out. Built once from the configuration; [`Trust::summary`] is
+//! what `/health` shows of it.
+//!
+//! Three modes (README "Roll-out"):
+//! - **production** (the default): no published default key is accepted at
+//!   start-up, entries are verified under the catalog-entry key, every
+//!   catalog must carry a signed manifest, guest modules must be signed by
+//!   one of `AVAP_GUEST_KEYS`, and the definition server is reached over
+//!   TLS (plaintext only with `AVAP_BRAIN_PLAINTEXT`);
+//! - **dev** (`--dev`): the same checks, but the published default keys,
+//!   the published development guest key and plaintext are allowed;
+//! - **original-servers** (`--original-servers`): the original AVAP
+//!   servers' scheme: entries signed with the shared secret itself, no
+//!   manifest required (one is still checked when present), the default
+//!   keys allowed, guest modules still need a trusted signature.
+
+use avap_wire::guest_sig::{GuestPublicKey, dev_signing_key};
+use avap_wire::keys::{KeyScheme, Keys};
+use avap_wire::manifest::rollout_bucket;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrustMode {
+    Production,
+    Dev,
+    OriginalServers,
+}
+
+/// Why the host refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error(
+        "{0} is the published default: anyone could sign what this host runs. Set your own, or pass --dev \
+         (development) or --original-servers (talking to the original AVAP servers, which hard-code it)"
+    )]
+    DefaultKey(&'static str),
+    #[error(
+        "the definition server would be reached in plaintext ({0}): set BRAIN_TLS_CA to verify its certificate, \
+         or pass --brain-plaintext (or --dev / --original-servers)"
+    )]
+    Plaintext(String),
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--dev and --original-servers do not go together")]
+    TwoModes,
+}
+
+/// Caps on what the definition server may send.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BrainCaps {
+    /// Largest gRPC message decoded (a whole catalog).
+    pub max_message_bytes: usize,
+    pub max_entries: usize,
+    /// Largest guest module (a wasm binary; WAT text is refused).
+    pub max_module_bytes: usize,
+    /// A watch stream silent this long is stale and reconnected.
+    pub idle_timeout_ms: u64,
+}
+
+pub struct Trust {
+    pub mode: TrustMode,
+    pub keys: Keys,
+    /// Keys whose signature a guest module must carry.
+    pub guest_keys: Vec<GuestPublicKey>,
+    /// Whether a catalog without a signed manifest is refused.
+    pub require_manifest: bool,
+    pub host_id: String,
+    /// This host's roll-out bucket (0..100).
+    pub bucket: u8,
+    pub caps: BrainCaps,
+    /// Semantic-version downgrade guard for catalogs without a manifest.
+    pub allow_guest_downgrade: bool,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust").field("mode", &self.mode).field("guest_keys", &self.guest_keys).finish_non_exhaustive()
+    }
+}
+
+/// This machine's name, for the roll-out bucket: `HOSTNAME`, else
+/// `/etc/hostname`, else a fixed name.
+fn machine_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "avap-host".into())
+}
+
+impl Trust {
+    /// The trust settings `config` asks for; refuses published default keys
+    /// and plaintext unless a flag allows them (and logs loudly when one does).
+    pub fn from_config(config: &Config) -> Result<Trust, TrustError> {
+        if config.dev && config.original_servers {
+            return Err(TrustError::TwoModes);
+        }
+        let mode = if config.dev {
+            TrustMode::Dev
+        } else if config.original_servers {
+            TrustMode::OriginalServers
+        } else {
+            TrustMode::Production
+        };
+        let relaxed = mode != TrustMode::Production;
+        let mut defaults = vec![("AVAP_INTERNAL_KEY", config.internal_key == avap_wire::auth::DEFAULT_INTERNAL_KEY)];
+        if !config.standalone {
+            defaults.push(("API_KEY", config.api_key == avap_wire::auth::DEFAULT_API_KEY));
+        }
+        for (name, is_default) in defaults {
+            if is_default && !relaxed {
+                return Err(TrustError::DefaultKey(name));
+            }
+            if is_default {
+                tracing::warn!(
+                    "!!! {name} is the published default: anyone can sign what this host accepts; allowed only by --dev / --original-servers !!!"
+                );
+            }
+        }
+        if !config.standalone && config.brain_tls_ca.is_none() {
+            if !(relaxed || config.brain_plaintext) {
+                return Err(TrustError::Plaintext(config.brain_url()));
+            }
+            tracing::warn!(url = %config.brain_url(), "the definition server is reached in plaintext: its identity is not checked and API_KEY travels in the clear");
+        }
+        match mode {
+            TrustMode::Dev => tracing::warn!(
+                "--dev: development mode (published keys allowed, the published development guest key trusted, plaintext allowed); never for a deployment"
+            ),
+            TrustMode::OriginalServers => tracing::warn!(
+                "!!! --original-servers: catalog entries are verified with the shared secret itself and catalogs without a signed manifest are accepted, as the original AVAP servers need !!!"
+            ),
+            TrustMode::Production => {}
+        }
+        let scheme = if mode == TrustMode::OriginalServers { KeyScheme::Original } else { KeyScheme::Separated };
+        let mut guest_keys = config.guest_keys.0.clone();
+        if mode == TrustMode::Dev {
+            guest_keys.push(dev_signing_key().public());
+        }
+        if guest_keys.is_empty() && !config.standalone {
+            tracing::warn!("AVAP_GUEST_KEYS is empty: no guest module from the definition server will be taken");
+        }
+        let host_id = config.host_id.clone().unwrap_or_else(machine_name);
+        Ok(Trust {
+            mode,
+            keys: Keys::new(config.internal_key.as_bytes(), scheme),
+            guest_keys,
+            require_manifest: mode != TrustMode::OriginalServers,
+            bucket: rollout_bucket(&host_id),
+            host_id,
+            caps: BrainCaps {
+                max_message_bytes: config.brain_max_message_bytes,
+                max_entries: config.max_catalog_entries,
+                max_module_bytes: config.max_guest_module_bytes,
+                idle_timeout_ms: config.brain_idle_timeout_ms,
+            },
+            allow_guest_downgrade: config.allow_guest_downgrade,
+        })
+    }
+
+    /// What `/health` shows.
+    pub fn summary(&self) -> Value {
+        json!({
+            "mode": self.mode,
+            "catalog": if self.require_manifest { "signed-manifest" } else { "compat-no-manifest" },
+            "guest_keys": self.guest_keys.iter().map(GuestPublicKey::id).collect::<Vec<_>>(),
+            "host_id": self.host_id,
+            "rollout_bucket": self.bucket,
+            "brain_caps": self.caps,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(f: impl FnOnce(&mut Config)) -> String {
+        let mut c = Config::defaults();
+        f(&mut c);
+        Trust::from_config(&c).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_published_keys_and_plaintext_need_a_flag() {
+        assert!(refused(|_| {}).contains("AVAP_INTERNAL_KEY is the published default"), "the defaults do not start");
+        assert!(refused(|c| c.internal_key = "own".into()).contains("API_KEY is the published default"));
+        let own = |c: &mut Config| {
+            c.internal_key = "own".into();
+            c.api_key = "own too".into();
+        };
+        assert!(refused(own).contains("plaintext"), "no BRAIN_TLS_CA: plaintext needs a flag");
+        assert_eq!(
+            refused(|c| {
+                own(c);
+                c.brain_plaintext = true;
+            }),
+            ""
+        );
+        assert_eq!(
+            refused(|c| {
+                own(c);
+                c.brain_tls_ca = Some("/etc/ssl/brain-ca.pem".into());
+            }),
+            ""
+        );
+        // Standalone: no brain, so no API_KEY or link to protect; the package key still.
+        assert_eq!(
+            refused(|c| {
+                c.internal_key = "own".into();
+                c.standalone = true;
+            }),
+            ""
+        );
+        for flag in [|c: &mut Config| c.dev = true, |c: &mut Config| c.original_servers = true] {
+            assert_eq!(refused(flag), "", "a flag allows the defaults");
+        }
+        assert!(
+            refused(|c| {
+                c.dev = true;
+                c.original_servers = true;
+            })
+            .contains("do not go together")
+        );
+    }
+
+    #[test]
+    fn dev_trusts_the_development_guest_key_and_production_only_its_own() {
+        let mut c = Config::defaults();
+        c.dev = true;
+        let dev = Trust::from_config(&c).expect("dev");
+        assert_eq!(dev.guest_keys, [dev_signing_key().public()]);
+        assert!(dev.require_manifest);
+        c.dev = false;
+        c.original_servers = true;
+        let original = Trust::from_config(&c).expect("original servers");
+        assert!(original.guest_keys.is_empty() && !original.require_manifest);
+        assert_eq!(original.keys.scheme(), KeyScheme::Original);
+        c.host_id = Some("host-a".into());
+        assert_eq!(Trust::from_config(&c).expect("trust").bucket, rollout_bucket("host-a"));
+    }
+}

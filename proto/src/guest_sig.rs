@@ -1,0 +1,225 @@
+//! Guest modules signed with Ed25519 (WIRE.md section 2, "The guest entry").
+//!
+//! A guest module sees every request and every response, so replacing it
+//! takes a private key that no host holds: a release signs the module
+//! (`avap-brain sign-guest`), the brain serves the signature beside it, and a
+//! host takes a module only if one of its `AVAP_GUEST_KEYS` verifies it.
+//!
+//! The signature covers the module's SHA-256 digest under a fixed context,
+//! `"avap-guest-module/v1\0" ++ sha256(module)`, and travels in the guest
+//! entry's `interface_json`:
+//!
+//! ```json
+//! {"signature": {"alg": "ed25519", "key": "<key id>", "sig": "<base64, 64 bytes>"}}
+//! ```
+//!
+//! A key id is the first 16 hex digits of SHA-256 of the 32-byte public key;
+//! public keys are written as 64 hex digits, secret keys as the 64 hex digits
+//! of their 32-byte seed.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What is signed before the module's digest.
+pub const CONTEXT: &[u8] = b"avap-guest-module/v1\0";
+/// The only algorithm.
+pub const ALG: &str = "ed25519";
+
+/// The published development key's seed. Hosts trust its public key only
+/// with `--dev`; a brain signs with it only with `--dev`.
+pub fn dev_signing_key() -> GuestSigningKey {
+    let seed: [u8; 32] =
+        Sha256::digest(b"avap development guest signing key: published, trusted only with --dev").into();
+    GuestSigningKey(SigningKey::from_bytes(&seed))
+}
+
+/// Why a guest module's signature was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuestSigError {
+    #[error("the guest module is not signed (its entry's interface_json has no \"signature\")")]
+    NotSigned,
+    #[error("the guest module's signature is malformed: {0}")]
+    Malformed(String),
+    #[error("the guest module is signed by key {0}, which this host does not trust (AVAP_GUEST_KEYS)")]
+    UnknownKey(String),
+    #[error("the guest module's signature by key {0} does not verify (altered module or forged signature)")]
+    BadSignature(String),
+    #[error("not a key: {0}")]
+    BadKey(String),
+}
+
+/// A public key hosts trust.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GuestPublicKey(VerifyingKey);
+
+impl std::fmt::Debug for GuestPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GuestPublicKey({})", self.id())
+    }
+}
+
+impl std::fmt::Display for GuestPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0.as_bytes()))
+    }
+}
+
+impl std::str::FromStr for GuestPublicKey {
+    type Err = GuestSigError;
+
+    /// 64 hex digits.
+    fn from_str(text: &str) -> Result<Self, GuestSigError> {
+        let bytes: [u8; 32] = hex32(text.trim())?;
+        VerifyingKey::from_bytes(&bytes)
+            .map(GuestPublicKey)
+            .map_err(|_| GuestSigError::BadKey("not an Ed25519 public key".into()))
+    }
+}
+
+impl GuestPublicKey {
+    /// The key's id: the first 16 hex digits of SHA-256 of its bytes.
+    pub fn id(&self) -> String {
+        key_id(self.0.as_bytes())
+    }
+}
+
+fn key_id(public: &[u8; 32]) -> String {
+    hex::encode(&Sha256::digest(public)[..8])
+}
+
+fn hex32(text: &str) -> Result<[u8; 32], GuestSigError> {
+    let bytes = hex::decode(text).map_err(|e| GuestSigError::BadKey(format!("expected 64 hex digits: {e}")))?;
+    bytes.try_into().map_err(|b: Vec<u8>| GuestSigError::BadKey(format!("expected 32 bytes, got {}", b.len())))
+}
+
+/// A release's secret key.
+pub struct GuestSigningKey(SigningKey);
+
+impl std::fmt::Debug for GuestSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GuestSigningKey({})", self.public().id())
+    }
+}
+
+impl GuestSigningKey {
+    /// A new key from the operating system's random source.
+    pub fn generate() -> Result<GuestSigningKey, GuestSigError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| GuestSigError::BadKey(format!("no randomness: {e}")))?;
+        Ok(GuestSigningKey(SigningKey::from_bytes(&seed)))
+    }
+
+    /// From the 64 hex digits of its seed (surrounding white space ignored).
+    pub fn from_hex(text: &str) -> Result<GuestSigningKey, GuestSigError> {
+        Ok(GuestSigningKey(SigningKey::from_bytes(&hex32(text.trim())?)))
+    }
+
+    /// The 64 hex digits of the seed (what a key file holds).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0.to_bytes())
+    }
+
+    pub fn public(&self) -> GuestPublicKey {
+        GuestPublicKey(self.0.verifying_key())
+    }
+
+    /// Signs `module`.
+    pub fn sign(&self, module: &[u8]) -> GuestSignature {
+        let sig = self.0.sign(&message(module));
+        GuestSignature { alg: ALG.into(), key: self.public().id(), sig: BASE64.encode(sig.to_bytes()) }
+    }
+}
+
+fn message(module: &[u8]) -> Vec<u8> {
+    let mut m = CONTEXT.to_vec();
+    m.extend_from_slice(&Sha256::digest(module));
+    m
+}
+
+/// A module's signature, as it travels (and as `*.sig` files hold it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestSignature {
+    pub alg: String,
+    /// The signing key's id.
+    pub key: String,
+    /// Base64 of the 64-byte signature.
+    pub sig: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    signature: Option<GuestSignature>,
+}
+
+impl GuestSignature {
+    /// The guest entry's `interface_json` carrying this signature.
+    pub fn to_interface_json(&self) -> String {
+        // A struct of strings always serialises.
+        serde_json::to_string(&Envelope { signature: Some(self.clone()) }).unwrap_or_default()
+    }
+
+    /// Reads the signature from a guest entry's `interface_json` (at most
+    /// 4 KiB; `[]` or `{}` mean "not signed").
+    pub fn from_interface_json(text: &str) -> Result<GuestSignature, GuestSigError> {
+        if text.len() > 4096 {
+            return Err(GuestSigError::Malformed(format!("interface_json of {} bytes", text.len())));
+        }
+        match text.trim() {
+            "" | "[]" | "{}" => return Err(GuestSigError::NotSigned),
+            _ => {}
+        }
+        let envelope: Envelope =
+            serde_json::from_str(text).map_err(|e| GuestSigError::Malformed(format!("interface_json: {e}")))?;
+        envelope.signature.ok_or(GuestSigError::NotSigned)
+    }
+
+    /// Checks the signature of `module` against `trusted`; returns the id
+    /// of the key that signed it.
+    pub fn verify(&self, module: &[u8], trusted: &[GuestPublicKey]) -> Result<String, GuestSigError> {
+        if self.alg != ALG {
+            return Err(GuestSigError::Malformed(format!("algorithm {:?}, expected {ALG:?}", self.alg)));
+        }
+        let key =
+            trusted.iter().find(|k| k.id() == self.key).ok_or_else(|| GuestSigError::UnknownKey(self.key.clone()))?;
+        let bytes = BASE64.decode(&self.sig).map_err(|e| GuestSigError::Malformed(format!("sig: {e}")))?;
+        let sig = Signature::from_slice(&bytes).map_err(|_| GuestSigError::Malformed("sig is not 64 bytes".into()))?;
+        key.0.verify_strict(&message(module), &sig).map_err(|_| GuestSigError::BadSignature(self.key.clone()))?;
+        Ok(self.key.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_and_verifies_only_with_the_trusted_key() {
+        let release = GuestSigningKey::generate().expect("key");
+        let other = GuestSigningKey::generate().expect("key");
+        let module = b"\0asm\x01\0\0\0";
+        let sig = release.sign(module);
+        let json = sig.to_interface_json();
+        let back = GuestSignature::from_interface_json(&json).expect("parses");
+        assert_eq!(back.verify(module, &[other.public(), release.public()]), Ok(release.public().id()));
+        assert_eq!(back.verify(module, &[other.public()]), Err(GuestSigError::UnknownKey(release.public().id())));
+        let mut altered = module.to_vec();
+        altered.push(0);
+        assert!(matches!(back.verify(&altered, &[release.public()]), Err(GuestSigError::BadSignature(_))));
+        assert_eq!(GuestSignature::from_interface_json("[]"), Err(GuestSigError::NotSigned));
+    }
+
+    #[test]
+    fn keys_round_trip_as_hex() {
+        let k = GuestSigningKey::generate().expect("key");
+        let again = GuestSigningKey::from_hex(&format!("  {}\n", k.to_hex())).expect("hex");
+        assert_eq!(again.public(), k.public());
+        let public: GuestPublicKey = k.public().to_string().parse().expect("public");
+        assert_eq!(public, k.public());
+        assert!("abcd".parse::<GuestPublicKey>().is_err());
+        assert_ne!(dev_signing_key().public(), k.public());
+    }
+}

@@ -1,0 +1,212 @@
+//! The catalog's signed manifest (WIRE.md section 2, "The manifest").
+//!
+//! The brain adds one entry to every catalog it serves: name
+//! [`MANIFEST_ENTRY`], type [`TYPE_MANIFEST`], whose `code` is a package
+//! signed with the manifest key ([`crate::keys::Domain::Manifest`]) around
+//! this JSON:
+//!
+//! ```json
+//! {"format": 1, "serial": 1796000000000, "issued_at": "2026-12-01T18:00:00Z",
+//!  "version_hash": "<version_hash of every other entry>",
+//!  "entries": [{"name": "addVar", "type": "function", "hash": "<entry hash>"}, ...],
+//!  "guest": {"version": "0.4.0", "digest": "sha256:<hex>", "rollout_percent": 100}}
+//! ```
+//!
+//! A host takes a catalog only if its manifest verifies, lists exactly the
+//! catalog's other entries (name, type and hash: a missing, extra or
+//! altered entry refuses it), its `version_hash` is what the host computes
+//! from them, and its `serial` is newer than the live catalog's. The serial
+//! is what orders catalogs: an older signed catalog replayed is refused, and
+//! a roll-back is a newer manifest that pins an older guest. The original
+//! servers send no manifest; a host in their compatibility mode takes their
+//! catalogs without one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{entry_hash, version_hash};
+use crate::package::{self, PackageError};
+use crate::pb::CommandResponse;
+
+/// The manifest entry's name.
+pub const MANIFEST_ENTRY: &str = "avap-catalog-manifest";
+/// The manifest entry's type.
+pub const TYPE_MANIFEST: &str = "manifest";
+/// The only manifest format.
+pub const FORMAT: u32 = 1;
+/// Largest manifest payload a host reads.
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    /// Strictly increasing from one catalog to the next.
+    pub serial: u64,
+    /// When the brain built it (RFC 3339, informational).
+    pub issued_at: String,
+    /// [`version_hash`] of every entry but the manifest.
+    pub version_hash: String,
+    pub entries: Vec<ManifestEntry>,
+    /// The guest this catalog pins, if it carries one.
+    pub guest: Option<GuestPin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntry {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub hash: String,
+}
+
+/// The guest module a catalog pins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestPin {
+    pub version: String,
+    /// `sha256:<hex>` of the module.
+    pub digest: String,
+    /// Hosts whose roll-out bucket (0..100, [`rollout_bucket`]) is below
+    /// this take the module; the others keep the guest they run. 100: all.
+    pub rollout_percent: u8,
+}
+
+/// A host's roll-out bucket: the first two bytes of SHA-256 of its id,
+/// modulo 100. Stable for a host id, spread evenly across ids.
+pub fn rollout_bucket(host_id: &str) -> u8 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(host_id.as_bytes());
+    (u16::from_be_bytes([d[0], d[1]]) % 100) as u8
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("the manifest's package failed verification: {0}")]
+    Integrity(PackageError),
+    #[error("the manifest is {0} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("the manifest is not valid: {0}")]
+    Malformed(String),
+    #[error("manifest format {0} is not supported (expected {FORMAT})")]
+    Format(u32),
+    #[error("the catalog does not match its manifest: {0}")]
+    Mismatch(String),
+}
+
+impl Manifest {
+    /// The manifest of `entries` (none of them a manifest).
+    pub fn describe(serial: u64, issued_at: String, entries: &[CommandResponse], guest: Option<GuestPin>) -> Manifest {
+        let mut listed: Vec<ManifestEntry> = entries
+            .iter()
+            .map(|e| ManifestEntry { name: e.name.clone(), kind: e.r#type.clone(), hash: e.hash.clone() })
+            .collect();
+        listed.sort();
+        Manifest { format: FORMAT, serial, issued_at, version_hash: version_hash(entries), entries: listed, guest }
+    }
+
+    /// The manifest as a catalog entry, signed with `manifest_key`.
+    pub fn to_entry(&self, manifest_key: &[u8]) -> Result<CommandResponse, PackageError> {
+        // A struct of strings and numbers always serialises.
+        let payload = serde_json::to_vec(self).unwrap_or_default();
+        let code = package::pack(manifest_key, &payload)?;
+        Ok(CommandResponse {
+            name: MANIFEST_ENTRY.into(),
+            r#type: TYPE_MANIFEST.into(),
+            interface_json: "[]".into(),
+            hash: entry_hash(&code),
+            code,
+        })
+    }
+
+    /// Verifies and reads a manifest entry.
+    pub fn open(entry: &CommandResponse, manifest_key: &[u8]) -> Result<Manifest, ManifestError> {
+        let payload = package::verify(manifest_key, &entry.code).map_err(ManifestError::Integrity)?;
+        if payload.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge(payload.len()));
+        }
+        let manifest: Manifest =
+            serde_json::from_slice(payload).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+        if manifest.format != FORMAT {
+            return Err(ManifestError::Format(manifest.format));
+        }
+        if manifest.guest.as_ref().is_some_and(|g| g.rollout_percent > 100) {
+            return Err(ManifestError::Malformed("rollout_percent over 100".into()));
+        }
+        Ok(manifest)
+    }
+
+    /// Checks that `entries` (every entry but the manifest) are exactly the
+    /// ones listed, each with the hash of its own code.
+    pub fn check(&self, entries: &[&CommandResponse]) -> Result<(), ManifestError> {
+        let mismatch = |why: String| Err(ManifestError::Mismatch(why));
+        for e in entries {
+            if e.hash != entry_hash(&e.code) {
+                return mismatch(format!("entry `{}`: its hash is not the hash of its code", e.name));
+            }
+        }
+        let mut present: Vec<ManifestEntry> = entries
+            .iter()
+            .map(|e| ManifestEntry { name: e.name.clone(), kind: e.r#type.clone(), hash: e.hash.clone() })
+            .collect();
+        present.sort();
+        if present != self.entries {
+            let missing = self.entries.iter().find(|m| !present.contains(m));
+            let extra = present.iter().find(|p| !self.entries.contains(p));
+            return match (missing, extra) {
+                (Some(m), _) => mismatch(format!("entry `{}` ({}) is listed but not in the catalog", m.name, m.kind)),
+                (_, Some(x)) => mismatch(format!("entry `{}` ({}) is in the catalog but not listed", x.name, x.kind)),
+                _ => mismatch("entries listed twice".into()),
+            };
+        }
+        let owned: Vec<CommandResponse> = entries.iter().map(|e| (*e).clone()).collect();
+        let computed = version_hash(&owned);
+        if computed != self.version_hash {
+            return mismatch(format!("version_hash {} is not the entries' {computed}", self.version_hash));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::signed_entry;
+
+    fn entries() -> Vec<CommandResponse> {
+        vec![
+            signed_entry(b"k", "addVar", "function", "[]".into(), b"# a").expect("sign"),
+            signed_entry(b"k", "twice", "avap", "[]".into(), b"function twice(x) {\n}").expect("sign"),
+        ]
+    }
+
+    #[test]
+    fn a_manifest_round_trips_and_checks_its_entries() {
+        let list = entries();
+        let m = Manifest::describe(7, "2026-12-01T00:00:00Z".into(), &list, None);
+        let entry = m.to_entry(b"mk").expect("entry");
+        let back = Manifest::open(&entry, b"mk").expect("opens");
+        assert_eq!(back, m);
+        assert!(matches!(Manifest::open(&entry, b"other"), Err(ManifestError::Integrity(_))));
+        let refs: Vec<&CommandResponse> = list.iter().collect();
+        assert_eq!(back.check(&refs), Ok(()));
+        assert!(matches!(back.check(&refs[..1]), Err(ManifestError::Mismatch(_))), "a partial catalog");
+        let mut altered = list.clone();
+        altered[1] = signed_entry(b"k", "twice", "avap", "[]".into(), b"function twice(y) {\n}").expect("sign");
+        let refs: Vec<&CommandResponse> = altered.iter().collect();
+        assert!(matches!(back.check(&refs), Err(ManifestError::Mismatch(_))), "a swapped entry");
+        let mut lying = list;
+        lying[0].hash = lying[1].hash.clone();
+        let refs: Vec<&CommandResponse> = lying.iter().collect();
+        assert!(matches!(back.check(&refs), Err(ManifestError::Mismatch(_))), "a hash that is not the code's");
+    }
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        assert_eq!(rollout_bucket("host-a"), rollout_bucket("host-a"));
+        let buckets: std::collections::BTreeSet<u8> = (0..1000).map(|i| rollout_bucket(&format!("h{i}"))).collect();
+        assert!(buckets.len() > 90, "{}", buckets.len());
+        assert!(buckets.iter().all(|b| *b < 100));
+    }
+}
