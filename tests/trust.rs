@@ -464,3 +464,62 @@ async fn the_manifest_entry_is_never_a_command() {
     assert_eq!(health["trust"]["mode"], json!("dev"));
     assert_eq!(health["trust"]["catalog"], json!("signed-manifest"));
 }
+
+/// A guest that keeps to the ABI and passes the self-test (whose script
+/// starts with `a`), and traps on every other script: what a canary must
+/// catch from real traffic.
+const CANARY_TRAP: &str = r#"(module
+  (memory (export "memory") 1)
+  (data (i32.const 0) "9.9.9")
+  (data (i32.const 16) "{\"ok\":true,\"result\":{\"b\":42}}")
+  (func (export "avap_abi_version") (result i32) i32.const 1)
+  (func (export "avap_guest_version") (result i64) i64.const 5)
+  (func (export "avap_alloc") (param i32) (result i32) i32.const 4096)
+  (func (export "avap_run") (param i32 i32) (result i64)
+    ;; the input starts {"script":" (11 bytes): look at the script's first byte
+    (if (i32.ne (i32.load8_u (i32.add (local.get 0) (i32.const 11))) (i32.const 97)) (then unreachable))
+    i64.const 0x100000001d))"#;
+
+#[tokio::test]
+async fn a_canary_whose_interpreter_fails_real_traffic_goes_back_to_the_previous_guest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brain = BrainProc::start(brain_config(Some(dir.path()))).await;
+    let (server, _) = host_for(brain.port, |_| {}).await;
+    wait_health(&server, Duration::from_secs(30), "the first sync", |h| h["catalog"]["source"] == json!("brain")).await;
+    let old = avap_guest_vm::GUEST_VERSION;
+    let module = wat::parse_str(CANARY_TRAP).expect("wat");
+    std::fs::write(dir.path().join("guest-vm.wasm"), &module).expect("write");
+    wait_health(&server, Duration::from_secs(30), "the swap", |h| h["guest"]["version"] == json!("9.9.9")).await;
+
+    // Real traffic: the new interpreter traps on it; after a handful the
+    // host goes back, and every later request runs on the previous guest.
+    let script = "x = 20 + 22\naddResult(x)";
+    let mut crashed = 0;
+    for _ in 0..40 {
+        let (status, body) = server.run(script).await;
+        if status == 200 {
+            assert_eq!(body["result"], json!({"x": 42}));
+        } else {
+            assert_eq!(body["kind"], json!("guest_crash"), "{body}");
+            crashed += 1;
+        }
+    }
+    assert_eq!(crashed, avap_host::catalog::canary::MIN_FAULTS, "exactly the faults that trip the guard");
+    let health =
+        wait_health(&server, Duration::from_secs(20), "the refusal", |h| h["guest"]["version"] == json!(old)).await;
+    let why = health["brain"]["last_refusal"].as_str().unwrap_or("");
+    assert!(why.contains("failed its canary"), "{health}");
+    let m = metrics(&server).await;
+    assert!(metric_value(&m, "avap_catalog_refusals_total{reason=\"canary\"}") >= 1.0, "{m}");
+    // The newest catalog stays applied, with the previous guest; the module
+    // is not taken again from the same catalog.
+    let serial = brain.brain.serial();
+    let health = wait_health(&server, Duration::from_secs(20), "the newest catalog, held", |h| {
+        h["brain"]["guest_hold"].is_string() && h["catalog"]["manifest_serial"] == json!(serial)
+    })
+    .await;
+    assert!(health["brain"]["guest_hold"].as_str().unwrap_or("").contains("failed its canary"), "{health}");
+    assert_eq!(health["guest"]["version"], json!(old));
+    let (status, body) = server.run(script).await;
+    assert_eq!((status, &body["result"]), (200, &json!({"x": 42})), "{body}");
+}

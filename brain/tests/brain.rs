@@ -449,3 +449,40 @@ async fn idle_watch_streams_get_keepalives() {
     }
     brain.stop().await;
 }
+
+#[test]
+fn keygen_and_sign_guest_make_a_signature_hosts_verify() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_avap-brain");
+    let key = dir.path().join("release.key");
+    let out = Command::new(bin).args(["keygen", "--out"]).arg(&key).output().expect("keygen");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let public: avap_wire::guest_sig::GuestPublicKey =
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("keygen prints the public key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key).expect("key file").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the secret key is readable by its owner only: {mode:o}");
+    }
+    let again = Command::new(bin).args(["keygen", "--out"]).arg(&key).output().expect("keygen");
+    assert!(!again.status.success(), "keygen never overwrites a key");
+
+    let shown = Command::new(bin).args(["public-key", "--key"]).arg(&key).output().expect("public-key");
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), public.to_string());
+
+    let module = dir.path().join("guest-vm.wasm");
+    std::fs::write(&module, TINY_WASM).expect("write");
+    let signed = Command::new(bin).args(["sign-guest", "--key"]).arg(&key).arg(&module).output().expect("sign");
+    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    let sig: GuestSignature =
+        serde_json::from_slice(&std::fs::read(dir.path().join("guest-vm.wasm.sig")).expect("the .sig file"))
+            .expect("a signature");
+    assert_eq!(sig.verify(TINY_WASM, std::slice::from_ref(&public)), Ok(public.id()));
+    assert!(sig.verify(b"\0asm\x01\0\0\0\0", &[public]).is_err(), "bound to the module's bytes");
+
+    std::fs::write(&module, "(module)").expect("write");
+    let text = Command::new(bin).args(["sign-guest", "--key"]).arg(&key).arg(&module).output().expect("sign");
+    assert!(!text.status.success(), "only wasm binaries are signed");
+}

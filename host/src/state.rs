@@ -41,6 +41,10 @@ pub struct AppState {
     pub(crate) apply_lock: tokio::sync::Mutex<()>,
     pub sync: Mutex<SyncStatus>,
     pub(crate) started: Instant,
+    /// A new guest's probation.
+    pub(crate) canary: crate::catalog::canary::Canary,
+    /// The newest catalog received (re-applied when a canary trips).
+    pub(crate) last_catalog: Mutex<Option<avap_wire::pb::CatalogResponse>>,
 }
 
 /// How the host follows the definition server.
@@ -139,6 +143,8 @@ impl AppState {
                 last_refusal_at: None,
             }),
             started: Instant::now(),
+            canary: Default::default(),
+            last_catalog: Mutex::new(None),
         }))
     }
 

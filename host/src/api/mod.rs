@@ -151,7 +151,7 @@ fn open_package(state: &AppState, encoded: &str) -> Result<String, ApiError> {
 /// the one taken when the request started: the catalog goes into the input
 /// only when the runner does not hold it already.
 async fn run_in_sandbox(
-    state: &AppState,
+    state: &Arc<AppState>,
     live: &Live,
     input: &mut GuestInput<'_>,
 ) -> Result<(Execution, String), ApiError> {
@@ -164,6 +164,9 @@ async fn run_in_sandbox(
     let started = Instant::now();
     let result = state.run_guest(&guest, input).await;
     state.metrics.observe_duration(started.elapsed().as_secs_f64());
+    // A new guest's probation counts the runs the interpreter itself failed.
+    let fault = matches!(&result, Err(e) if matches!(Outcome::of_sandbox(e), Outcome::GuestCrash | Outcome::Internal));
+    state.record_execution(&live.guest.info().digest, fault);
     let execution = result.map_err(|e| sandbox_error(state, e))?;
     Ok((execution, guest.info().version.clone()))
 }

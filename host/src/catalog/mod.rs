@@ -14,6 +14,7 @@
 
 use std::time::SystemTime;
 
+pub mod canary;
 pub mod rollout;
 pub mod sync;
 pub mod trust;
@@ -145,6 +146,11 @@ pub enum CatalogError {
     SameSerial { serial: u64 },
     #[error("the live catalog is signed by a manifest; a catalog without one cannot replace it")]
     ManifestDropped,
+    #[error(
+        "guest {digest} failed its canary: the interpreter failed {faults} of its first {runs} executions; \
+         back on the previous guest, and this module is refused"
+    )]
+    Canary { digest: String, faults: u32, runs: u32 },
 }
 
 impl CatalogError {
@@ -162,11 +168,12 @@ impl CatalogError {
             CatalogError::NoManifest | CatalogError::ManifestDropped => "no_manifest",
             CatalogError::SeveralManifests(_) | CatalogError::Manifest(_) => "manifest",
             CatalogError::Replay { .. } | CatalogError::SameSerial { .. } => "replay",
+            CatalogError::Canary { .. } => "canary",
         }
     }
 
     /// Every label [`CatalogError::reason`] gives.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 10] = [
         "integrity",
         "invalid_entry",
         "guest_vetting",
@@ -176,6 +183,7 @@ impl CatalogError {
         "no_manifest",
         "manifest",
         "replay",
+        "canary",
     ];
 }
 

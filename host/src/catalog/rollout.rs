@@ -115,6 +115,7 @@ impl AppState {
             );
             self.metrics.guest_swap();
             self.update_sync(|s| s.guest_hold = None);
+            self.canary.watch(guest.info().digest.clone(), live.clone());
         }
         tracing::info!(
             version_hash = ?catalog.version_hash,
@@ -132,11 +133,16 @@ impl AppState {
     /// names the share of hosts (by roll-out bucket) that take it first;
     /// the others keep the guest they run, and say so in `/health`.
     fn rollout_decision(&self, guest: &VerifiedGuest) -> Option<Vec<u8>> {
+        let digest = module_digest(&guest.module);
+        if self.canary.refused(&digest) {
+            let hold = format!("guest {digest} failed its canary on this host; keeping the previous guest");
+            self.update_sync(|s| s.guest_hold = Some(hold));
+            return None;
+        }
         let percent = guest.pin.as_ref().map_or(100, |p| p.rollout_percent);
         if self.trust.bucket < percent {
             return Some(guest.module.clone());
         }
-        let digest = module_digest(&guest.module);
         let hold = format!(
             "guest {digest} is rolling out to {percent}% of hosts; this host (bucket {}) keeps its guest until the roll-out reaches it",
             self.trust.bucket
@@ -144,6 +150,31 @@ impl AppState {
         tracing::info!(%digest, percent, bucket = self.trust.bucket, "staged roll-out: not taking the new guest yet");
         self.update_sync(|s| s.guest_hold = Some(hold));
         None
+    }
+
+    /// Counts one execution of guest `digest` for a new guest's probation
+    /// ([`crate::catalog::canary`]). If it tripped, goes back to what ran
+    /// before, reports it, and re-applies the newest catalog with the
+    /// previous guest in the background.
+    pub fn record_execution(self: &Arc<Self>, digest: &str, fault: bool) {
+        let Some(tripped) = self.canary.record(digest, fault) else { return };
+        let err = CatalogError::Canary { digest: tripped.digest, faults: tripped.faults, runs: tripped.runs };
+        write(&self.live, tripped.previous.clone());
+        self.metrics.guest_info(tripped.previous.runner.info());
+        self.metrics.catalog_serial(tripped.previous.catalog.serial);
+        self.record_refusal(&err);
+        let last = match self.last_catalog.lock() {
+            Ok(l) => l.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        if let Some(response) = last {
+            let state = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = state.apply_catalog(response).await {
+                    state.record_refusal(&e);
+                }
+            });
+        }
     }
 
     /// Records a refused update where operators look: the log, `/health`

@@ -203,6 +203,10 @@ async fn connect(config: &SyncConfig) -> Result<Client, SyncError> {
 }
 
 async fn apply(state: &AppState, response: CatalogResponse) {
+    match state.last_catalog.lock() {
+        Ok(mut l) => *l = Some(response.clone()),
+        Err(p) => *p.into_inner() = Some(response.clone()),
+    }
     match state.apply_catalog(response).await {
         Ok(Applied::Unchanged) => state.metrics.catalog_sync(SyncResult::Unchanged),
         Ok(Applied::Updated { .. }) => state.metrics.catalog_sync(SyncResult::Applied),
