@@ -339,7 +339,8 @@ async fn a_new_guest_is_swapped_in_under_load_with_no_failed_request() {
 
 /// Without a manifest (the original servers) nothing orders two guests but
 /// their versions: an older one is refused unless downgrades are allowed.
-/// (With a manifest the serial orders them: see `trust::staged_roll_out...`.)
+/// (With a manifest the serial orders them: see
+/// `trust::a_staged_roll_out_and_a_roll_back_across_three_hosts_under_load`.)
 #[tokio::test]
 async fn without_a_manifest_an_older_guest_is_refused_unless_downgrades_are_allowed() {
     let module = guest_with_version("0.0.1");

@@ -319,8 +319,8 @@ async fn the_brain_is_reached_over_tls_and_a_wrong_certificate_is_refused() {
             c.brain_tls_ca = Some(ca);
             c.brain_tls_domain = Some("localhost".into());
             if with_client {
-                c.brain_tls_cert = Some(client_cert);
-                c.brain_tls_key = Some(client_key);
+                c.brain_client_cert = Some(client_cert);
+                c.brain_client_key = Some(client_key);
             }
         }
     };

@@ -74,7 +74,7 @@ pub enum CatalogError {
     Duplicate { path: PathBuf, name: String },
     #[error("{}: not a wasm module (it must start with \\0asm)", path.display())]
     NotWasm { path: PathBuf },
-    #[error("{}: the guest module is not signed: add {GUEST_SIG_FILE} (avap-brain sign-guest) or give the brain AVAP_GUEST_SIGNING_KEY", path.display())]
+    #[error("{}: the guest module is not signed: add {GUEST_SIG_FILE} (avap-brain sign-guest) or give the brain AVAP_GUEST_SIGNING_KEY_FILE", path.display())]
     Unsigned { path: PathBuf },
     #[error("{}: {reason}", path.display())]
     BadFile { path: PathBuf, reason: String },
@@ -254,6 +254,9 @@ pub struct Built {
     /// [`version_hash`] of `commands`: what tells one build from another.
     pub content_hash: String,
     pub guest: Option<GuestPin>,
+    /// The guest entry's `interface_json` (its signature): a re-signed
+    /// module (key rotation) is a new catalog though its bytes are the same.
+    pub guest_signature: Option<String>,
 }
 
 /// How the brain signs what it builds.
@@ -377,6 +380,7 @@ pub fn build(signer: &Signer<'_>, folder: Option<&Path>) -> Result<Built, Vec<Ca
         (None, _, None) => None,
     };
     let mut pin = None;
+    let guest_signature = signature.as_ref().map(GuestSignature::to_interface_json);
     if let Some(signature) = signature {
         let bytes = guest.as_ref().map_or(avap_guest_embed::GUEST_WASM, |(_, b)| b.as_slice());
         match entry(keys, GUEST_VM_ENTRY, TYPE_GUEST_VM, signature.to_interface_json(), bytes) {
@@ -393,7 +397,7 @@ pub fn build(signer: &Signer<'_>, folder: Option<&Path>) -> Result<Built, Vec<Ca
         return Err(errors);
     }
     let content_hash = version_hash(&commands);
-    Ok(Built { commands, content_hash, guest: pin })
+    Ok(Built { commands, content_hash, guest: pin, guest_signature })
 }
 
 /// The catalog as served: `built`'s entries plus the manifest signed with

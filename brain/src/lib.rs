@@ -169,9 +169,13 @@ pub enum BrainError {
     /// No TLS without a flag that allows plaintext.
     #[error(
         "no TLS certificate (BRAIN_TLS_CERT, BRAIN_TLS_KEY): plaintext gRPC would hand every host's API key and \
-         catalog to whoever is on the path. Give a certificate, or pass --allow-plaintext (or --dev)"
+         catalog to whoever is on the path. Give a certificate, or pass --allow-plaintext (or --dev / \
+         --original-servers)"
     )]
     Plaintext,
+    /// Both modes at once.
+    #[error("--dev and --original-servers do not go together")]
+    TwoModes,
 }
 
 fn with_causes(err: &dyn std::error::Error) -> String {
@@ -210,6 +214,7 @@ struct ScanState {
     /// The guest the published catalog pins (a roll-out change alone is a
     /// new catalog).
     guest: Option<avap_wire::manifest::GuestPin>,
+    guest_signature: Option<String>,
 }
 
 /// The next serial: past the last one and at least the current time in
@@ -244,6 +249,9 @@ impl Brain {
     pub fn new(mut config: BrainConfig) -> Result<Brain, BrainError> {
         config.poll_interval = config.poll_interval.max(Duration::from_millis(1));
         config.keepalive_interval = config.keepalive_interval.max(Duration::from_millis(10));
+        if config.dev && config.original_servers {
+            return Err(BrainError::TwoModes);
+        }
         let allowed = config.dev || config.original_servers;
         for (name, default) in [
             ("AVAP_INTERNAL_KEY", config.internal_key == DEFAULT_INTERNAL_KEY),
@@ -307,6 +315,7 @@ impl Brain {
         state.serial = next_serial(0);
         state.content_hash = first.content_hash.clone();
         state.guest = first.guest.clone();
+        state.guest_signature = first.guest_signature.clone();
         let sealed =
             catalog::seal(&keys, &first, state.serial, now_rfc3339()).map_err(|e| BrainError::BuiltIn(vec![e]))?;
         tracing::info!(version_hash = %sealed.version_hash, serial = state.serial, total_count = sealed.total_count, guest = ?first.guest, "catalog ready");
@@ -371,7 +380,10 @@ impl Brain {
                     tracing::info!(folder = %dir.display(), "catalog folder is valid again");
                 }
                 state.last_logged = None;
-                if next.content_hash == state.content_hash && next.guest == state.guest {
+                if next.content_hash == state.content_hash
+                    && next.guest == state.guest
+                    && next.guest_signature == state.guest_signature
+                {
                     return false;
                 }
                 self.publish(&mut state, &next)
@@ -392,6 +404,7 @@ impl Brain {
         state.serial = serial;
         state.content_hash = next.content_hash.clone();
         state.guest = next.guest.clone();
+        state.guest_signature = next.guest_signature.clone();
         tracing::info!(version_hash = %sealed.version_hash, serial, total_count = sealed.total_count, guest = ?next.guest, "new catalog published");
         self.shared.catalog.send_replace(Arc::new(sealed));
         true

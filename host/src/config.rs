@@ -191,13 +191,14 @@ pub struct Config {
     #[arg(long, env = "BRAIN_TLS_DOMAIN")]
     pub brain_tls_domain: Option<String>,
 
-    /// Client certificate (PEM) for mutual TLS with the definition server.
-    #[arg(long, env = "BRAIN_TLS_CERT", requires = "brain_tls_key")]
-    pub brain_tls_cert: Option<PathBuf>,
+    /// Client certificate (PEM) this host presents to the definition server
+    /// for mutual TLS (the brain's own certificate is BRAIN_TLS_CERT).
+    #[arg(long, env = "BRAIN_TLS_CLIENT_CERT", requires = "brain_client_key")]
+    pub brain_client_cert: Option<PathBuf>,
 
     /// The client certificate's private key (PEM).
-    #[arg(long, env = "BRAIN_TLS_KEY", requires = "brain_tls_cert")]
-    pub brain_tls_key: Option<PathBuf>,
+    #[arg(long, env = "BRAIN_TLS_CLIENT_KEY", requires = "brain_client_cert")]
+    pub brain_client_key: Option<PathBuf>,
 
     /// Reach the definition server in plaintext without --dev (logged as a warning).
     #[arg(long, env = "AVAP_BRAIN_PLAINTEXT", default_value_t = false)]

@@ -70,7 +70,7 @@ pub struct SyncStatus {
     pub transport: &'static str,
     pub reachable: bool,
     /// `live` (messages arriving), `stale` (a watch stream went silent past
-    /// the idle timeout), `unreachable`, or `connecting`.
+    /// the idle timeout), `unreachable`, `connecting`, or `standalone`.
     pub state: &'static str,
     #[serde(serialize_with = "ser_time")]
     pub last_message_at: Option<SystemTime>,

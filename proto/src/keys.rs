@@ -122,9 +122,15 @@ impl Keys {
         }
     }
 
-    /// The key of the catalog manifest.
+    /// The key of the catalog manifest. Under the original scheme, the
+    /// secret itself, like every other catalog entry (an original server
+    /// that verifies every entry then verifies this one too); a compiled
+    /// package still never passes as one.
     pub fn manifest(&self) -> &[u8] {
-        &self.manifest
+        match self.scheme {
+            KeyScheme::Separated => &self.manifest,
+            KeyScheme::Original => &self.secret,
+        }
     }
 }
 

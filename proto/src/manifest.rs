@@ -151,13 +151,18 @@ impl Manifest {
             .map(|e| ManifestEntry { name: e.name.clone(), kind: e.r#type.clone(), hash: e.hash.clone() })
             .collect();
         present.sort();
-        if present != self.entries {
-            let missing = self.entries.iter().find(|m| !present.contains(m));
-            let extra = present.iter().find(|p| !self.entries.contains(p));
+        let mut listed = self.entries.clone();
+        listed.sort();
+        if let Some(twice) = listed.windows(2).find(|w| w[0].name == w[1].name) {
+            return mismatch(format!("entry `{}` is listed twice", twice[0].name));
+        }
+        if present != listed {
+            let missing = listed.iter().find(|m| !present.contains(m));
+            let extra = present.iter().find(|p| !listed.contains(p));
             return match (missing, extra) {
                 (Some(m), _) => mismatch(format!("entry `{}` ({}) is listed but not in the catalog", m.name, m.kind)),
                 (_, Some(x)) => mismatch(format!("entry `{}` ({}) is in the catalog but not listed", x.name, x.kind)),
-                _ => mismatch("entries listed twice".into()),
+                _ => mismatch("an entry is in the catalog twice".into()),
             };
         }
         let owned: Vec<CommandResponse> = entries.iter().map(|e| (*e).clone()).collect();

@@ -207,7 +207,17 @@ pub fn verify(response: &CatalogResponse, trust: &Trust) -> Result<VerifiedCatal
         }
         more => return Err(CatalogError::SeveralManifests(more.len())),
     };
-    let owned: Vec<CommandResponse> = entries.iter().map(|e| (*e).clone()).collect();
+    // The version hash over each entry's own code hash, not the `hash` it
+    // was sent with (which only a manifest checks).
+    let owned: Vec<CommandResponse> = entries
+        .iter()
+        .map(|e| CommandResponse {
+            name: e.name.clone(),
+            r#type: e.r#type.clone(),
+            hash: avap_wire::catalog::entry_hash(&e.code),
+            ..Default::default()
+        })
+        .collect();
     let mut out = VerifiedCatalog {
         version_hash: avap_wire::catalog::version_hash(&owned),
         serial: manifest.as_ref().map(|m| m.serial),

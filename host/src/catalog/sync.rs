@@ -10,8 +10,8 @@
 //!
 //! The link is TLS when `BRAIN_TLS_CA` is set (the server's certificate
 //! must chain to it and name `BRAIN_TLS_DOMAIN`, or `BRAIN_HOST`), with a
-//! client certificate for mutual TLS when `BRAIN_TLS_CERT`/`BRAIN_TLS_KEY`
-//! are. HTTP/2 keepalive pings find a dead connection; a watch stream on
+//! client certificate for mutual TLS when `BRAIN_TLS_CLIENT_CERT`/
+//! `BRAIN_TLS_CLIENT_KEY` are. HTTP/2 keepalive pings find a dead connection; a watch stream on
 //! which nothing arrives (the brain sends a keepalive message while its
 //! catalog is unchanged) within `AVAP_BRAIN_IDLE_TIMEOUT_MS` is stale:
 //! `/health` says so and the host reconnects.
@@ -83,10 +83,10 @@ impl SyncConfig {
                 let mut tls = ClientTlsConfig::new()
                     .ca_certificate(Certificate::from_pem(read_file(ca, "BRAIN_TLS_CA")?))
                     .domain_name(domain);
-                if let (Some(cert), Some(key)) = (&config.brain_tls_cert, &config.brain_tls_key) {
+                if let (Some(cert), Some(key)) = (&config.brain_client_cert, &config.brain_client_key) {
                     tls = tls.identity(Identity::from_pem(
-                        read_file(cert, "BRAIN_TLS_CERT")?,
-                        read_file(key, "BRAIN_TLS_KEY")?,
+                        read_file(cert, "BRAIN_TLS_CLIENT_CERT")?,
+                        read_file(key, "BRAIN_TLS_CLIENT_KEY")?,
                     ));
                 }
                 Some(tls)

@@ -150,7 +150,9 @@ impl Trust {
             guest_keys.push(dev_signing_key().public());
         }
         if guest_keys.is_empty() && !config.standalone {
-            tracing::warn!("AVAP_GUEST_KEYS is empty: no guest module from the definition server will be taken");
+            tracing::warn!(
+                "AVAP_GUEST_KEYS is empty: a catalog that carries a guest module is refused whole; give the release's public key"
+            );
         }
         let host_id = config.host_id.clone().unwrap_or_else(machine_name);
         Ok(Trust {
