@@ -344,17 +344,18 @@ async fn a_new_guest_is_swapped_in_under_load_with_no_failed_request() {
 #[tokio::test]
 async fn without_a_manifest_an_older_guest_is_refused_unless_downgrades_are_allowed() {
     let module = guest_with_version("0.0.1");
-    let sig = avap_wire::guest_sig::dev_signing_key().sign(&module);
+    let release = avap_wire::guest_sig::GuestSigningKey::generate().expect("key");
+    let sig = release.sign(&module);
     let mut guest = signed("avap-guest-vm", "guest-vm", &module);
     guest.interface_json = sig.to_interface_json();
     let catalog =
         with_version(vec![signed("addVar", "function", b"# py"), signed("addResult", "function", b"# py"), guest]);
     let (_legacy, port, _stop) = start_legacy(catalog).await;
-    let dev_key = avap_wire::guest_sig::dev_signing_key().public();
+    let release_key = release.public();
 
     let (server, _) = host_for(port, |c| {
         original_servers(c);
-        c.guest_keys = vec![dev_key.clone()].into();
+        c.guest_keys = vec![release_key.clone()].into();
     })
     .await;
     let health =
@@ -368,7 +369,7 @@ async fn without_a_manifest_an_older_guest_is_refused_unless_downgrades_are_allo
 
     let (server, _) = host_for(port, |c| {
         original_servers(c);
-        c.guest_keys = vec![dev_key.clone()].into();
+        c.guest_keys = vec![release_key.clone()].into();
         c.allow_guest_downgrade = true;
     })
     .await;

@@ -136,14 +136,24 @@ async fn an_empty_or_partial_catalog_is_refused_unless_its_manifest_says_so() {
         "{health}"
     );
 
-    // An empty catalog the brain signed is just another catalog.
-    let manifest = Manifest::describe(u64::MAX / 2, "2026-12-01T00:00:00Z".into(), &[], None);
-    let signed_empty = CatalogResponse {
-        commands: vec![manifest.to_entry(keys().manifest()).expect("manifest")],
-        total_count: 1,
-        ..Default::default()
+    // A serial far ahead of the host's clock would lock out every later
+    // catalog: refused.
+    let signed_empty = |serial: u64| {
+        let manifest = Manifest::describe(serial, "2026-12-01T00:00:00Z".into(), &[], None);
+        CatalogResponse {
+            commands: vec![manifest.to_entry(keys().manifest()).expect("manifest")],
+            total_count: 1,
+            ..Default::default()
+        }
     };
-    *served.lock().expect("lock") = signed_empty;
+    *served.lock().expect("lock") = signed_empty(u64::MAX / 2);
+    wait_health(&server, Duration::from_secs(10), "the future serial", |h| {
+        h["brain"]["last_refusal"].as_str().unwrap_or("").contains("ahead of this host's clock")
+    })
+    .await;
+
+    // An empty catalog the brain signed is just another catalog.
+    *served.lock().expect("lock") = signed_empty(brain.brain.serial() + 1);
     wait_health(&server, Duration::from_secs(10), "the signed empty catalog", |h| {
         h["catalog"]["source"] == json!("brain") && h["catalog"]["commands"] == json!(0)
     })
@@ -522,4 +532,24 @@ async fn a_canary_whose_interpreter_fails_real_traffic_goes_back_to_the_previous
     assert_eq!(health["guest"]["version"], json!(old));
     let (status, body) = server.run(script).await;
     assert_eq!((status, &body["result"]), (200, &json!({"x": 42})), "{body}");
+}
+
+#[tokio::test]
+async fn once_a_manifest_was_taken_a_catalog_without_one_is_refused() {
+    // A brain serving the original servers still seals its catalogs.
+    let config = BrainConfig { dev: false, original_servers: true, ..brain_config(None) };
+    let brain = BrainProc::start(config).await;
+    let sealed = CatalogResponse::clone(&brain.brain.catalog());
+    assert!(sealed.commands.iter().any(|c| c.name == MANIFEST_ENTRY));
+    let (served, port, _stop) = stand_in(sealed).await;
+    let (server, _) = host_for(port, original_servers).await;
+    wait_health(&server, Duration::from_secs(20), "the sealed catalog", |h| h["catalog"]["manifest_serial"].is_u64())
+        .await;
+    // The same entries without their manifest: in this mode a manifest is
+    // optional, but dropping it once one was taken is a downgrade.
+    *served.lock().expect("lock") =
+        with_version(vec![signed("addVar", "function", b"# py"), signed("addResult", "function", b"# py")]);
+    let health = refused(&server, "the unsealed catalog").await;
+    assert!(health["brain"]["last_refusal"].as_str().unwrap_or("").contains("cannot replace it"), "{health}");
+    assert_eq!(health["catalog"]["commands"], json!(27), "the sealed catalog stays (no guest: no key)");
 }

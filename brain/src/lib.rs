@@ -62,6 +62,11 @@ use tonic::{Request, Response, Status};
 pub use catalog::CatalogError;
 use catalog::{Built, Fingerprint, Signer};
 
+/// The shortest `AVAP_INTERNAL_KEY` taken outside `dev` / `original_servers`.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// The shortest `API_KEY` taken outside `dev` / `original_servers`.
+pub const MIN_API_KEY_BYTES: usize = 16;
+
 /// Largest request the server decodes (requests are a command name at most).
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
@@ -176,6 +181,12 @@ pub enum BrainError {
     /// Both modes at once.
     #[error("--dev and --original-servers do not go together")]
     TwoModes,
+    /// A key too short to be secret.
+    #[error("{name} is {len} bytes: at least {min} are needed outside --dev / --original-servers")]
+    ShortKey { name: &'static str, len: usize, min: usize },
+    /// The published development guest key without `dev`.
+    #[error("the guest signing key is the published development key; it signs only with --dev")]
+    DevGuestKey,
 }
 
 fn with_causes(err: &dyn std::error::Error) -> String {
@@ -253,18 +264,25 @@ impl Brain {
             return Err(BrainError::TwoModes);
         }
         let allowed = config.dev || config.original_servers;
-        for (name, default) in [
-            ("AVAP_INTERNAL_KEY", config.internal_key == DEFAULT_INTERNAL_KEY),
-            ("API_KEY", config.api_key == DEFAULT_API_KEY),
-        ] {
-            if default && !allowed {
+        let keys = [
+            ("AVAP_INTERNAL_KEY", &config.internal_key, DEFAULT_INTERNAL_KEY, MIN_SECRET_BYTES),
+            ("API_KEY", &config.api_key, DEFAULT_API_KEY, MIN_API_KEY_BYTES),
+        ];
+        for (name, value, default, min) in keys {
+            let is_default = value.trim() == default;
+            if is_default && !allowed {
                 return Err(BrainError::DefaultKey(name));
             }
-            if default {
+            if is_default {
                 tracing::warn!(
                     "!!! {name} is the published default key: allowed only because of --dev / --original-servers !!!"
                 );
+            } else if value.len() < min && !allowed {
+                return Err(BrainError::ShortKey { name, len: value.len(), min });
             }
+        }
+        if !config.dev && config.guest_signing_key.as_ref().is_some_and(|k| k.public() == dev_signing_key().public()) {
+            return Err(BrainError::DevGuestKey);
         }
         if config.tls.is_none() && !(allowed || config.allow_plaintext) {
             return Err(BrainError::Plaintext);

@@ -365,8 +365,15 @@ async fn watch_streams_end_when_the_server_shuts_down() {
 fn the_published_default_keys_and_plaintext_need_a_flag() {
     let refused = |config: BrainConfig| Brain::new(config).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(refused(BrainConfig::default()).contains("AVAP_INTERNAL_KEY is the published default"));
-    let own_keys = BrainConfig { internal_key: "k".into(), api_key: "a".into(), ..BrainConfig::default() };
-    assert!(refused(BrainConfig { internal_key: "k".into(), ..BrainConfig::default() }).contains("API_KEY"));
+    let secret = "a secret of at least thirty-two bytes".to_string();
+    let token = "a token of sixteen bytes".to_string();
+    let own_keys = BrainConfig { internal_key: secret.clone(), api_key: token, ..BrainConfig::default() };
+    assert!(refused(BrainConfig { internal_key: secret, ..BrainConfig::default() }).contains("API_KEY"));
+    let short = BrainConfig { internal_key: "k".into(), allow_plaintext: true, ..own_keys.clone() };
+    assert!(refused(short).contains("AVAP_INTERNAL_KEY is 1 bytes"));
+    let dev_key = Some(std::sync::Arc::new(dev_signing_key()));
+    let published = BrainConfig { guest_signing_key: dev_key, allow_plaintext: true, ..own_keys.clone() };
+    assert!(refused(published).contains("development key"));
     assert!(refused(own_keys.clone()).contains("no TLS certificate"), "plaintext needs a flag");
     assert!(Brain::new(BrainConfig { allow_plaintext: true, ..own_keys }).is_ok());
     assert!(Brain::new(BrainConfig::dev()).is_ok());

@@ -1,8 +1,8 @@
 //! What the brain sends that the host parses before trusting it: a manifest
 //! payload (inside a package with the right key, so parsing is reached) and
-//! a guest entry's `interface_json` signature. Nothing an attacker writes
-//! may verify: a manifest that opens must re-serialise to what was signed,
-//! and a signature must never verify over a module it was not made for.
+//! a guest entry's `interface_json` signature: no panic on any input, an
+//! opened manifest keeps its own invariants, and no signature the fuzzer
+//! writes verifies (it cannot forge Ed25519).
 #![no_main]
 
 use avap_wire::guest_sig::{GuestSignature, dev_signing_key};

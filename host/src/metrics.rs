@@ -92,7 +92,7 @@ impl Metrics {
         registry.register(
             "catalog_refusals",
             "Catalogs refused, by reason (integrity, invalid_entry, guest_vetting, guest_signature, too_large, \
-             guest_not_binary, no_manifest, manifest, replay)",
+             guest_not_binary, no_manifest, manifest, replay, canary, internal)",
             catalog_refusals.clone(),
         );
         for reason in crate::catalog::CatalogError::REASONS {

@@ -43,8 +43,9 @@ pub struct AppState {
     pub(crate) started: Instant,
     /// A new guest's probation.
     pub(crate) canary: crate::catalog::canary::Canary,
-    /// The newest catalog received (re-applied when a canary trips).
-    pub(crate) last_catalog: Mutex<Option<avap_wire::pb::CatalogResponse>>,
+    /// The highest manifest serial taken (0: none): replays are checked
+    /// against it, whatever is live.
+    pub(crate) high_serial: std::sync::atomic::AtomicU64,
 }
 
 /// How the host follows the definition server.
@@ -144,7 +145,7 @@ impl AppState {
             }),
             started: Instant::now(),
             canary: Default::default(),
-            last_catalog: Mutex::new(None),
+            high_serial: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 

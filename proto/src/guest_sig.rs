@@ -183,8 +183,10 @@ impl GuestSignature {
         if self.alg != ALG {
             return Err(GuestSigError::Malformed(format!("algorithm {:?}, expected {ALG:?}", self.alg)));
         }
-        let key =
-            trusted.iter().find(|k| k.id() == self.key).ok_or_else(|| GuestSigError::UnknownKey(self.key.clone()))?;
+        let key = trusted
+            .iter()
+            .find(|k| k.id().eq_ignore_ascii_case(&self.key))
+            .ok_or_else(|| GuestSigError::UnknownKey(self.key.clone()))?;
         let bytes = BASE64.decode(&self.sig).map_err(|e| GuestSigError::Malformed(format!("sig: {e}")))?;
         let sig = Signature::from_slice(&bytes).map_err(|_| GuestSigError::Malformed("sig is not 64 bytes".into()))?;
         key.0.verify_strict(&message(module), &sig).map_err(|_| GuestSigError::BadSignature(self.key.clone()))?;
@@ -221,5 +223,16 @@ mod tests {
         assert_eq!(public, k.public());
         assert!("abcd".parse::<GuestPublicKey>().is_err());
         assert_ne!(dev_signing_key().public(), k.public());
+    }
+
+    /// The development key is published: its id is pinned here (and in the
+    /// fuzz corpus), and ids match whatever their case.
+    #[test]
+    fn the_development_key_is_the_published_one() {
+        assert_eq!(dev_signing_key().public().id(), "0658e5c6cca71d82");
+        let module = b"\0asm\x01\0\0\0";
+        let mut sig = dev_signing_key().sign(module);
+        sig.key = sig.key.to_uppercase();
+        assert!(sig.verify(module, &[dev_signing_key().public()]).is_ok());
     }
 }

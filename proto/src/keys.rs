@@ -1,13 +1,19 @@
 //! Keys with one purpose each (WIRE.md section 1, "Key domains").
 //!
 //! One shared secret, `AVAP_INTERNAL_KEY`, is configured on the brain and on
-//! every host. It never signs anything itself (except in the original
-//! servers' scheme, see [`KeyScheme::Original`]): each purpose uses its own
-//! key derived from it, `HMAC-SHA256(secret, "avap-key-domain/v1/" ++
-//! purpose)`, so a MAC made for one purpose never verifies for another. A
-//! package from `/api/v1/compile` is signed under [`Domain::Package`] and can
-//! never pass as a catalog entry ([`Domain::CatalogEntry`]) or as the
-//! catalog's manifest ([`Domain::Manifest`]).
+//! every host. In this project's scheme it never signs anything itself:
+//! each purpose uses its own key derived from it, `HMAC-SHA256(secret,
+//! "avap-key-domain/v1/" ++ purpose)`, so a MAC made for one purpose never
+//! verifies for another. A package from `/api/v1/compile` is signed under
+//! [`Domain::Package`] and can never pass as a catalog entry
+//! ([`Domain::CatalogEntry`]) or as the catalog's manifest
+//! ([`Domain::Manifest`]).
+//!
+//! In the original servers' scheme ([`KeyScheme::Original`]) catalog
+//! entries and the manifest are both signed with the secret itself (what
+//! the original servers verify), so those two are not separated from each
+//! other there (the manifest's strict JSON format keeps an entry's payload
+//! from passing as one); compiled packages still are.
 //!
 //! Guest modules are not signed with any of these: they carry an Ed25519
 //! signature ([`crate::guest_sig`]), and hosts hold only public keys.
@@ -151,6 +157,17 @@ mod tests {
         // Known answer: Python
         // hmac.new(b"secret", b"avap-key-domain/v1/compiled-package", hashlib.sha256).hexdigest()
         assert_eq!(hex::encode(k.package()), "092468ea1f2c06d635a40b357ca2299a66ae0b7c83eaf5298c4320cfe61a5f15");
+    }
+
+    #[test]
+    fn the_original_scheme_uses_the_secret_for_entries_and_manifests_only() {
+        let k = Keys::new(b"secret", KeyScheme::Original);
+        assert_eq!(k.catalog_entry(), b"secret");
+        assert_eq!(k.manifest(), b"secret");
+        assert_eq!(k.package(), derive(b"secret", Domain::Package));
+        assert_eq!(k.packages_accepted(), [&derive(b"secret", Domain::Package)[..], b"secret"]);
+        let separated = Keys::new(b"secret", KeyScheme::Separated);
+        assert_eq!(separated.packages_accepted(), [separated.package()]);
     }
 
     #[test]

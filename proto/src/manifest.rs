@@ -21,6 +21,8 @@
 //! servers send no manifest; a host in their compatibility mode takes their
 //! catalogs without one.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{entry_hash, version_hash};
@@ -157,8 +159,11 @@ impl Manifest {
             return mismatch(format!("entry `{}` is listed twice", twice[0].name));
         }
         if present != listed {
-            let missing = listed.iter().find(|m| !present.contains(m));
-            let extra = present.iter().find(|p| !listed.contains(p));
+            // Sets, not a scan per entry: a 20,000-entry catalog stays cheap.
+            let present_set: BTreeSet<&ManifestEntry> = present.iter().collect();
+            let listed_set: BTreeSet<&ManifestEntry> = listed.iter().collect();
+            let missing = listed_set.difference(&present_set).next();
+            let extra = present_set.difference(&listed_set).next();
             return match (missing, extra) {
                 (Some(m), _) => mismatch(format!("entry `{}` ({}) is listed but not in the catalog", m.name, m.kind)),
                 (_, Some(x)) => mismatch(format!("entry `{}` ({}) is in the catalog but not listed", x.name, x.kind)),

@@ -164,18 +164,22 @@ async fn run_in_sandbox(
     let started = Instant::now();
     let result = state.run_guest(&guest, input).await;
     state.metrics.observe_duration(started.elapsed().as_secs_f64());
-    // A new guest's probation counts the runs the interpreter itself failed.
-    let fault = matches!(&result, Err(e) if matches!(Outcome::of_sandbox(e), Outcome::GuestCrash | Outcome::Internal));
-    state.record_execution(&live.guest.info().digest, fault);
+    // A new guest's probation counts the runs the interpreter itself
+    // failed: here a failed run, in `decode` a run's output.
+    if let Err(e) = &result {
+        let fault = matches!(Outcome::of_sandbox(e), Outcome::GuestCrash | Outcome::Internal);
+        state.record_execution(&live.guest.info().digest, fault);
+    }
     let execution = result.map_err(|e| sandbox_error(state, e))?;
     Ok((execution, guest.info().version.clone()))
 }
 
 /// Reads the guest's output document; a document off the ABI is the
 /// guest's fault (502).
-fn decode<'a>(state: &AppState, execution: &'a Execution) -> Result<GuestOutput<'a>, ApiError> {
-    boundary::decode_output(&execution.output)
-        .map_err(|e| sandbox_error(state, SandboxError::GuestAbi(format!("malformed output document: {e}"))))
+fn decode<'a>(state: &Arc<AppState>, live: &Live, execution: &'a Execution) -> Result<GuestOutput<'a>, ApiError> {
+    let output = boundary::decode_output(&execution.output);
+    state.record_execution(&live.guest.info().digest, output.is_err());
+    output.map_err(|e| sandbox_error(state, SandboxError::GuestAbi(format!("malformed output document: {e}"))))
 }
 
 /// A guest failure document as an error response: 400 with the guest's
@@ -261,7 +265,7 @@ async fn execute(
         limits: state.limits.guest(),
     };
     let (execution, guest_version) = run_in_sandbox(&state, &live, &mut input).await?;
-    let output = decode(&state, &execution)?;
+    let output = decode(&state, &live, &execution)?;
     if !output.ok {
         return Err(script_error(&state, output));
     }
@@ -308,7 +312,7 @@ async fn compile(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
         ..GuestInput::bare(&script, Some(Mode::Check), state.limits.guest())
     };
     let (execution, _) = run_in_sandbox(&state, &live, &mut input).await?;
-    let output = decode(&state, &execution)?;
+    let output = decode(&state, &live, &execution)?;
     if !output.ok {
         return Err(script_error(&state, output));
     }

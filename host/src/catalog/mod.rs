@@ -151,6 +151,12 @@ pub enum CatalogError {
          back on the previous guest, and this module is refused"
     )]
     Canary { digest: String, faults: u32, runs: u32 },
+    #[error(
+        "manifest serial {serial} is more than ten minutes ahead of this host's clock (brain serials are milliseconds)"
+    )]
+    FutureSerial { serial: u64 },
+    #[error("internal error while applying the catalog: {0}")]
+    Internal(String),
 }
 
 impl CatalogError {
@@ -166,14 +172,17 @@ impl CatalogError {
             CatalogError::GuestTooLarge { .. } | CatalogError::TooManyEntries { .. } => "too_large",
             CatalogError::GuestNotBinary => "guest_not_binary",
             CatalogError::NoManifest | CatalogError::ManifestDropped => "no_manifest",
-            CatalogError::SeveralManifests(_) | CatalogError::Manifest(_) => "manifest",
+            CatalogError::SeveralManifests(_) | CatalogError::Manifest(_) | CatalogError::FutureSerial { .. } => {
+                "manifest"
+            }
+            CatalogError::Internal(_) => "internal",
             CatalogError::Replay { .. } | CatalogError::SameSerial { .. } => "replay",
             CatalogError::Canary { .. } => "canary",
         }
     }
 
     /// Every label [`CatalogError::reason`] gives.
-    pub const REASONS: [&'static str; 10] = [
+    pub const REASONS: [&'static str; 11] = [
         "integrity",
         "invalid_entry",
         "guest_vetting",
@@ -184,6 +193,7 @@ impl CatalogError {
         "manifest",
         "replay",
         "canary",
+        "internal",
     ];
 }
 
@@ -271,6 +281,11 @@ pub fn verify(response: &CatalogResponse, trust: &Trust) -> Result<VerifiedCatal
     }
     if guests > 1 {
         return Err(CatalogError::SeveralGuests(guests));
+    }
+    if out.guest.is_none() && manifest.as_ref().is_some_and(|m| m.guest.is_some()) {
+        return Err(CatalogError::Manifest(ManifestError::Mismatch(
+            "the manifest pins a guest the catalog does not carry".into(),
+        )));
     }
     Ok(out)
 }
@@ -493,6 +508,39 @@ mod tests {
         let few = trust(|c| c.max_catalog_entries = 2);
         let three = sealed(vec![entry("a", TYPE_FUNCTION, b""), entry("b", TYPE_FUNCTION, b"")], 1);
         assert!(matches!(verify(&three, &few), Err(CatalogError::TooManyEntries { entries: 3, limit: 2 })));
+    }
+
+    #[test]
+    fn manifests_are_held_to_what_they_pin() {
+        let t = trust(|_| {});
+        let guest = guest_entry(MODULE, &dev_signing_key());
+        let pinned = |digest: &str, percent: u8| {
+            let entries = vec![guest.clone()];
+            let pin = GuestPin { version: String::new(), digest: digest.into(), rollout_percent: percent };
+            let manifest = Manifest::describe(1, "2026-12-01T00:00:00Z".into(), &entries, Some(pin));
+            let mut commands = entries;
+            commands.push(manifest.to_entry(keys().manifest()).expect("manifest"));
+            CatalogResponse { total_count: 2, version_hash: String::new(), commands, keepalive: false }
+        };
+        let digest = crate::runtime::module_digest(MODULE);
+        let v = verify(&pinned(&digest, 30), &t).expect("pinned right");
+        assert_eq!(v.guest.and_then(|g| g.pin).map(|p| p.rollout_percent), Some(30));
+        let err = verify(&pinned("sha256:00", 100), &t).expect_err("another module");
+        assert!(err.to_string().contains("the manifest pins sha256:00"), "{err}");
+        assert!(matches!(verify(&pinned(&digest, 101), &t), Err(CatalogError::Manifest(ManifestError::Malformed(_)))));
+        // A pin and no guest entry.
+        let pin = GuestPin { version: String::new(), digest, rollout_percent: 100 };
+        let entries = vec![entry("addVar", TYPE_FUNCTION, b"")];
+        let manifest = Manifest::describe(1, "x".into(), &entries, Some(pin));
+        let mut commands = entries;
+        commands.push(manifest.to_entry(keys().manifest()).expect("manifest"));
+        let c = CatalogResponse { total_count: 2, version_hash: String::new(), commands, keepalive: false };
+        assert!(verify(&c, &t).expect_err("no guest").to_string().contains("does not carry"));
+        // Two manifests.
+        let mut two = sealed(vec![entry("addVar", TYPE_FUNCTION, b"")], 1);
+        let again = two.commands[1].clone();
+        two.commands.push(again);
+        assert!(matches!(verify(&two, &t), Err(CatalogError::SeveralManifests(2))));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! and `/metrics`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
@@ -42,27 +43,25 @@ impl AppState {
         let trust = self.trust.clone();
         let verified = tokio::task::spawn_blocking(move || catalog::verify(&response, &trust))
             .await
-            .map_err(|e| CatalogError::Guest(format!("verification task failed: {e}")))??;
+            .map_err(|e| CatalogError::Internal(format!("verification task failed: {e}")))??;
         let live = self.live();
-        match (verified.serial, live.catalog.serial) {
-            (Some(serial), Some(live_serial)) if serial < live_serial => {
-                return Err(CatalogError::Replay { serial, live: live_serial });
-            }
-            (Some(serial), Some(live_serial))
-                if serial == live_serial
-                    && live.catalog.version_hash.as_deref() != Some(verified.version_hash.as_str()) =>
+        // The highest serial ever taken, not the live one: a canary's
+        // revert never lowers what a replay is checked against.
+        let high = self.high_serial.load(Ordering::Acquire);
+        match verified.serial {
+            Some(serial) if serial < high => return Err(CatalogError::Replay { serial, live: high }),
+            Some(serial)
+                if serial == high && live.catalog.version_hash.as_deref() != Some(verified.version_hash.as_str()) =>
             {
                 return Err(CatalogError::SameSerial { serial });
             }
-            (None, Some(_)) => return Err(CatalogError::ManifestDropped),
+            Some(serial) if serial > max_serial() => return Err(CatalogError::FutureSerial { serial }),
+            None if high > 0 => return Err(CatalogError::ManifestDropped),
             _ => {}
         }
-        let new_module = match verified.guest.as_ref() {
+        let (new_module, hold) = match verified.guest.as_ref() {
             Some(g) if module_digest(&g.module) != live.guest.info().digest => self.rollout_decision(g),
-            _ => {
-                self.update_sync(|s| s.guest_hold = None);
-                None
-            }
+            _ => (None, None),
         };
         if live.catalog.version_hash.as_deref() == Some(verified.version_hash.as_str()) && new_module.is_none() {
             if verified.serial != live.catalog.serial {
@@ -70,8 +69,10 @@ impl AppState {
                 // only the roll-out changed): record the serial, keep the rest.
                 let catalog = Arc::new(LiveCatalog { serial: verified.serial, ..live.catalog.duplicate() });
                 self.metrics.catalog_serial(catalog.serial);
+                self.take_serial(verified.serial);
                 write(&self.live, Arc::new(Live { guest: live.guest.clone(), catalog, runner: live.runner.clone() }));
             }
+            self.update_sync(|s| s.guest_hold = hold);
             return Ok(Applied::Unchanged);
         }
         let signed_by = verified.guest.as_ref().map(|g| g.signed_by.clone());
@@ -94,6 +95,7 @@ impl AppState {
         let guest = candidate.clone().unwrap_or_else(|| live.guest.clone());
         let guest_json = verified.guest_json();
         let avap = verified.avap.clone();
+        let serial = verified.serial;
         let catalog = Arc::new(verified.into_live(guest_json));
         let prepared = prepare_runner(&self.engine, &self.limits, &guest, &catalog).await?;
         if let Some((name, reason)) = prepared.catalog_errors.into_iter().next() {
@@ -105,6 +107,7 @@ impl AppState {
                 self.check_avap_command(&guest, name, source).await?;
             }
         }
+        // Everything passed: from here on, nothing can refuse the update.
         let swapped_to = candidate.as_ref().map(|g| g.info().version.clone());
         if let Some(guest) = &candidate {
             tracing::info!(
@@ -114,8 +117,9 @@ impl AppState {
                 "guest module swapped in"
             );
             self.metrics.guest_swap();
-            self.update_sync(|s| s.guest_hold = None);
-            self.canary.watch(guest.info().digest.clone(), live.clone());
+            // What was live until now is the fallback, read under the lock
+            // (a canary revert may have changed it since the start).
+            self.canary.watch(guest.info().digest.clone(), self.live().guest.clone());
         }
         tracing::info!(
             version_hash = ?catalog.version_hash,
@@ -123,58 +127,75 @@ impl AppState {
             snapshot = ?prepared.guest.info().snapshot,
             "catalog applied"
         );
+        self.update_sync(|s| s.guest_hold = hold);
+        self.take_serial(serial);
         self.metrics.guest_info(prepared.guest.info());
         self.metrics.catalog_serial(catalog.serial);
         write(&self.live, Arc::new(Live { guest, catalog, runner: prepared.guest }));
         Ok(Applied::Updated { guest_swapped_to: swapped_to })
     }
 
-    /// Whether this host takes `guest` now: a manifest's staged roll-out
-    /// names the share of hosts (by roll-out bucket) that take it first;
-    /// the others keep the guest they run, and say so in `/health`.
-    fn rollout_decision(&self, guest: &VerifiedGuest) -> Option<Vec<u8>> {
+    fn take_serial(&self, serial: Option<u64>) {
+        if let Some(serial) = serial {
+            self.high_serial.fetch_max(serial, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether this host takes `guest` now, and if not, why (for
+    /// `/health`): a guest that failed its canary here is never taken
+    /// again; a manifest's staged roll-out names the share of hosts (by
+    /// roll-out bucket) that take it first, and the others keep theirs.
+    fn rollout_decision(&self, guest: &VerifiedGuest) -> (Option<Vec<u8>>, Option<String>) {
         let digest = module_digest(&guest.module);
         if self.canary.refused(&digest) {
-            let hold = format!("guest {digest} failed its canary on this host; keeping the previous guest");
-            self.update_sync(|s| s.guest_hold = Some(hold));
-            return None;
+            return (None, Some(format!("guest {digest} failed its canary on this host; keeping the previous guest")));
         }
         let percent = guest.pin.as_ref().map_or(100, |p| p.rollout_percent);
         if self.trust.bucket < percent {
-            return Some(guest.module.clone());
+            return (Some(guest.module.clone()), None);
         }
+        tracing::info!(%digest, percent, bucket = self.trust.bucket, "staged roll-out: not taking the new guest yet");
         let hold = format!(
             "guest {digest} is rolling out to {percent}% of hosts; this host (bucket {}) keeps its guest until the roll-out reaches it",
             self.trust.bucket
         );
-        tracing::info!(%digest, percent, bucket = self.trust.bucket, "staged roll-out: not taking the new guest yet");
-        self.update_sync(|s| s.guest_hold = Some(hold));
-        None
+        (None, Some(hold))
     }
 
     /// Counts one execution of guest `digest` for a new guest's probation
-    /// ([`crate::catalog::canary`]). If it tripped, goes back to what ran
-    /// before, reports it, and re-applies the newest catalog with the
-    /// previous guest in the background.
+    /// ([`crate::catalog::canary`]). If it tripped: at once, the previous
+    /// guest serves the live catalog (unprepared: the catalog travels in
+    /// each input); then, under the apply lock (after any update in
+    /// flight), the previous guest prepared with whatever catalog is live.
     pub fn record_execution(self: &Arc<Self>, digest: &str, fault: bool) {
         let Some(tripped) = self.canary.record(digest, fault) else { return };
-        let err = CatalogError::Canary { digest: tripped.digest, faults: tripped.faults, runs: tripped.runs };
-        write(&self.live, tripped.previous.clone());
-        self.metrics.guest_info(tripped.previous.runner.info());
-        self.metrics.catalog_serial(tripped.previous.catalog.serial);
+        let err = CatalogError::Canary { digest: tripped.digest.clone(), faults: tripped.faults, runs: tripped.runs };
+        let fallback = tripped.fallback;
+        let live = self.live();
+        write(
+            &self.live,
+            Arc::new(Live { guest: fallback.clone(), catalog: live.catalog.clone(), runner: fallback.clone() }),
+        );
+        self.metrics.guest_info(fallback.info());
         self.record_refusal(&err);
-        let last = match self.last_catalog.lock() {
-            Ok(l) => l.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        if let Some(response) = last {
-            let state = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = state.apply_catalog(response).await {
-                    state.record_refusal(&e);
+        let state = self.clone();
+        tokio::spawn(async move {
+            let _one_at_a_time = state.apply_lock.lock().await;
+            let live = state.live();
+            let prepared = match prepare_runner(&state.engine, &state.limits, &fallback, &live.catalog).await {
+                Ok(p) => p.guest,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the previous guest could not be prepared again; it runs unprepared");
+                    fallback.clone()
                 }
+            };
+            state.update_sync(|s| {
+                s.guest_hold =
+                    Some(format!("guest {} failed its canary on this host; keeping the previous guest", tripped.digest))
             });
-        }
+            state.metrics.guest_info(prepared.info());
+            write(&state.live, Arc::new(Live { guest: fallback, catalog: live.catalog.clone(), runner: prepared }));
+        });
     }
 
     /// Records a refused update where operators look: the log, `/health`
@@ -267,6 +288,18 @@ pub(crate) async fn prepare_runner(
     }
     Ok(PreparedRunner { guest: runner, catalog_errors: prepared.catalog_errors })
 }
+
+/// The largest serial taken now: the brain's serials are the time in
+/// milliseconds, so one more than ten minutes ahead of this host's clock is
+/// a broken or forged manifest that would otherwise lock out every later
+/// catalog until a restart.
+fn max_serial() -> u64 {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    u64::try_from(now).unwrap_or(u64::MAX).saturating_add(MAX_SERIAL_SKEW_MS)
+}
+
+/// How far ahead of this host's clock a serial may be.
+pub const MAX_SERIAL_SKEW_MS: u64 = 10 * 60 * 1000;
 
 /// How long preparing a guest with a catalog may take.
 const PREPARE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -105,19 +105,30 @@ impl SyncConfig {
 }
 
 /// Tries one sync within the start-up deadline, then follows the server in
-/// the background. Returns once the first attempt is over.
+/// the background. Returns once the first attempt is over: the catalog
+/// applied, or the deadline passed. Applying (a new guest's compile,
+/// self-test and snapshot) is never cut short by the deadline: it goes on
+/// in the background and the host serves its built-in catalog meanwhile.
 pub async fn start(state: Arc<AppState>, config: SyncConfig) -> tokio::task::JoinHandle<()> {
+    let deadline = tokio::time::Instant::now() + config.startup_timeout;
     let first = async {
         let mut client = connect(&config).await?;
         let response = client.sync_catalog(Empty {}).await?.into_inner();
-        heard(&state);
-        apply(&state, response).await;
-        Ok::<_, SyncError>(())
+        Ok::<_, SyncError>(response)
     };
-    match tokio::time::timeout(config.startup_timeout, first).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => unreachable_now(&state, &e.to_string()),
-        Err(_) => unreachable_now(&state, "no answer within the start-up deadline"),
+    match tokio::time::timeout_at(deadline, first).await {
+        Ok(Ok(response)) => {
+            heard(&state);
+            let applying = {
+                let state = state.clone();
+                tokio::spawn(async move { apply(&state, response).await })
+            };
+            if tokio::time::timeout_at(deadline, applying).await.is_err() {
+                tracing::info!("the first catalog is still being applied; serving the built-in catalog meanwhile");
+            }
+        }
+        Ok(Err(e)) => unreachable_now(&state, &e),
+        Err(_) => unreachable_now(&state, &SyncError::StartupDeadline),
     }
     tokio::spawn(follow(state, config))
 }
@@ -127,7 +138,7 @@ pub async fn follow(state: Arc<AppState>, config: SyncConfig) {
     let mut backoff = BACKOFF_MIN;
     loop {
         if let Err(e) = session(&state, &config, &mut backoff).await {
-            unreachable_now(&state, &e.to_string());
+            unreachable_now(&state, &e);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -136,8 +147,15 @@ pub async fn follow(state: Arc<AppState>, config: SyncConfig) {
 
 /// One connection: watch if offered, poll otherwise, until it fails.
 async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) -> Result<(), SyncError> {
-    let mut client = connect(config).await?;
-    match client.watch_catalog(Empty {}).await {
+    // The TLS and HTTP/2 handshakes and the stream's response headers have
+    // a deadline too: a peer that accepts and then stalls is not live.
+    let opened = tokio::time::timeout(CALL_TIMEOUT, async {
+        let mut client = connect(config).await?;
+        let watch = client.watch_catalog(Empty {}).await;
+        Ok::<_, SyncError>((client, watch))
+    });
+    let (mut client, watch) = opened.await.map_err(|_| SyncError::Timeout)??;
+    match watch {
         Ok(stream) => {
             let mut stream = stream.into_inner();
             state.update_sync(|s| s.mode = SyncMode::Watch);
@@ -145,10 +163,7 @@ async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) 
             *backoff = BACKOFF_MIN;
             loop {
                 let next = tokio::time::timeout(config.idle_timeout, stream.message()).await;
-                let Ok(message) = next else {
-                    state.update_sync(|s| s.state = "stale");
-                    return Err(SyncError::Silent(config.idle_timeout));
-                };
+                let Ok(message) = next else { return Err(SyncError::Silent(config.idle_timeout)) };
                 let Some(response) = message? else { return Err(SyncError::Closed) };
                 heard(state);
                 if response.keepalive {
@@ -203,10 +218,6 @@ async fn connect(config: &SyncConfig) -> Result<Client, SyncError> {
 }
 
 async fn apply(state: &AppState, response: CatalogResponse) {
-    match state.last_catalog.lock() {
-        Ok(mut l) => *l = Some(response.clone()),
-        Err(p) => *p.into_inner() = Some(response.clone()),
-    }
     match state.apply_catalog(response).await {
         Ok(Applied::Unchanged) => state.metrics.catalog_sync(SyncResult::Unchanged),
         Ok(Applied::Updated { .. }) => state.metrics.catalog_sync(SyncResult::Applied),
@@ -214,15 +225,17 @@ async fn apply(state: &AppState, response: CatalogResponse) {
     }
 }
 
-fn unreachable_now(state: &AppState, reason: &str) {
+/// The link failed: `stale` when a watch stream went silent, else
+/// `unreachable` (until a message arrives again).
+fn unreachable_now(state: &AppState, err: &SyncError) {
+    let reason = err.to_string();
     tracing::warn!(reason, "definition server unreachable; serving the last good catalog");
     state.metrics.brain_up(false);
+    let silent = matches!(err, SyncError::Silent(_));
     state.update_sync(|s| {
         s.reachable = false;
-        if s.state != "stale" {
-            s.state = "unreachable";
-        }
-        s.last_error = Some(reason.to_string());
+        s.state = if silent { "stale" } else { "unreachable" };
+        s.last_error = Some(reason);
     });
 }
 
@@ -234,6 +247,8 @@ enum SyncError {
     Rpc(#[from] Status),
     #[error("no answer within {CALL_TIMEOUT:?}")]
     Timeout,
+    #[error("no answer within the start-up deadline (AVAP_SYNC_STARTUP_TIMEOUT_MS)")]
+    StartupDeadline,
     #[error("the watch stream ended")]
     Closed,
     #[error("the watch stream was silent for {0:?} (no catalog, no keepalive): reconnecting")]

@@ -54,7 +54,20 @@ pub enum TrustError {
     },
     #[error("--dev and --original-servers do not go together")]
     TwoModes,
+    #[error("{name} is {len} bytes: at least {min} are needed outside --dev / --original-servers")]
+    ShortKey { name: &'static str, len: usize, min: usize },
+    #[error(
+        "AVAP_GUEST_KEYS holds the published development key, which anyone can sign with; it is trusted only with --dev"
+    )]
+    DevGuestKey,
+    #[error("BRAIN_TLS_CLIENT_CERT is set but BRAIN_TLS_CA is not: mutual TLS needs TLS")]
+    ClientCertWithoutTls,
 }
+
+/// The shortest `AVAP_INTERNAL_KEY` taken outside `--dev` / `--original-servers`.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// The shortest `API_KEY` taken outside `--dev` / `--original-servers`.
+pub const MIN_API_KEY_BYTES: usize = 16;
 
 /// Caps on what the definition server may send.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -115,11 +128,13 @@ impl Trust {
             TrustMode::Production
         };
         let relaxed = mode != TrustMode::Production;
-        let mut defaults = vec![("AVAP_INTERNAL_KEY", config.internal_key == avap_wire::auth::DEFAULT_INTERNAL_KEY)];
+        let mut keys =
+            vec![("AVAP_INTERNAL_KEY", &config.internal_key, avap_wire::auth::DEFAULT_INTERNAL_KEY, MIN_SECRET_BYTES)];
         if !config.standalone {
-            defaults.push(("API_KEY", config.api_key == avap_wire::auth::DEFAULT_API_KEY));
+            keys.push(("API_KEY", &config.api_key, avap_wire::auth::DEFAULT_API_KEY, MIN_API_KEY_BYTES));
         }
-        for (name, is_default) in defaults {
+        for (name, value, default, min) in keys {
+            let is_default = value.trim() == default;
             if is_default && !relaxed {
                 return Err(TrustError::DefaultKey(name));
             }
@@ -127,7 +142,12 @@ impl Trust {
                 tracing::warn!(
                     "!!! {name} is the published default: anyone can sign what this host accepts; allowed only by --dev / --original-servers !!!"
                 );
+            } else if value.len() < min && !relaxed {
+                return Err(TrustError::ShortKey { name, len: value.len(), min });
             }
+        }
+        if config.brain_client_cert.is_some() && config.brain_tls_ca.is_none() {
+            return Err(TrustError::ClientCertWithoutTls);
         }
         if !config.standalone && config.brain_tls_ca.is_none() {
             if !(relaxed || config.brain_plaintext) {
@@ -146,8 +166,11 @@ impl Trust {
         }
         let scheme = if mode == TrustMode::OriginalServers { KeyScheme::Original } else { KeyScheme::Separated };
         let mut guest_keys = config.guest_keys.0.clone();
+        let dev_key = dev_signing_key().public();
         if mode == TrustMode::Dev {
-            guest_keys.push(dev_signing_key().public());
+            guest_keys.push(dev_key);
+        } else if guest_keys.contains(&dev_key) {
+            return Err(TrustError::DevGuestKey);
         }
         if guest_keys.is_empty() && !config.standalone {
             tracing::warn!(
@@ -198,19 +221,19 @@ mod tests {
     #[test]
     fn the_published_keys_and_plaintext_need_a_flag() {
         assert!(refused(|_| {}).contains("AVAP_INTERNAL_KEY is the published default"), "the defaults do not start");
-        assert!(refused(|c| c.internal_key = "own".into()).contains("API_KEY is the published default"));
+        let secret = "a secret of at least thirty-two bytes";
+        assert!(refused(|c| c.internal_key = secret.into()).contains("API_KEY is the published default"));
+        assert!(refused(|c| c.internal_key = "short".into()).contains("AVAP_INTERNAL_KEY is 5 bytes"));
         let own = |c: &mut Config| {
-            c.internal_key = "own".into();
-            c.api_key = "own too".into();
+            c.internal_key = secret.into();
+            c.api_key = "a token of sixteen bytes".into();
         };
         assert!(refused(own).contains("plaintext"), "no BRAIN_TLS_CA: plaintext needs a flag");
-        assert_eq!(
-            refused(|c| {
-                own(c);
-                c.brain_plaintext = true;
-            }),
-            ""
-        );
+        let plaintext = |c: &mut Config| {
+            own(c);
+            c.brain_plaintext = true;
+        };
+        assert_eq!(refused(plaintext), "");
         assert_eq!(
             refused(|c| {
                 own(c);
@@ -218,10 +241,25 @@ mod tests {
             }),
             ""
         );
+        assert!(
+            refused(|c| {
+                plaintext(c);
+                c.guest_keys = vec![dev_signing_key().public()].into();
+            })
+            .contains("published development key")
+        );
+        assert!(
+            refused(|c| {
+                plaintext(c);
+                c.brain_client_cert = Some("client.pem".into());
+                c.brain_client_key = Some("client.key".into());
+            })
+            .contains("mutual TLS needs TLS")
+        );
         // Standalone: no brain, so no API_KEY or link to protect; the package key still.
         assert_eq!(
             refused(|c| {
-                c.internal_key = "own".into();
+                c.internal_key = secret.into();
                 c.standalone = true;
             }),
             ""
@@ -239,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn dev_trusts_the_development_guest_key_and_production_only_its_own() {
+    fn dev_trusts_the_development_guest_key_and_the_other_modes_only_their_own() {
         let mut c = Config::defaults();
         c.dev = true;
         let dev = Trust::from_config(&c).expect("dev");
