@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use avap_wire::auth::{AUTH_METADATA, DEFAULT_API_KEY, DEFAULT_INTERNAL_KEY, key_matches};
 use avap_wire::guest_sig::{GuestSigningKey, dev_signing_key};
-use avap_wire::keys::{KeyScheme, Keys};
+use avap_wire::keys::{KeyScheme, Keys, MIN_API_KEY_BYTES, MIN_SECRET_BYTES, WeakKey, weak_key};
 use avap_wire::pb::{
     CatalogResponse, CommandRequest, CommandResponse, DefinitionEngine, DefinitionEngineServer, Empty,
 };
@@ -61,11 +61,6 @@ use tonic::{Request, Response, Status};
 
 pub use catalog::CatalogError;
 use catalog::{Built, Fingerprint, Signer};
-
-/// The shortest `AVAP_INTERNAL_KEY` taken outside `dev` / `original_servers`.
-pub const MIN_SECRET_BYTES: usize = 32;
-/// The shortest `API_KEY` taken outside `dev` / `original_servers`.
-pub const MIN_API_KEY_BYTES: usize = 16;
 
 /// Largest request the server decodes (requests are a command name at most).
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -163,7 +158,7 @@ pub enum BrainError {
     #[error("cannot build the built-in catalog: {0:?}")]
     BuiltIn(Vec<CatalogError>),
     /// The gRPC server failed.
-    #[error("gRPC server: {}", with_causes(.0))]
+    #[error("gRPC server: {}", avap_wire::error_chain(.0))]
     Transport(#[from] tonic::transport::Error),
     /// A published default key without `dev` or `original_servers`.
     #[error(
@@ -187,17 +182,6 @@ pub enum BrainError {
     /// The published development guest key without `dev`.
     #[error("the guest signing key is the published development key; it signs only with --dev")]
     DevGuestKey,
-}
-
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 struct Shared {
@@ -268,17 +252,14 @@ impl Brain {
             ("AVAP_INTERNAL_KEY", &config.internal_key, DEFAULT_INTERNAL_KEY, MIN_SECRET_BYTES),
             ("API_KEY", &config.api_key, DEFAULT_API_KEY, MIN_API_KEY_BYTES),
         ];
-        for (name, value, default, min) in keys {
-            let is_default = value.trim() == default;
-            if is_default && !allowed {
-                return Err(BrainError::DefaultKey(name));
-            }
-            if is_default {
-                tracing::warn!(
+        for (name, value, published, min) in keys {
+            match weak_key(value, published, min) {
+                Some(WeakKey::Published) if allowed => tracing::warn!(
                     "!!! {name} is the published default key: allowed only because of --dev / --original-servers !!!"
-                );
-            } else if value.len() < min && !allowed {
-                return Err(BrainError::ShortKey { name, len: value.len(), min });
+                ),
+                Some(WeakKey::Published) => return Err(BrainError::DefaultKey(name)),
+                Some(WeakKey::Short { len, min }) if !allowed => return Err(BrainError::ShortKey { name, len, min }),
+                _ => {}
             }
         }
         if !config.dev && config.guest_signing_key.as_ref().is_some_and(|k| k.public() == dev_signing_key().public()) {

@@ -64,6 +64,32 @@ fn unreachable_hmac() -> ! {
     panic!("HMAC-SHA256 refused a key, which it never does")
 }
 
+/// The shortest `AVAP_INTERNAL_KEY` the servers take outside `--dev` /
+/// `--original-servers`.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// The shortest `API_KEY` the servers take outside `--dev` / `--original-servers`.
+pub const MIN_API_KEY_BYTES: usize = 16;
+
+/// Why a configured key is not taken as a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeakKey {
+    /// It is the published default (white space around it ignored).
+    Published,
+    /// It is shorter than the minimum.
+    Short { len: usize, min: usize },
+}
+
+/// Whether `value`, configured where `published` is the default, is weak.
+pub fn weak_key(value: &str, published: &str, min: usize) -> Option<WeakKey> {
+    if value.trim() == published {
+        Some(WeakKey::Published)
+    } else if value.len() < min {
+        Some(WeakKey::Short { len: value.len(), min })
+    } else {
+        None
+    }
+}
+
 /// Which keys sign catalog entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyScheme {

@@ -48,6 +48,19 @@ pub mod pb {
     pub use definition_engine_server::{DefinitionEngine, DefinitionEngineServer};
 }
 
+/// An error and its causes on one line (tonic's transport error alone just
+/// says "transport error").
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// The fully qualified gRPC service name (also the name the health service
 /// reports it under).
 pub const SERVICE_NAME: &str = "avap.DefinitionEngine";

@@ -241,7 +241,7 @@ fn unreachable_now(state: &AppState, err: &SyncError) {
 
 #[derive(Debug, thiserror::Error)]
 enum SyncError {
-    #[error("cannot connect: {}", with_causes(.0))]
+    #[error("cannot connect: {}", avap_wire::error_chain(.0))]
     Connect(#[from] tonic::transport::Error),
     #[error("{}", describe(.0))]
     Rpc(#[from] Status),
@@ -255,19 +255,6 @@ enum SyncError {
     Silent(Duration),
     #[error("bad configuration: {0}")]
     Config(String),
-}
-
-/// An error and its causes on one line (tonic's transport error alone just
-/// says "transport error").
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 fn describe(status: &Status) -> String {

@@ -18,7 +18,7 @@
 //!   keys allowed, guest modules still need a trusted signature.
 
 use avap_wire::guest_sig::{GuestPublicKey, dev_signing_key};
-use avap_wire::keys::{KeyScheme, Keys};
+use avap_wire::keys::{KeyScheme, Keys, MIN_API_KEY_BYTES, MIN_SECRET_BYTES, WeakKey, weak_key};
 use avap_wire::manifest::rollout_bucket;
 use serde_json::{Value, json};
 
@@ -63,11 +63,6 @@ pub enum TrustError {
     #[error("BRAIN_TLS_CLIENT_CERT is set but BRAIN_TLS_CA is not: mutual TLS needs TLS")]
     ClientCertWithoutTls,
 }
-
-/// The shortest `AVAP_INTERNAL_KEY` taken outside `--dev` / `--original-servers`.
-pub const MIN_SECRET_BYTES: usize = 32;
-/// The shortest `API_KEY` taken outside `--dev` / `--original-servers`.
-pub const MIN_API_KEY_BYTES: usize = 16;
 
 /// Caps on what the definition server may send.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -133,17 +128,14 @@ impl Trust {
         if !config.standalone {
             keys.push(("API_KEY", &config.api_key, avap_wire::auth::DEFAULT_API_KEY, MIN_API_KEY_BYTES));
         }
-        for (name, value, default, min) in keys {
-            let is_default = value.trim() == default;
-            if is_default && !relaxed {
-                return Err(TrustError::DefaultKey(name));
-            }
-            if is_default {
-                tracing::warn!(
+        for (name, value, published, min) in keys {
+            match weak_key(value, published, min) {
+                Some(WeakKey::Published) if relaxed => tracing::warn!(
                     "!!! {name} is the published default: anyone can sign what this host accepts; allowed only by --dev / --original-servers !!!"
-                );
-            } else if value.len() < min && !relaxed {
-                return Err(TrustError::ShortKey { name, len: value.len(), min });
+                ),
+                Some(WeakKey::Published) => return Err(TrustError::DefaultKey(name)),
+                Some(WeakKey::Short { len, min }) if !relaxed => return Err(TrustError::ShortKey { name, len, min }),
+                _ => {}
             }
         }
         if config.brain_client_cert.is_some() && config.brain_tls_ca.is_none() {
