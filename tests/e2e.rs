@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 mod capabilities;
 mod catalog_sync;
 mod common;
+mod ops;
 mod router;
 mod trust;
 

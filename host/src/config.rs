@@ -231,6 +231,15 @@ pub struct Config {
     #[arg(long, env = "AVAP_STANDALONE", default_value_t = false)]
     pub standalone: bool,
 
+    /// Report ready (`/readyz`) before the first catalog sync succeeds.
+    #[arg(long, env = "AVAP_READY_WITHOUT_BRAIN", default_value_t = false)]
+    pub ready_without_brain: bool,
+
+    /// On SIGTERM: `/readyz` answers 503 at once, no new connection is
+    /// taken, and executions in flight get this many seconds to finish.
+    #[arg(long, env = "AVAP_DRAIN_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_secs: u64,
+
     /// Seconds between `SyncCatalog` polls when the server offers no watch stream.
     #[arg(long, env = "AVAP_SYNC_POLL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub sync_poll_secs: u64,
@@ -361,6 +370,7 @@ impl Config {
             max_inflight_body_bytes: self.max_inflight_body_bytes.max(self.max_body_bytes),
             cors_origins: self.cors_origins.iter().map(|o| o.0.clone()).collect(),
             api_tokens: self.api_tokens.0.clone(),
+            drain_timeout: Duration::from_secs(self.drain_secs),
         }
     }
 

@@ -60,6 +60,9 @@ pub struct FrontConfig {
     #[serde(rename = "tokens_required")]
     #[serde(serialize_with = "ser_present")]
     pub api_tokens: Vec<String>,
+    /// How long shutdown waits for executions in flight (`AVAP_DRAIN_SECS`).
+    #[serde(rename = "drain_timeout_ms", serialize_with = "ser_ms")]
+    pub drain_timeout: Duration,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -79,8 +82,6 @@ impl Default for FrontConfig {
 
 /// Largest request head (request line and headers) read, in bytes.
 pub const MAX_HEAD_BYTES: usize = 64 << 10;
-/// How long shutdown waits for open connections to finish.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The body budget is counted in units of this many bytes.
 const BUDGET_UNIT: usize = 1024;
 
@@ -295,8 +296,10 @@ pub async fn serve(
     drop(listener);
     // In-flight requests finish; idle connections close. Bounded, so a
     // client that never reads its response cannot hold the exit.
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    if tokio::time::timeout(config.drain_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!(drain = ?config.drain_timeout, "connections still open after the drain time; closing them");
+    } else {
+        tracing::info!("drained: every request in flight has finished");
     }
     Ok(())
 }

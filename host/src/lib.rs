@@ -40,7 +40,8 @@ pub use state::AppState;
 pub use avap_guest_embed::GUEST_WASM;
 
 /// Serves the API on `listener` through the front door until `shutdown`
-/// resolves, then lets open requests finish.
+/// resolves; then `/readyz` answers 503, no new connection is taken, and
+/// requests in flight get `AVAP_DRAIN_SECS` to finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -48,5 +49,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let config = state.front.config.clone();
     let open = state.metrics.open_connections();
+    let draining = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        draining.begin_drain();
+    };
     front::serve(listener, api::router(state), &config, open, shutdown).await
 }

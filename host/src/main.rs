@@ -18,7 +18,18 @@ async fn main() -> anyhow::Result<()> {
     }
     let addr = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "avap-host listening");
+    let local = listener.local_addr().unwrap_or(addr);
+    let reach = match local.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::SocketAddr::from(([127, 0, 0, 1], local.port())),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, local.port()))
+        }
+        _ => local,
+    };
+    tracing::info!(
+        %local,
+        "avap-host listening; try: curl -s http://{reach}/api/v1/execute -d '{{\"script\": \"addVar(a, 1)\\naddResult(a)\"}}'"
+    );
     if !addr.ip().is_loopback() && !state.front.tokens_required() {
         tracing::warn!(
             %addr,

@@ -46,6 +46,10 @@ pub struct AppState {
     /// The highest manifest serial taken (0: none): replays are checked
     /// against it, whatever is live.
     pub(crate) high_serial: std::sync::atomic::AtomicU64,
+    /// Set at SIGTERM: `/readyz` answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
+    /// Ready without a synced catalog: standalone, or `AVAP_READY_WITHOUT_BRAIN`.
+    ready_without_brain: bool,
 }
 
 /// How the host follows the definition server.
@@ -146,7 +150,49 @@ impl AppState {
             started: Instant::now(),
             canary: Default::default(),
             high_serial: std::sync::atomic::AtomicU64::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            ready_without_brain: config.standalone || config.ready_without_brain,
         }))
+    }
+
+    /// Whether this host should get traffic (`/readyz`): a guest is loaded
+    /// (always, once built), it is not draining, and unless standalone or
+    /// `AVAP_READY_WITHOUT_BRAIN`, a catalog from the definition server is
+    /// live. `Err` says why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+            return Err("draining: the host is shutting down".into());
+        }
+        if !self.ready_without_brain && self.catalog().source != crate::catalog::CatalogSource::Brain {
+            let why = match self.sync.lock() {
+                Ok(s) => s.last_error.clone(),
+                Err(p) => p.into_inner().last_error.clone(),
+            };
+            return Err(match why {
+                Some(e) => format!("no catalog from the definition server yet: {e}"),
+                None => "no catalog from the definition server yet".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The definition server's address, for log lines.
+    pub fn sync_address(&self) -> String {
+        let s = match self.sync.lock() {
+            Ok(s) => s.address.clone(),
+            Err(p) => p.into_inner().address.clone(),
+        };
+        s.unwrap_or_default()
+    }
+
+    /// Starts the drain: `/readyz` answers 503 from now on.
+    pub fn begin_drain(&self) {
+        if !self.draining.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tracing::info!(
+                drain = ?self.front.config.drain_timeout,
+                "draining: /readyz answers 503, no new connections, executions in flight finish"
+            );
+        }
     }
 
     /// What new executions run against.

@@ -49,6 +49,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/execute", post(execute))
         .route("/api/v1/compile", post(compile))
         .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::front::guard))
         .with_state(state)
@@ -357,6 +359,21 @@ fn sandbox_error(state: &AppState, err: SandboxError) -> ApiError {
         _ => err.to_string(),
     };
     ApiError::new(outcome, message)
+}
+
+/// `/livez`: the process answers. Needs no token.
+async fn livez() -> impl IntoResponse {
+    axum::Json(json!({"status": "alive"}))
+}
+
+/// `/readyz`: 200 when this host should get traffic, 503 with the reason
+/// otherwise ([`AppState::readiness`]). Needs no token.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.readiness() {
+        Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "not_ready", "reason": reason})))
+            .into_response(),
+    }
 }
 
 /// `/health`: every detail for a caller with the token (or when no token is

@@ -192,12 +192,17 @@ async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) 
 /// A message (catalog or keepalive) arrived: the link is live.
 fn heard(state: &AppState) {
     state.metrics.brain_up(true);
+    let mut recovered = false;
     state.update_sync(|s| {
+        recovered = s.last_error.is_some();
         s.reachable = true;
         s.state = "live";
         s.last_error = None;
         s.last_message_at = Some(std::time::SystemTime::now());
     });
+    if recovered {
+        tracing::info!("definition server reachable again");
+    }
 }
 
 async fn connect(config: &SyncConfig) -> Result<Client, SyncError> {
@@ -227,16 +232,30 @@ async fn apply(state: &AppState, response: CatalogResponse) {
 
 /// The link failed: `stale` when a watch stream went silent, else
 /// `unreachable` (until a message arrives again).
+///
+/// Logged once per reason, not at every retry: the same failure again is
+/// a debug line (`/health` and `avap_brain_up` show it all along).
 fn unreachable_now(state: &AppState, err: &SyncError) {
     let reason = err.to_string();
-    tracing::warn!(reason, "definition server unreachable; serving the last good catalog");
     state.metrics.brain_up(false);
     let silent = matches!(err, SyncError::Silent(_));
+    let mut repeated = false;
     state.update_sync(|s| {
+        repeated = s.last_error.as_deref() == Some(reason.as_str());
         s.reachable = false;
         s.state = if silent { "stale" } else { "unreachable" };
-        s.last_error = Some(reason);
+        s.last_error = Some(reason.clone());
     });
+    if repeated {
+        tracing::debug!(reason, "definition server still unreachable");
+    } else {
+        tracing::warn!(
+            reason,
+            address = %state.sync_address(),
+            "definition server unreachable; serving the last good catalog and retrying in the background \
+             (--standalone to run without one)"
+        );
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

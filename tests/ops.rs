@@ -1,0 +1,107 @@
+//! What an operator's probes see: `/livez`, `/readyz` through the first
+//! sync, and the drain at shutdown, over real HTTP against the real server.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::catalog_sync::{BrainProc, brain_config, host_for};
+use crate::common::{Server, config};
+
+async fn probe(server: &Server, path: &str) -> (u16, Value) {
+    let (status, text) = server.get_text(path).await;
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")))
+}
+
+#[tokio::test]
+async fn readyz_waits_for_the_first_sync_unless_told_otherwise() {
+    // The brain's port is bound but nobody answers yet.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (server, _) = host_for(port, |c| c.sync_startup_timeout_ms = 200).await;
+    assert_eq!(probe(&server, "/livez").await, (200, json!({"status": "alive"})));
+    let (status, body) = probe(&server, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], json!("not_ready"));
+    assert!(body["reason"].as_str().unwrap_or("").contains("no catalog from the definition server"), "{body}");
+
+    let _brain = BrainProc::serve_on(listener, brain_config(None));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = probe(&server, "/readyz").await;
+        if status == 200 {
+            assert_eq!(body, json!({"status": "ready"}));
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Standalone hosts, and those told not to wait, are ready at once.
+    let standalone = Server::default().await;
+    assert_eq!(probe(&standalone, "/readyz").await.0, 200);
+    let unbound = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (eager, _) = host_for(unbound.local_addr().expect("addr").port(), |c| {
+        c.sync_startup_timeout_ms = 100;
+        c.ready_without_brain = true;
+    })
+    .await;
+    assert_eq!(probe(&eager, "/readyz").await.0, 200);
+}
+
+#[tokio::test]
+async fn probes_need_no_token() {
+    let server = Server::start(config(|c| c.api_tokens = vec!["sesame".to_string()].into())).await;
+    assert_eq!(probe(&server, "/livez").await.0, 200);
+    assert_eq!(probe(&server, "/readyz").await.0, 200);
+    let (status, _) = server.get_text("/metrics").await;
+    assert_eq!(status, 401, "the rest still does");
+}
+
+#[tokio::test]
+async fn shutdown_drains_executions_in_flight_then_stops() {
+    let state = avap_host::AppState::new(&config(|c| {
+        c.fuel = u64::MAX / 4;
+        c.timeout_ms = 10_000;
+        c.drain_secs = 10;
+    }))
+    .await
+    .expect("state");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(avap_host::serve(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+
+    // A script that runs for a while.
+    let slow = "x = 0\nstartLoop(i, 1, 1000000)\n  x = x + i * 3 - i * 2\nendLoop()\naddResult(x)";
+    let started = Instant::now();
+    let in_flight = {
+        let (client, url) = (client.clone(), format!("{base}/api/v1/execute"));
+        tokio::spawn(async move {
+            let resp = client.post(url).json(&json!({"script": slow})).send().await.expect("request");
+            (resp.status().as_u16(), resp.json::<Value>().await.expect("json"))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!in_flight.is_finished(), "the script must still be running when the drain starts");
+    assert!(state.readiness().is_ok());
+    let _ = stop.send(());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let reason = state.readiness().expect_err("draining");
+    assert!(reason.contains("draining"), "{reason}");
+
+    // The execution in flight finishes, with its answer.
+    let (status, body) = in_flight.await.expect("client");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!({"x": 500_000_500_000_i64}));
+    // Then the server stops, within the drain time, and takes nothing new.
+    let stopped = tokio::time::timeout(Duration::from_secs(10), serving).await.expect("stops within the drain");
+    stopped.expect("task").expect("served cleanly");
+    eprintln!("drain: the in-flight execution finished {:?} after it started", started.elapsed());
+    let refused = reqwest::Client::new().get(format!("{base}/livez")).send().await;
+    assert!(refused.is_err(), "no new connection after the drain");
+}
