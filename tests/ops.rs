@@ -105,3 +105,92 @@ async fn shutdown_drains_executions_in_flight_then_stops() {
     let refused = reqwest::Client::new().get(format!("{base}/livez")).send().await;
     assert!(refused.is_err(), "no new connection after the drain");
 }
+
+/// Every log line of the test binary, once the JSON subscriber is installed.
+fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOGS: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: &'static std::sync::Mutex<Vec<u8>> = Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        avap_host::telemetry::init_with(avap_host::telemetry::LogFormat::Json, Capture(logs), false);
+        logs
+    })
+}
+
+#[derive(Clone, Copy)]
+struct Capture(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Capture {
+        *self
+    }
+}
+
+/// The JSON log lines whose request span carries `id`.
+fn lines_of(id: &str) -> Vec<Value> {
+    let logs = captured_logs().lock().unwrap_or_else(|e| e.into_inner()).clone();
+    String::from_utf8_lossy(&logs)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {l}")))
+        .filter(|v| v["span"]["request_id"] == json!(id))
+        .collect()
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_an_access_line() {
+    captured_logs();
+    let server = Server::default().await;
+    let send = |id: Option<&'static str>, script: &'static str| {
+        let (client, url) = (server.client.clone(), format!("{}/api/v1/execute", server.base));
+        async move {
+            let mut request = client.post(url).json(&json!({"script": script}));
+            if let Some(id) = id {
+                request = request.header("x-request-id", id);
+            }
+            let resp = request.send().await.expect("request");
+            let echoed = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+            (resp.status().as_u16(), echoed)
+        }
+    };
+    // The client's id is kept and echoed.
+    let (status, echoed) = send(Some("ops-test-7f3a"), "addVar(a, 1)\naddResult(a)").await;
+    assert_eq!((status, echoed.as_deref()), (200, Some("ops-test-7f3a")));
+    // None given (or an unusable one): a new UUID.
+    let (_, generated) = send(None, "addVar(a, 1)").await;
+    let generated = generated.expect("an id");
+    assert_eq!(generated.len(), 36, "{generated}");
+    let (_, replaced) = send(Some("bad id with spaces"), "addVar(a, 1)").await;
+    assert_ne!(replaced.as_deref(), Some("bad id with spaces"));
+    let (status, _) = send(Some("ops-test-syntax"), "addVar(a, 1").await;
+    assert_eq!(status, 400);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let access = |id: &str| lines_of(id).into_iter().find(|l| l["target"] == json!("avap::access"));
+    while access("ops-test-syntax").is_none() {
+        assert!(Instant::now() < deadline, "no access line");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ok = access("ops-test-7f3a").expect("the access line");
+    assert_eq!(ok["level"], json!("INFO"));
+    let fields = &ok["fields"];
+    assert_eq!((fields["status"].as_u64(), fields["kind"].as_str()), (Some(200), Some("ok")), "{ok}");
+    assert!(fields["fuel"].as_u64().is_some_and(|f| f > 0), "{ok}");
+    assert_eq!(fields["guest_version"], json!(avap_guest_vm::GUEST_VERSION));
+    assert!(fields["duration_ms"].as_f64().is_some(), "{ok}");
+    assert_eq!(ok["span"]["path"], json!("/api/v1/execute"));
+    let bad = access("ops-test-syntax").expect("the access line");
+    assert_eq!((bad["fields"]["status"].as_u64(), bad["fields"]["kind"].as_str()), (Some(400), Some("syntax_error")));
+    assert!(access(&generated).is_some(), "a generated id is logged too");
+}

@@ -81,6 +81,11 @@ impl FromStr for Origin {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "avap-host", version, about = "AVAP execution host: runs AVAP scripts in a wasmtime sandbox")]
 pub struct Config {
+    /// Log format: `text` (no colour unless a terminal) or `json` (one
+    /// object per line, with the request id).
+    #[arg(long, env = "AVAP_LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
+
     /// TCP port of the HTTP API.
     #[arg(long, env = "PORT", default_value_t = 8888)]
     pub port: u16,

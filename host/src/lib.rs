@@ -28,6 +28,7 @@ pub mod front;
 pub mod metrics;
 pub mod runtime;
 pub mod state;
+pub mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;

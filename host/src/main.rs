@@ -1,14 +1,11 @@
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use avap_host::{AppState, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
     let config = Config::parse();
+    avap_host::telemetry::init(config.log_format);
     let state = AppState::new(&config).await?;
     if config.standalone {
         tracing::info!("standalone: serving the built-in catalog and guest");

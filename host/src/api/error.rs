@@ -83,6 +83,9 @@ impl Serialize for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.outcome.status(), axum::Json(&self)).into_response();
+        response
+            .extensions_mut()
+            .insert(crate::telemetry::AccessInfo { kind: self.outcome.kind(), ..Default::default() });
         let headers = response.headers_mut();
         match self.outcome {
             Outcome::Busy => {

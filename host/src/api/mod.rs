@@ -53,6 +53,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::front::guard))
+        .layer(axum::middleware::from_fn(crate::telemetry::trace))
         .with_state(state)
 }
 
@@ -287,6 +288,11 @@ async fn execute(
     if let Ok(v) = HeaderValue::from_str(&guest_version) {
         response.headers_mut().insert(GUEST_VERSION_HEADER, v);
     }
+    response.extensions_mut().insert(crate::telemetry::AccessInfo {
+        kind: Outcome::Ok.kind(),
+        fuel: Some(execution.fuel_used),
+        guest_version: Some(guest_version),
+    });
     Ok(response)
 }
 
