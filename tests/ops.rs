@@ -106,14 +106,87 @@ async fn shutdown_drains_executions_in_flight_then_stops() {
     assert!(refused.is_err(), "no new connection after the drain");
 }
 
-/// Every log line of the test binary, once the JSON subscriber is installed.
-fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
-    static LOGS: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
+/// What the test binary's subscriber sends where: every JSON log line to
+/// memory, every span to an in-process OTLP/HTTP receiver. Installed once
+/// for the whole binary (a subscriber is process-wide).
+struct Telemetry {
+    logs: &'static std::sync::Mutex<Vec<u8>>,
+    spans: &'static std::sync::Mutex<Vec<Span>>,
+    handle: avap_host::telemetry::Telemetry,
+}
+
+/// A span as the receiver got it.
+#[derive(Debug, Clone)]
+struct Span {
+    name: String,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent_span_id: Vec<u8>,
+    attributes: Vec<(String, String)>,
+}
+
+fn telemetry() -> &'static Telemetry {
+    static TELEMETRY: std::sync::OnceLock<Telemetry> = std::sync::OnceLock::new();
+    TELEMETRY.get_or_init(|| {
         let logs: &'static std::sync::Mutex<Vec<u8>> = Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
-        avap_host::telemetry::init_with(avap_host::telemetry::LogFormat::Json, Capture(logs), false);
-        logs
+        let spans: &'static std::sync::Mutex<Vec<Span>> = Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        let endpoint = otlp_receiver(spans);
+        let handle = avap_host::telemetry::init_with(
+            avap_host::telemetry::LogFormat::Json,
+            Capture(logs),
+            false,
+            Some(endpoint),
+        );
+        Telemetry { logs, spans, handle }
     })
+}
+
+fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
+    telemetry().logs
+}
+
+/// An OTLP/HTTP receiver on its own thread: `POST /v1/traces` with a
+/// protobuf `ExportTraceServiceRequest`. Returns its base URL.
+fn otlp_receiver(spans: &'static std::sync::Mutex<Vec<Span>>) -> String {
+    use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+    use prost::Message as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let listener = TcpListener::from_std(listener).expect("listener");
+            let app = axum::Router::new().route(
+                "/v1/traces",
+                axum::routing::post(move |body: axum::body::Bytes| async move {
+                    let request = ExportTraceServiceRequest::decode(body).expect("an OTLP trace request");
+                    let mut got = spans.lock().unwrap_or_else(|e| e.into_inner());
+                    for resource in request.resource_spans {
+                        for scope in resource.scope_spans {
+                            for s in scope.spans {
+                                let attributes =
+                                    s.attributes.iter().map(|kv| (kv.key.clone(), format!("{:?}", kv.value))).collect();
+                                got.push(Span {
+                                    name: s.name,
+                                    trace_id: s.trace_id,
+                                    span_id: s.span_id,
+                                    parent_span_id: s.parent_span_id,
+                                    attributes,
+                                });
+                            }
+                        }
+                    }
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+                        ExportTraceServiceResponse::default().encode_to_vec(),
+                    )
+                }),
+            );
+            axum::serve(listener, app).await.expect("receiver");
+        });
+    });
+    base
 }
 
 #[derive(Clone, Copy)]
@@ -150,7 +223,7 @@ fn lines_of(id: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn json_logs_carry_the_request_id_and_an_access_line() {
-    captured_logs();
+    telemetry();
     let server = Server::default().await;
     let send = |id: Option<&'static str>, script: &'static str| {
         let (client, url) = (server.client.clone(), format!("{}/api/v1/execute", server.base));
@@ -193,4 +266,93 @@ async fn json_logs_carry_the_request_id_and_an_access_line() {
     let bad = access("ops-test-syntax").expect("the access line");
     assert_eq!((bad["fields"]["status"].as_u64(), bad["fields"]["kind"].as_str()), (Some(400), Some("syntax_error")));
     assert!(access(&generated).is_some(), "a generated id is logged too");
+}
+
+#[tokio::test]
+async fn spans_reach_an_otlp_receiver_from_request_to_capability_call() {
+    let telemetry = telemetry();
+    let server = Server::default().await;
+    let resp = server
+        .client
+        .post(format!("{}/api/v1/execute", server.base))
+        .header("x-request-id", "ops-otlp-1")
+        .json(&json!({"script": "ormDirect(\"SELECT 41 + 1 AS answer\", rows)\naddResult(rows)"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await.unwrap_or_default());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let request = loop {
+        telemetry.handle.flush();
+        let spans = telemetry.spans.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let found = spans
+            .iter()
+            .find(|s| {
+                s.name == "request" && s.attributes.iter().any(|(k, v)| k == "request_id" && v.contains("ops-otlp-1"))
+            })
+            .cloned();
+        if let Some(request) = found {
+            let of_trace: Vec<Span> = spans.into_iter().filter(|s| s.trace_id == request.trace_id).collect();
+            if of_trace.iter().any(|s| s.name == "capability") {
+                break (request, of_trace);
+            }
+        }
+        assert!(Instant::now() < deadline, "the request's spans never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (request, trace) = request;
+    let child = |name: &str, parent: &Span| {
+        trace
+            .iter()
+            .find(|s| s.name == name && s.parent_span_id == parent.span_id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no `{name}` span under `{}`: {trace:?}", parent.name))
+    };
+    child("queue", &request);
+    child("instantiate", &request);
+    let run = child("run", &request);
+    let capability = child("capability", &run);
+    assert!(capability.attributes.iter().any(|(k, v)| k == "capability" && v.contains("db")), "{capability:?}");
+}
+
+/// Every metric keeps to the Prometheus naming rules: `avap_` and
+/// snake_case, counters `_total`, histograms with a unit, info metrics 1.
+#[tokio::test]
+async fn metric_names_follow_the_prometheus_rules() {
+    let server = Server::default().await;
+    let (status, _) = server.run("ormDirect(\"SELECT 1 AS one\", r)\naddResult(r)").await;
+    assert_eq!(status, 200);
+    let (_, text) = server.get_text("/metrics").await;
+    let mut families = std::collections::BTreeMap::new();
+    for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = line.split_once(' ').expect("# TYPE name kind");
+        families.insert(name.to_string(), kind.to_string());
+    }
+    for (name, kind) in &families {
+        let snake = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        assert!(name.starts_with("avap_") && snake, "{name}: avap_ and snake_case");
+        match kind.as_str() {
+            "counter" => assert!(text.contains(&format!("\n{name}_total")), "{name}: counters are sampled as _total"),
+            "histogram" => assert!(name.ends_with("_seconds") || name.ends_with("_bytes"), "{name}: a unit"),
+            "gauge" => assert!(!name.ends_with("_total"), "{name}: a gauge is not a _total"),
+            other => panic!("{name}: unexpected type {other}"),
+        }
+        if name.ends_with("_info") {
+            assert_eq!(kind, "gauge", "{name}");
+        }
+    }
+    for want in [
+        "avap_guest_info",
+        "avap_catalog_info",
+        "avap_brain_up",
+        "avap_queue_wait_seconds",
+        "avap_capability_duration_seconds",
+        "avap_catalog_refusals",
+        "avap_active_executions",
+    ] {
+        assert!(families.contains_key(want), "{want} missing: {families:?}");
+    }
+    assert!(text.contains("avap_catalog_info{version_hash=\"\",source=\"built-in\"} 1"), "{text}");
+    assert!(text.contains("avap_capability_duration_seconds_count{capability=\"db\"} 1"), "{text}");
+    assert!(text.contains("avap_queue_wait_seconds_count 1"), "{text}");
 }

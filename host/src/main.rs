@@ -5,7 +5,7 @@ use avap_host::{AppState, Config};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    avap_host::telemetry::init(config.log_format);
+    let telemetry = avap_host::telemetry::init(config.log_format);
     let state = AppState::new(&config).await?;
     if config.standalone {
         tracing::info!("standalone: serving the built-in catalog and guest");
@@ -34,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     avap_host::serve(listener, state, shutdown_signal()).await?;
+    telemetry.flush();
     Ok(())
 }
 

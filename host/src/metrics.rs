@@ -30,9 +30,21 @@ impl SyncResult {
     }
 }
 
-/// Capability calls by `capability` and `result` (shared with the
-/// capabilities, which count their own calls).
-pub type CapabilityCalls = Family<[(&'static str, &'static str); 2], Counter>;
+/// A histogram family whose histograms share one set of buckets.
+pub type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// 100 us .. ~3.3 s, doubling.
+fn latency_buckets() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// What the capabilities record of their own calls: the count by
+/// `capability` and `result`, and the latency by `capability`.
+#[derive(Clone)]
+pub struct CapabilityCalls {
+    pub calls: Family<[(&'static str, &'static str); 2], Counter>,
+    pub duration: Histograms<Labels>,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -43,6 +55,8 @@ pub struct Metrics {
     catalog_syncs: Family<Labels, Counter>,
     guest_swaps: Counter,
     capability_calls: CapabilityCalls,
+    queue_wait: Histogram,
+    catalog_info: Family<Vec<(&'static str, String)>, Gauge>,
     open_connections: Gauge,
     catalog_refusals: Family<Labels, Counter>,
     guest_info: Family<Vec<(&'static str, String)>, Gauge>,
@@ -80,11 +94,31 @@ impl Metrics {
         );
         let guest_swaps = Counter::default();
         registry.register("guest_swaps", "Guest modules swapped in without a restart", guest_swaps.clone());
-        let capability_calls = CapabilityCalls::default();
+        let capability_calls = CapabilityCalls {
+            calls: Family::default(),
+            duration: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
+        };
         registry.register(
             "capability_calls",
             "Calls of the http and db capabilities by result (ok, error: refused, failed or over a cap)",
-            capability_calls.clone(),
+            capability_calls.calls.clone(),
+        );
+        registry.register(
+            "capability_duration_seconds",
+            "Time one call of the http or db capability took, by capability",
+            capability_calls.duration.clone(),
+        );
+        let queue_wait = latency_buckets();
+        registry.register(
+            "queue_wait_seconds",
+            "Time a request waited for an execution slot (the gate)",
+            queue_wait.clone(),
+        );
+        let catalog_info = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        registry.register(
+            "catalog_info",
+            "The catalog this host runs (always 1), by version_hash and source",
+            catalog_info.clone(),
         );
         let open_connections = Gauge::default();
         registry.register("open_connections", "Client connections open now", open_connections.clone());
@@ -121,6 +155,8 @@ impl Metrics {
             catalog_syncs,
             guest_swaps,
             capability_calls,
+            queue_wait,
+            catalog_info,
             open_connections,
             catalog_refusals,
             guest_info,
@@ -132,6 +168,26 @@ impl Metrics {
     /// Counts a refused catalog by [`crate::catalog::CatalogError::reason`].
     pub fn catalog_refusal(&self, reason: &'static str) {
         self.catalog_refusals.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// Sets `avap_catalog_info` to the catalog now live (and only it).
+    pub fn catalog_info(&self, catalog: &crate::catalog::LiveCatalog) {
+        let source = match catalog.source {
+            crate::catalog::CatalogSource::BuiltIn => "built-in",
+            crate::catalog::CatalogSource::Brain => "brain",
+        };
+        self.catalog_info.clear();
+        self.catalog_info
+            .get_or_create(&vec![
+                ("version_hash", catalog.version_hash.clone().unwrap_or_default()),
+                ("source", source.to_string()),
+            ])
+            .set(1);
+    }
+
+    /// Counts the time a request waited at the gate.
+    pub fn observe_queue_wait(&self, seconds: f64) {
+        self.queue_wait.observe(seconds);
     }
 
     /// Sets `avap_guest_info` to the guest now live (and only it).

@@ -125,6 +125,7 @@ impl AppState {
             }
         };
         metrics.guest_info(runner.info());
+        metrics.catalog_info(&catalog);
         Ok(Arc::new(AppState {
             gate: Gate::new(limits.max_concurrency, limits.queue_timeout),
             engine,

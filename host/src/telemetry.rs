@@ -39,24 +39,93 @@ fn filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Installs the process's log subscriber.
-pub fn init(format: LogFormat) {
-    init_with(format, std::io::stdout, std::io::stdout().is_terminal());
+/// The environment variable that turns span export on (the OTLP/HTTP
+/// endpoint's base, e.g. `http://collector:4318`; spans go to
+/// `<base>/v1/traces`). Plain `http://` only: the exporter's client has no TLS.
+pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// Keeps the span exporter alive; flushes it when dropped.
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends every finished span now (tests; shutdown).
+    pub fn flush(&self) {
+        if let Some(p) = &self.provider
+            && let Err(e) = p.force_flush()
+        {
+            tracing::warn!(error = %e, "cannot flush spans to the OTLP endpoint");
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+/// Installs the process's log subscriber, and span export over OTLP when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+pub fn init(format: LogFormat) -> Telemetry {
+    let endpoint = std::env::var(OTLP_ENDPOINT_ENV).ok().filter(|e| !e.trim().is_empty());
+    init_with(format, std::io::stdout, std::io::stdout().is_terminal(), endpoint)
 }
 
 /// Installs a log subscriber writing to `writer` (tests capture the JSON
-/// lines with it). Does nothing if one is installed already.
-pub fn init_with<W>(format: LogFormat, writer: W, ansi: bool)
+/// lines with it), exporting spans to `otlp` (an OTLP/HTTP base URL) when
+/// given. Does nothing if a subscriber is installed already.
+pub fn init_with<W>(format: LogFormat, writer: W, ansi: bool, otlp: Option<String>) -> Telemetry
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(writer);
-    let installed = match format {
-        LogFormat::Text => builder.with_ansi(ansi).try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let fmt = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(writer)
+            .boxed(),
     };
-    // Already installed (a test binary's second server): keep the first.
-    drop(installed);
+    let provider = otlp.and_then(|base| {
+        let url = format!("{}/v1/traces", base.trim_end_matches('/'));
+        use opentelemetry_otlp::WithExportConfig as _;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(url)
+            .with_timeout(std::time::Duration::from_secs(5));
+        let exporter = match exporter.build() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("avap-host: OTLP span export off: {e}");
+                return None;
+            }
+        };
+        let resource = opentelemetry_sdk::Resource::builder().with_service_name("avap-host").build();
+        Some(
+            opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource)
+                .build(),
+        )
+    });
+    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("avap-host")));
+    let installed = tracing_subscriber::registry().with(filter()).with(fmt).with(otel).try_init();
+    if installed.is_err() {
+        // A subscriber is installed already (a test binary's second server).
+        return Telemetry { provider: None };
+    }
+    Telemetry { provider }
 }
 
 /// What a handler tells the access log about its response.

@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument as _;
 
 use axum::Router;
 use axum::body::Body;
@@ -158,7 +159,10 @@ async fn run_in_sandbox(
     live: &Live,
     input: &mut GuestInput<'_>,
 ) -> Result<(Execution, String), ApiError> {
-    let _permit = state.gate.enter().await.map_err(|e| sandbox_error(state, e))?;
+    let waited = Instant::now();
+    let permit = state.gate.enter().instrument(tracing::info_span!("queue")).await;
+    state.metrics.observe_queue_wait(waited.elapsed().as_secs_f64());
+    let _permit = permit.map_err(|e| sandbox_error(state, e))?;
     let _active = state.metrics.active_guard();
     let guest = live.runner.clone();
     if guest.is_prepared() {

@@ -32,6 +32,7 @@ pub mod http;
 
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument as _;
 
 use wasmtime::{Caller, Extern, Linker};
 
@@ -233,19 +234,26 @@ async fn call<T: Send>(
     let request = mem.data(&*caller)[r].to_vec();
     let st = state(caller.data_mut());
     let (caps, deadline) = (st.caps.clone(), st.deadline);
-    let result = match capability {
-        Capability::Http => match &caps.http {
-            Some(http) => http.call(&mut st.http, &request, deadline).await,
-            None => Err(not_granted(capability)),
-        },
-        Capability::Db => match &caps.db {
-            Some(db) => db.call(&mut st.db, &request, deadline).await,
-            None => Err(not_granted(capability)),
-        },
-    };
+    let span = tracing::info_span!("capability", capability = capability.name());
+    let started = std::time::Instant::now();
+    let result = async {
+        match capability {
+            Capability::Http => match &caps.http {
+                Some(http) => http.call(&mut st.http, &request, deadline).await,
+                None => Err(not_granted(capability)),
+            },
+            Capability::Db => match &caps.db {
+                Some(db) => db.call(&mut st.db, &request, deadline).await,
+                None => Err(not_granted(capability)),
+            },
+        }
+    }
+    .instrument(span)
+    .await;
     if let Some(calls) = &caps.calls {
         let outcome = if result.is_ok() { "ok" } else { "error" };
-        calls.get_or_create(&[("capability", capability.name()), ("result", outcome)]).inc();
+        calls.calls.get_or_create(&[("capability", capability.name()), ("result", outcome)]).inc();
+        calls.duration.get_or_create(&[("capability", capability.name())]).observe(started.elapsed().as_secs_f64());
     }
     let reply = match result {
         Ok(payload) => ok_reply(&payload),

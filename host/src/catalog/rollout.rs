@@ -131,6 +131,7 @@ impl AppState {
         self.take_serial(serial);
         self.metrics.guest_info(prepared.guest.info());
         self.metrics.catalog_serial(catalog.serial);
+        self.metrics.catalog_info(&catalog);
         write(&self.live, Arc::new(Live { guest, catalog, runner: prepared.guest }));
         Ok(Applied::Updated { guest_swapped_to: swapped_to })
     }
