@@ -38,6 +38,7 @@ use crate::state::{AppState, Live};
 
 mod error;
 pub mod health;
+pub mod openapi;
 mod outcome;
 
 pub use error::ApiError;
@@ -51,6 +52,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/compile", post(compile))
         .route("/health", get(health))
         .route("/livez", get(livez))
+        .route("/openapi.json", get(openapi))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::front::guard))
@@ -369,6 +371,13 @@ fn sandbox_error(state: &AppState, err: SandboxError) -> ApiError {
         _ => err.to_string(),
     };
     ApiError::new(outcome, message)
+}
+
+/// `/openapi.json`: the HTTP API ([`openapi::document`]), built once.
+async fn openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| serde_json::to_string(&openapi::document()).unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], text.clone()).into_response()
 }
 
 /// `/livez`: the process answers. Needs no token.

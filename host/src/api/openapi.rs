@@ -1,0 +1,348 @@
+//! The HTTP API as an OpenAPI 3.1 document, served at `/openapi.json`.
+//!
+//! Bodies are described by the schema types below (derived with `utoipa`);
+//! the routes, their statuses and the error `kind`s are built from the code
+//! that answers them: every status an error can have comes from
+//! [`Outcome::status`], and the `kind` enum is [`Outcome::ALL`]. A test
+//! checks the document against the router, and CI runs schemathesis
+//! against a live host with it (`.ci/run`).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required,
+    ResponseBuilder, ResponsesBuilder, Schema,
+};
+use utoipa::{PartialSchema, ToSchema};
+
+use super::Outcome;
+
+/// `POST /api/v1/execute`: a script (or a signed package) and the request's
+/// parameters: every other top-level key is one (what `addParam` reads).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ExecuteRequest {
+    /// The AVAP source. Give it or `package`, not both.
+    #[schema(min_length = 1, example = "addParam(name, who)\nmsg = `Hello ${who}`\naddResult(msg)")]
+    script: Option<String>,
+    /// Base64 of a signed package from `/api/v1/compile`.
+    #[schema(min_length = 1)]
+    package: Option<String>,
+    /// Seeds the script's variables.
+    variables: Option<BTreeMap<String, Value>>,
+}
+
+/// A script that ran to its end. The status is 200, or the script's own
+/// `_status` (200 to 599).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ExecuteResponse {
+    /// Always `true`.
+    success: bool,
+    /// What the script added with `addResult`.
+    result: BTreeMap<String, Value>,
+    /// Every variable at the end.
+    variables: BTreeMap<String, Value>,
+    /// One entry per command run, then what the guest wrote to stdout and stderr.
+    logs: Vec<Value>,
+    /// Present (and `true`) when the log was cut at its cap.
+    logs_truncated: Option<bool>,
+    usage: Usage,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Usage {
+    /// Fuel the execution used.
+    #[schema(minimum = 0)]
+    fuel: u64,
+    duration_ms: f64,
+}
+
+/// `POST /api/v1/compile`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CompileRequest {
+    #[schema(min_length = 1, example = "function twice(x) {\n  return x * 2\n}\ny = twice(21)\naddResult(y)")]
+    script: String,
+    /// A name for the package (default `script`).
+    name: Option<String>,
+}
+
+/// A script that parses and validates, signed.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CompileResponse {
+    success: bool,
+    name: String,
+    /// Base64 of the signed package.
+    package: String,
+    /// Lowercase hex SHA-256 of the package.
+    hash: String,
+    diagnostics: Vec<Value>,
+    /// The commands the script uses.
+    commands: Vec<String>,
+    /// The functions it defines.
+    functions: Vec<String>,
+}
+
+/// `/readyz`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    status: String,
+    /// Why not, when not ready.
+    reason: Option<String>,
+}
+
+/// Every error body.
+fn error_schema() -> Schema {
+    let kinds: Vec<&str> =
+        Outcome::ALL.iter().filter(|o| !matches!(o, Outcome::Ok | Outcome::Compiled)).map(|o| o.kind()).collect();
+    ObjectBuilder::new()
+        .property("success", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([false])))
+        .required("success")
+        .property("error", ObjectBuilder::new().schema_type(Type::String).description(Some("What went wrong.")))
+        .required("error")
+        .property(
+            "kind",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(kinds))
+                .description(Some("Why, for programs (docs/WIRE.md, \"Errors\").")),
+        )
+        .required("kind")
+        .property("line", ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+        .property("diagnostics", ObjectBuilder::new().schema_type(SchemaType::Type(Type::Array)))
+        .into()
+}
+
+fn json_response(description: &str, schema: RefOr<Schema>) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+        .build()
+}
+
+fn schema_ref(name: &str) -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(name))
+}
+
+/// The error responses of a route: one per status its outcomes can have.
+fn errors(outcomes: &[Outcome]) -> Vec<(String, utoipa::openapi::Response)> {
+    let mut by_status: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
+    for o in outcomes {
+        by_status.entry(o.status().as_u16()).or_default().push(o.kind());
+    }
+    by_status
+        .into_iter()
+        .map(|(status, kinds)| {
+            (status.to_string(), json_response(&format!("kind: {}", kinds.join(", ")), schema_ref("Error")))
+        })
+        .collect()
+}
+
+/// What every route that reads a body can answer before running anything.
+const FRONT_DOOR: [Outcome; 6] = [
+    Outcome::BadRequest,
+    Outcome::Unauthorized,
+    Outcome::CrossOrigin,
+    Outcome::BodyTimeout,
+    Outcome::TooLarge,
+    Outcome::Busy,
+];
+
+/// What a run in the sandbox can end with.
+const SANDBOX: [Outcome; 10] = [
+    Outcome::SyntaxError,
+    Outcome::RuntimeError,
+    Outcome::LimitError,
+    Outcome::StackOverflow,
+    Outcome::Timeout,
+    Outcome::OutOfFuel,
+    Outcome::MemoryLimit,
+    Outcome::OutputTooLarge,
+    Outcome::GuestCrash,
+    Outcome::Internal,
+];
+
+fn post(summary: &str, body: &str, ok: (&str, &str), outcomes: &[Outcome], default_success: bool) -> PathItem {
+    let mut responses = ResponsesBuilder::new().response("200", json_response(ok.0, schema_ref(ok.1)));
+    for (status, response) in errors(outcomes) {
+        responses = responses.response(status, response);
+    }
+    if default_success {
+        let either = utoipa::openapi::schema::OneOfBuilder::new().item(schema_ref(ok.1)).item(schema_ref("Error"));
+        responses = responses.response(
+            "default",
+            json_response("a script that set its own `_status` (200 to 599)", RefOr::T(either.into())),
+        );
+    }
+    let request = RequestBodyBuilder::new()
+        .content("application/json", ContentBuilder::new().schema(Some(schema_ref(body))).build())
+        .required(Some(Required::True))
+        .build();
+    let operation = OperationBuilder::new()
+        .summary(Some(summary))
+        .request_body(Some(request))
+        .responses(responses.build())
+        .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+        .security(SecurityRequirement::default())
+        .build();
+    PathItem::new(HttpMethod::Post, operation)
+}
+
+fn get(summary: &str, responses: Vec<(&str, utoipa::openapi::Response)>) -> PathItem {
+    let mut builder = ResponsesBuilder::new();
+    for (status, response) in responses {
+        builder = builder.response(status, response);
+    }
+    PathItem::new(HttpMethod::Get, OperationBuilder::new().summary(Some(summary)).responses(builder.build()).build())
+}
+
+fn any_object(description: &str) -> utoipa::openapi::Response {
+    json_response(description, RefOr::T(ObjectBuilder::new().into()))
+}
+
+/// The document.
+pub fn document() -> OpenApi {
+    let mut execute_outcomes: Vec<Outcome> = FRONT_DOOR.to_vec();
+    execute_outcomes.push(Outcome::Integrity);
+    execute_outcomes.extend(SANDBOX);
+    let mut compile_outcomes: Vec<Outcome> = FRONT_DOOR.to_vec();
+    compile_outcomes.extend(SANDBOX);
+    let text = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/openmetrics-text",
+                ContentBuilder::new()
+                    .schema(Some(RefOr::T(ObjectBuilder::new().schema_type(Type::String).into())))
+                    .build(),
+            )
+            .build()
+    };
+    let paths = PathsBuilder::new()
+        .path(
+            "/api/v1/execute",
+            post(
+                "Run a script (or a signed package) in a fresh sandbox",
+                "ExecuteRequest",
+                ("the script ran", "ExecuteResponse"),
+                &execute_outcomes,
+                true,
+            ),
+        )
+        .path(
+            "/api/v1/compile",
+            post(
+                "Parse and validate a script; sign it as a package",
+                "CompileRequest",
+                ("the script is valid", "CompileResponse"),
+                &compile_outcomes,
+                false,
+            ),
+        )
+        .path(
+            "/health",
+            get(
+                "The host's state: guest, catalog, definition server, trust, limits (only the status without a token when tokens are set)",
+                vec![("200", any_object("the health document"))],
+            ),
+        )
+        .path("/livez", get("Liveness: the process answers", vec![("200", json_response("alive", schema_ref("Readiness")))]))
+        .path(
+            "/readyz",
+            get(
+                "Readiness: whether this host should get traffic",
+                vec![
+                    ("200", json_response("ready", schema_ref("Readiness"))),
+                    ("503", json_response("not ready, and why", schema_ref("Readiness"))),
+                ],
+            ),
+        )
+        .path(
+            "/metrics",
+            get(
+                "Prometheus metrics (OpenMetrics text)",
+                vec![("200", text("the metrics")), ("401", json_response("a token is needed", schema_ref("Error")))],
+            ),
+        )
+        .path("/openapi.json", get("This document", vec![("200", any_object("OpenAPI 3.1"))]))
+        .build();
+    let components = ComponentsBuilder::new()
+        .schema("ExecuteRequest", ExecuteRequest::schema())
+        .schema("ExecuteResponse", ExecuteResponse::schema())
+        .schema("Usage", Usage::schema())
+        .schema("CompileRequest", CompileRequest::schema())
+        .schema("CompileResponse", CompileResponse::schema())
+        .schema("Readiness", Readiness::schema())
+        .schema("Error", error_schema())
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("Needed when the host has AVAP_API_TOKENS"))
+                    .build(),
+            ),
+        )
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("AVAP host")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some("Runs AVAP scripts in a wasmtime sandbox. docs/WIRE.md describes every field."))
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(components))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> Value {
+        serde_json::to_value(document()).expect("the document serialises")
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_names_every_route() {
+        let doc = doc();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths: Vec<&str> = doc["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
+        // The router's routes (api/mod.rs), every one.
+        for route in ["/api/v1/execute", "/api/v1/compile", "/health", "/livez", "/readyz", "/metrics", "/openapi.json"]
+        {
+            assert!(paths.contains(&route), "{route} is not in the document: {paths:?}");
+        }
+        let router = include_str!("mod.rs");
+        let routed = router.matches(".route(\"").count();
+        assert_eq!(routed, paths.len(), "every .route( of the router is documented, and nothing else");
+    }
+
+    #[test]
+    fn every_error_kind_and_its_status_is_documented() {
+        let doc = doc();
+        let kinds =
+            doc["components"]["schemas"]["Error"]["properties"]["kind"]["enum"].as_array().expect("kinds").clone();
+        for outcome in Outcome::ALL {
+            let listed = kinds.iter().any(|k| k == outcome.kind());
+            assert_eq!(listed, !matches!(outcome, Outcome::Ok | Outcome::Compiled), "{}", outcome.kind());
+        }
+        let execute = &doc["paths"]["/api/v1/execute"]["post"]["responses"];
+        for outcome in Outcome::ALL.iter().filter(|o| !matches!(o, Outcome::Ok | Outcome::Compiled)) {
+            let status = outcome.status().as_u16().to_string();
+            assert!(execute.get(&status).is_some(), "execute can answer {status} ({}), undocumented", outcome.kind());
+        }
+    }
+}
