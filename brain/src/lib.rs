@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod ops;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -186,6 +187,7 @@ pub enum BrainError {
 
 struct Shared {
     config: BrainConfig,
+    metrics: ops::BrainMetrics,
     keys: Keys,
     /// What signs guests without a `.sig` file: the configured key, or the
     /// development key with `dev`.
@@ -220,6 +222,10 @@ fn next_serial(last: u64) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     now.max(last.saturating_add(1))
+}
+
+fn total_count_of(catalog: &CatalogResponse) -> usize {
+    catalog.commands.len()
 }
 
 fn now_rfc3339() -> String {
@@ -320,7 +326,55 @@ impl Brain {
         tracing::info!(version_hash = %sealed.version_hash, serial = state.serial, total_count = sealed.total_count, guest = ?first.guest, "catalog ready");
         let (catalog, _) = watch::channel(Arc::new(sealed));
         let (stopping, _) = watch::channel(false);
-        Ok(Brain { shared: Arc::new(Shared { config, keys, guest_key, catalog, stopping, state: Mutex::new(state) }) })
+        let metrics = ops::BrainMetrics::new();
+        metrics.published(total_count_of(&catalog.borrow()), state.serial);
+        Ok(Brain {
+            shared: Arc::new(Shared { config, metrics, keys, guest_key, catalog, stopping, state: Mutex::new(state) }),
+        })
+    }
+
+    /// The brain's metrics.
+    pub fn metrics(&self) -> &ops::BrainMetrics {
+        &self.shared.metrics
+    }
+
+    /// Serves `/livez`, `/readyz` and `/metrics` over HTTP on `listener`
+    /// until `shutdown` completes ([`ops`]).
+    pub async fn serve_http(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::http::{StatusCode, header};
+        use axum::response::IntoResponse;
+        let ready = self.clone();
+        let metrics = self.clone();
+        let app = axum::Router::new()
+            .route("/livez", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "alive"})) }))
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let draining = ready.metrics().draining();
+                    async move {
+                        if draining {
+                            let body = serde_json::json!({"status": "not_ready", "reason": "draining: the brain is shutting down"});
+                            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+                        } else {
+                            axum::Json(serde_json::json!({"status": "ready"})).into_response()
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let text = metrics.metrics().encode();
+                    async move {
+                        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+                    }
+                }),
+            );
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     }
 
     /// The serial of the catalog being served.
@@ -371,6 +425,9 @@ impl Brain {
                     tracing::error!(folder = %dir.display(), "catalog folder rejected, keeping the previous catalog:\n{text}");
                     state.last_logged = Some(text);
                 }
+                if state.last_error.is_none() {
+                    self.shared.metrics.refusals.inc();
+                }
                 state.last_error = Some(errors.into());
                 false
             }
@@ -405,6 +462,7 @@ impl Brain {
         state.guest = next.guest.clone();
         state.guest_signature = next.guest_signature.clone();
         tracing::info!(version_hash = %sealed.version_hash, serial, total_count = sealed.total_count, guest = ?next.guest, "new catalog published");
+        self.shared.metrics.published(total_count_of(&sealed), serial);
         self.shared.catalog.send_replace(Arc::new(sealed));
         true
     }
@@ -441,8 +499,13 @@ impl Brain {
         let engine = DefinitionEngineServer::new(self.clone()).max_decoding_message_size(MAX_REQUEST_BYTES);
         let engine = InterceptedService::new(engine, auth_interceptor(&self.shared.config.api_key));
         let stopping = self.shared.stopping.clone();
+        let drain = self.clone();
         let signal = async move {
             shutdown.await;
+            // Probes first: the health service and /readyz say so at once.
+            drain.shared.metrics.start_drain();
+            reporter.set_service_status(avap_wire::SERVICE_NAME, tonic_health::ServingStatus::NotServing).await;
+            tracing::info!("draining: NOT_SERVING, watch streams end, calls in flight finish");
             stopping.send_replace(true);
         };
         let mut builder = tonic::transport::Server::builder()
@@ -483,6 +546,7 @@ fn auth_interceptor(api_key: &str) -> impl FnMut(Request<()>) -> Result<Request<
 #[tonic::async_trait]
 impl DefinitionEngine for Brain {
     async fn get_command(&self, request: Request<CommandRequest>) -> Result<Response<CommandResponse>, Status> {
+        self.shared.metrics.call("GetCommand");
         let name = request.into_inner().name;
         let catalog = self.catalog();
         match catalog.commands.iter().find(|c| c.name == name) {
@@ -495,6 +559,7 @@ impl DefinitionEngine for Brain {
     }
 
     async fn sync_catalog(&self, _: Request<Empty>) -> Result<Response<CatalogResponse>, Status> {
+        self.shared.metrics.call("SyncCatalog");
         Ok(Response::new(CatalogResponse::clone(&self.catalog())))
     }
 
@@ -507,7 +572,10 @@ impl DefinitionEngine for Brain {
         let mut catalogs = self.subscribe();
         let mut stopping = self.shared.stopping.subscribe();
         let every = self.shared.config.keepalive_interval;
+        self.shared.metrics.call("WatchCatalog");
+        let watcher = ops::Watcher::open(&self.shared.metrics.watchers);
         tokio::spawn(async move {
+            let _watcher = watcher;
             loop {
                 let current = CatalogResponse::clone(&catalogs.borrow_and_update());
                 let version_hash = current.version_hash.clone();

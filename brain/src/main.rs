@@ -99,9 +99,36 @@ struct Serve {
     /// shared secret itself (their scheme), default keys allowed; logged loudly.
     #[arg(long, env = "AVAP_ORIGINAL_SERVERS", default_value_t = false)]
     original_servers: bool,
+    /// Address of the ops port (`/livez`, `/readyz`, `/metrics`); `off` for none.
+    #[arg(long, env = "BRAIN_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
+    http_listen: OpsListen,
+    /// Log format: `text` (no colour unless a terminal) or `json`.
+    #[arg(long, env = "AVAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Seconds between keepalive messages on an idle watch stream.
     #[arg(long, env = "BRAIN_KEEPALIVE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     keepalive_secs: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `ip:port`, or `off`.
+#[derive(Clone)]
+struct OpsListen(Option<SocketAddr>);
+
+impl std::str::FromStr for OpsListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "off" {
+            return Ok(OpsListen(None));
+        }
+        text.parse().map(|a| OpsListen(Some(a))).map_err(|e| format!("not an address (ip:port) or `off`: {e}"))
+    }
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
@@ -174,13 +201,17 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let format = cli.serve.log_format;
+    match format {
+        LogFormat::Json => tracing_subscriber::fmt().with_env_filter(filter).json().init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+    }
     let serve = match cli.command {
         None => cli.serve,
         Some(Command::Serve(serve)) => serve,
@@ -217,6 +248,25 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", serve.listen))?;
     let addr = listener.local_addr().unwrap_or(serve.listen);
     tracing::info!(%addr, "avap-brain listening");
-    brain.serve(listener, shutdown_signal()).await?;
+    // One signal, two servers: the ops port stops after the gRPC one drained.
+    let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+    let ops = match serve.http_listen.0 {
+        Some(http) => {
+            let http_listener =
+                tokio::net::TcpListener::bind(http).await.with_context(|| format!("cannot listen on {http}"))?;
+            tracing::info!(addr = %http_listener.local_addr().unwrap_or(http), "ops port: /livez, /readyz, /metrics");
+            let mut stopped = stopped_rx.clone();
+            Some(tokio::spawn(brain.clone().serve_http(http_listener, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })))
+        }
+        None => None,
+    };
+    let result = brain.serve(listener, shutdown_signal()).await;
+    stopped_tx.send_replace(true);
+    if let Some(ops) = ops {
+        let _ = ops.await;
+    }
+    result?;
     Ok(())
 }

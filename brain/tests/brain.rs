@@ -493,3 +493,64 @@ fn keygen_and_sign_guest_make_a_signature_hosts_verify() {
     let text = Command::new(bin).args(["sign-guest", "--key"]).arg(&key).arg(&module).output().expect("sign");
     assert!(!text.status.success(), "only wasm binaries are signed");
 }
+
+/// `GET path` on the ops port, over a plain TCP connection.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: brain\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_ops_port_serves_probes_and_metrics_and_drains() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brain = Running::start(folder_config(dir.path())).await;
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = http.local_addr().expect("addr");
+    let (stop_http, http_stopped) = oneshot::channel::<()>();
+    let ops = tokio::spawn(brain.brain.clone().serve_http(http, async move {
+        let _ = http_stopped.await;
+    }));
+    assert_eq!(http_get(addr, "/livez").await.0, 200);
+    assert_eq!(http_get(addr, "/readyz").await, (200, r#"{"status":"ready"}"#.to_string()));
+
+    let mut watch = brain.watch().await;
+    next_catalog(&mut watch, 5).await;
+    std::fs::write(dir.path().join("greet.avap"), GREET).expect("write");
+    next_catalog(&mut watch, 5).await;
+    let (status, metrics) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "avap_brain_catalog_entries 30",
+        "avap_brain_publishes_total 2",
+        "avap_brain_watchers 1",
+        "avap_brain_calls_total{rpc=\"WatchCatalog\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    assert!(metrics.contains(&format!("avap_brain_catalog_serial {}", brain.brain.serial())), "{metrics}");
+    std::fs::write(dir.path().join("broken.avap"), "function broken(a {\n}\n").expect("write");
+    assert!(eventually(5, || brain.brain.last_error().is_some()).await);
+    assert!(http_get(addr, "/metrics").await.1.contains("avap_brain_folder_refusals_total 1"));
+    drop(watch);
+    assert!(
+        eventually(5, || brain.brain.metrics().encode().contains("avap_brain_watchers 0")).await,
+        "a closed stream is no longer counted"
+    );
+
+    // Shutdown: /readyz says so while the ops port is still up.
+    let probe = brain.brain.clone();
+    brain.stop().await;
+    assert!(probe.metrics().draining());
+    let (status, body) = http_get(addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("draining"), "{body}");
+    let _ = stop_http.send(());
+    ops.await.expect("task").expect("ops port served cleanly");
+}
