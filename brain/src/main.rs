@@ -24,7 +24,7 @@ struct Cli {
 #[derive(clap::Subcommand)]
 enum Command {
     /// Serve the catalog (what running with no subcommand does).
-    Serve(Serve),
+    Serve(Box<Serve>),
     /// Make a new Ed25519 guest signing key: writes its secret to FILE
     /// (mode 0600, refuses to overwrite) and prints the public key that goes
     /// into the hosts' AVAP_GUEST_KEYS.
@@ -202,19 +202,9 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let format = cli.serve.log_format;
-    match format {
-        LogFormat::Json => tracing_subscriber::fmt().with_env_filter(filter).json().init(),
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .init(),
-    }
     let serve = match cli.command {
         None => cli.serve,
-        Some(Command::Serve(serve)) => serve,
+        Some(Command::Serve(serve)) => *serve,
         Some(Command::Keygen { out }) => return keygen(&out),
         Some(Command::SignGuest { key, module }) => return sign_guest(&key, &module),
         Some(Command::PublicKey { key }) => {
@@ -222,6 +212,15 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match serve.log_format {
+        LogFormat::Json => tracing_subscriber::fmt().with_env_filter(filter).json().init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+    }
     let tls = match (&serve.tls_cert, &serve.tls_key) {
         (Some(cert), Some(key)) => Some(TlsConfig {
             cert_pem: read(cert, "the TLS certificate")?,
