@@ -535,6 +535,15 @@ async fn the_ops_port_serves_probes_and_metrics_and_drains() {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
     assert!(metrics.contains(&format!("avap_brain_catalog_serial {}", brain.brain.serial())), "{metrics}");
+    // The Prometheus naming rules: prefix, snake_case, counters sampled as _total.
+    for family in metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = family.split_once(' ').expect("# TYPE name kind");
+        assert!(name.starts_with("avap_brain_"), "{name}");
+        assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{name}");
+        if kind == "counter" {
+            assert!(metrics.contains(&format!("\n{name}_total")), "{name}");
+        }
+    }
     std::fs::write(dir.path().join("broken.avap"), "function broken(a {\n}\n").expect("write");
     assert!(eventually(5, || brain.brain.last_error().is_some()).await);
     assert!(http_get(addr, "/metrics").await.1.contains("avap_brain_folder_refusals_total 1"));

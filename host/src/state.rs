@@ -113,6 +113,12 @@ impl AppState {
         let mut capabilities = Capabilities::open(config).await?;
         capabilities.calls = Some(metrics.capability_calls());
         tracing::info!(granted = ?capabilities.granted(), "capabilities");
+        if capabilities.db.is_some() && config.db_url.starts_with("sqlite::memory:") {
+            tracing::warn!(
+                "the db capability uses an in-memory SQLite database of this process: replicas do not share it \
+                 (set AVAP_DB_URL to a PostgreSQL database for more than one host)"
+            );
+        }
         let engine = SandboxEngine::with_capabilities(&limits, Arc::new(capabilities))?;
         let guest = Arc::new(engine.load_guest(crate::GUEST_WASM, "built-in").await?);
         tracing::info!(version = %guest.info().version, digest = %guest.info().digest, "guest module loaded");
