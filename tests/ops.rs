@@ -217,7 +217,11 @@ fn lines_of(id: &str) -> Vec<Value> {
     String::from_utf8_lossy(&logs)
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {l}")))
-        .filter(|v| v["span"]["request_id"] == json!(id))
+        .filter(|v| {
+            // The request's span is the first of the line's span list (the
+            // innermost one, `span`, may be a child: queue, run, ...).
+            v["spans"].as_array().is_some_and(|spans| spans.iter().any(|s| s["request_id"] == json!(id)))
+        })
         .collect()
 }
 

@@ -94,6 +94,8 @@ pub struct BrainConfig {
     pub allow_plaintext: bool,
     /// How often an idle `WatchCatalog` stream gets a keepalive message.
     pub keepalive_interval: Duration,
+    /// After shutdown begins, how long connections get to finish.
+    pub drain: Duration,
 }
 
 /// The brain's TLS identity (PEM).
@@ -120,6 +122,7 @@ impl Default for BrainConfig {
             tls: None,
             allow_plaintext: false,
             keepalive_interval: Duration::from_secs(15),
+            drain: Duration::from_secs(30),
         }
     }
 }
@@ -505,6 +508,7 @@ impl Brain {
             // Probes first: the health service and /readyz say so at once.
             drain.shared.metrics.start_drain();
             reporter.set_service_status(avap_wire::SERVICE_NAME, tonic_health::ServingStatus::NotServing).await;
+            reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
             tracing::info!("draining: NOT_SERVING, watch streams end, calls in flight finish");
             stopping.send_replace(true);
         };
@@ -520,11 +524,23 @@ impl Brain {
             }
             builder = builder.tls_config(config)?;
         }
-        let result = builder
+        let serving = builder
             .add_service(health)
             .add_service(engine)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
-            .await;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        // tonic waits for every connection to close: bound it by the drain time.
+        let mut fired = self.shared.stopping.subscribe();
+        let drain = self.shared.config.drain;
+        let result = tokio::select! {
+            result = serving => result,
+            () = async move {
+                let _ = fired.wait_for(|s| *s).await;
+                tokio::time::sleep(drain).await;
+            } => {
+                tracing::warn!(?drain, "connections still open after the drain time; stopping");
+                Ok(())
+            }
+        };
         self.shared.stopping.send_replace(true);
         if let Some(poller) = poller {
             poller.abort();

@@ -105,6 +105,9 @@ struct Serve {
     /// Log format: `text` (no colour unless a terminal) or `json`.
     #[arg(long, env = "AVAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// After SIGTERM: seconds connections get to finish before the brain exits.
+    #[arg(long, env = "AVAP_DRAIN_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    drain_secs: u64,
     /// Seconds between keepalive messages on an idle watch stream.
     #[arg(long, env = "BRAIN_KEEPALIVE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     keepalive_secs: u64,
@@ -240,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
         tls,
         allow_plaintext: serve.allow_plaintext,
         keepalive_interval: Duration::from_secs(serve.keepalive_secs),
+        drain: Duration::from_secs(serve.drain_secs),
     };
     let brain = Brain::new(config)?;
     let listener = tokio::net::TcpListener::bind(serve.listen)
@@ -250,15 +254,20 @@ async fn main() -> anyhow::Result<()> {
     // One signal, two servers: the ops port stops after the gRPC one drained.
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
     let ops = match serve.http_listen.0 {
-        Some(http) => {
-            let http_listener =
-                tokio::net::TcpListener::bind(http).await.with_context(|| format!("cannot listen on {http}"))?;
-            tracing::info!(addr = %http_listener.local_addr().unwrap_or(http), "ops port: /livez, /readyz, /metrics");
-            let mut stopped = stopped_rx.clone();
-            Some(tokio::spawn(brain.clone().serve_http(http_listener, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })))
-        }
+        // The ops port is an aid: a port taken does not stop the catalog.
+        Some(http) => match tokio::net::TcpListener::bind(http).await {
+            Ok(http_listener) => {
+                tracing::info!(addr = %http_listener.local_addr().unwrap_or(http), "ops port (no auth): /livez, /readyz, /metrics");
+                let mut stopped = stopped_rx.clone();
+                Some(tokio::spawn(brain.clone().serve_http(http_listener, async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })))
+            }
+            Err(e) => {
+                tracing::warn!(%http, error = %e, "cannot open the ops port; serving without /livez, /readyz, /metrics");
+                None
+            }
+        },
         None => None,
     };
     let result = brain.serve(listener, shutdown_signal()).await;

@@ -41,7 +41,7 @@ impl BrainMetrics {
         let refusals = Counter::default();
         registry.register(
             "folder_refusals",
-            "Builds of the catalog folder refused (a file that does not parse, an unsigned guest, ...)",
+            "Times the catalog folder went from valid to refused (a file that does not parse, an unsigned guest, ...)",
             refusals.clone(),
         );
         let calls = Family::default();

@@ -245,6 +245,8 @@ fn cors_headers(headers: &mut HeaderMap, origin: &str) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
     headers.append(header::VARY, HeaderValue::from_static("origin"));
+    headers
+        .insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("x-request-id, x-avap-guest-version"));
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets the open

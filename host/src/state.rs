@@ -183,6 +183,16 @@ impl AppState {
         Ok(())
     }
 
+    /// [`AppState::readiness`]'s reason without details (for callers
+    /// without the token).
+    pub fn readiness_brief(&self) -> String {
+        if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+            "draining: the host is shutting down".into()
+        } else {
+            "no catalog from the definition server yet".into()
+        }
+    }
+
     /// The definition server's address, for log lines.
     pub fn sync_address(&self) -> String {
         let s = match self.sync.lock() {

@@ -47,6 +47,8 @@ pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// Keeps the span exporter alive; flushes it when dropped.
 pub struct Telemetry {
     provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    /// Flushes the background log writer when dropped.
+    writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Telemetry {
@@ -69,10 +71,15 @@ impl Drop for Telemetry {
 }
 
 /// Installs the process's log subscriber, and span export over OTLP when
-/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Lines go to standard output from
+/// a background thread: a slow reader of the pipe never stalls a worker
+/// (lines beyond its buffer are dropped, and counted by `tracing-appender`).
 pub fn init(format: LogFormat) -> Telemetry {
     let endpoint = std::env::var(OTLP_ENDPOINT_ENV).ok().filter(|e| !e.trim().is_empty());
-    init_with(format, std::io::stdout, std::io::stdout().is_terminal(), endpoint)
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let mut telemetry = init_with(format, writer, std::io::stdout().is_terminal(), endpoint);
+    telemetry.writer = Some(guard);
+    telemetry
 }
 
 /// Installs a log subscriber writing to `writer` (tests capture the JSON
@@ -92,11 +99,16 @@ where
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .with_writer(writer)
             .boxed(),
     };
     let provider = otlp.and_then(|base| {
+        if !base.trim_start().starts_with("http://") {
+            // The exporter's client has no TLS: an https endpoint would drop every span.
+            eprintln!("avap-host: {OTLP_ENDPOINT_ENV}={base}: only http:// endpoints (a local collector); spans are not exported");
+            return None;
+        }
         let url = format!("{}/v1/traces", base.trim_end_matches('/'));
         use opentelemetry_otlp::WithExportConfig as _;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -123,9 +135,9 @@ where
     let installed = tracing_subscriber::registry().with(filter()).with(fmt).with(otel).try_init();
     if installed.is_err() {
         // A subscriber is installed already (a test binary's second server).
-        return Telemetry { provider: None };
+        return Telemetry { provider: None, writer: None };
     }
-    Telemetry { provider }
+    Telemetry { provider, writer: None }
 }
 
 /// What a handler tells the access log about its response.
@@ -154,7 +166,9 @@ fn request_id(request: &Request) -> HeaderValue {
 /// writes the access line.
 pub async fn trace(request: Request, next: Next) -> Response {
     let id = request_id(&request);
-    let span = tracing::info_span!(
+    // At ERROR level, so that the request id reaches every line a filter
+    // keeps (RUST_LOG=warn included); the access line itself is INFO.
+    let span = tracing::error_span!(
         "request",
         request_id = %id.to_str().unwrap_or_default(),
         method = %request.method(),
@@ -163,13 +177,22 @@ pub async fn trace(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     response.headers_mut().insert(REQUEST_ID_HEADER, id);
-    let info = response.extensions().get::<AccessInfo>().cloned().unwrap_or_default();
     let status = response.status().as_u16();
+    let info = response.extensions().get::<AccessInfo>().cloned().unwrap_or_else(|| AccessInfo {
+        // Answered before any handler of ours (the router's 404 and 405).
+        kind: match status {
+            404 => "not_found",
+            405 => "method_not_allowed",
+            s if s < 400 => "ok",
+            _ => "http_error",
+        },
+        ..AccessInfo::default()
+    });
     span.in_scope(|| {
         tracing::info!(
             target: "avap::access",
             status,
-            kind = if info.kind.is_empty() { "ok" } else { info.kind },
+            kind = info.kind,
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             fuel = info.fuel,
             guest_version = info.guest_version.as_deref(),

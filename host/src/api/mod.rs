@@ -331,9 +331,14 @@ async fn compile(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
         return Err(script_error(&state, output));
     }
     state.metrics.request(Outcome::Compiled);
+    let access = crate::telemetry::AccessInfo {
+        kind: Outcome::Compiled.kind(),
+        fuel: Some(execution.fuel_used),
+        guest_version: Some(live.guest.info().version.clone()),
+    };
     let package = avap_wire::package::pack(state.trust.keys.package(), script.as_bytes())
         .map_err(|e| internal("signing a package", e))?;
-    Ok(axum::Json(json!({
+    let mut response = axum::Json(json!({
         "success": true,
         "name": name,
         "package": BASE64.encode(&package),
@@ -342,7 +347,9 @@ async fn compile(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
         "commands": output.commands.unwrap_or_default(),
         "functions": output.functions.unwrap_or_default(),
     }))
-    .into_response())
+    .into_response();
+    response.extensions_mut().insert(access);
+    Ok(response)
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
@@ -375,8 +382,17 @@ fn sandbox_error(state: &AppState, err: SandboxError) -> ApiError {
 
 /// `/openapi.json`: the HTTP API ([`openapi::document`]), built once.
 async fn openapi() -> Response {
-    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let text = DOCUMENT.get_or_init(|| serde_json::to_string(&openapi::document()).unwrap_or_default());
+    static DOCUMENT: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| match serde_json::to_vec(&openapi::document()) {
+        Ok(v) => v.into(),
+        Err(e) => {
+            tracing::error!(error = %e, "the OpenAPI document does not serialise");
+            bytes::Bytes::new()
+        }
+    });
+    if text.is_empty() {
+        return internal("the OpenAPI document", "empty").into_response();
+    }
     ([(header::CONTENT_TYPE, "application/json")], text.clone()).into_response()
 }
 
@@ -387,11 +403,16 @@ async fn livez() -> impl IntoResponse {
 
 /// `/readyz`: 200 when this host should get traffic, 503 with the reason
 /// otherwise ([`AppState::readiness`]). Needs no token.
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     match state.readiness() {
         Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "not_ready", "reason": reason})))
-            .into_response(),
+        Err(reason) => {
+            // The sync error names addresses and certificates: only for a
+            // caller with the token (or when none is configured), as in /health.
+            let reason = if state.front.authorized(&headers) { reason } else { state.readiness_brief() };
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "not_ready", "reason": reason})))
+                .into_response()
+        }
     }
 }
 

@@ -127,7 +127,22 @@ fn json_response(description: &str, schema: RefOr<Schema>) -> utoipa::openapi::R
     ResponseBuilder::new()
         .description(description)
         .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+        .header(crate::telemetry::REQUEST_ID_HEADER, request_id_header())
         .build()
+}
+
+/// Every response carries the request's id.
+fn request_id_header() -> utoipa::openapi::Header {
+    utoipa::openapi::HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(128)))
+        .description(Some("The request's id: the client's own (1 to 128 visible ASCII), else a new UUID"))
+        .build()
+}
+
+/// A success or an error: a script may set its own `_status`, so any
+/// status of `execute` can carry either body.
+fn success_or_error(success: &str) -> RefOr<Schema> {
+    RefOr::T(utoipa::openapi::schema::OneOfBuilder::new().item(schema_ref(success)).item(schema_ref("Error")).into())
 }
 
 fn schema_ref(name: &str) -> RefOr<Schema> {
@@ -135,7 +150,7 @@ fn schema_ref(name: &str) -> RefOr<Schema> {
 }
 
 /// The error responses of a route: one per status its outcomes can have.
-fn errors(outcomes: &[Outcome]) -> Vec<(String, utoipa::openapi::Response)> {
+fn errors(outcomes: &[Outcome], body: &RefOr<Schema>) -> Vec<(String, utoipa::openapi::Response)> {
     let mut by_status: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
     for o in outcomes {
         by_status.entry(o.status().as_u16()).or_default().push(o.kind());
@@ -143,7 +158,7 @@ fn errors(outcomes: &[Outcome]) -> Vec<(String, utoipa::openapi::Response)> {
     by_status
         .into_iter()
         .map(|(status, kinds)| {
-            (status.to_string(), json_response(&format!("kind: {}", kinds.join(", ")), schema_ref("Error")))
+            (status.to_string(), json_response(&format!("kind: {}", kinds.join(", ")), body.clone()))
         })
         .collect()
 }
@@ -173,15 +188,16 @@ const SANDBOX: [Outcome; 10] = [
 ];
 
 fn post(summary: &str, body: &str, ok: (&str, &str), outcomes: &[Outcome], default_success: bool) -> PathItem {
+    // With a script's own `_status`, every status may carry a success.
+    let error_body = if default_success { success_or_error(ok.1) } else { schema_ref("Error") };
     let mut responses = ResponsesBuilder::new().response("200", json_response(ok.0, schema_ref(ok.1)));
-    for (status, response) in errors(outcomes) {
+    for (status, response) in errors(outcomes, &error_body) {
         responses = responses.response(status, response);
     }
     if default_success {
-        let either = utoipa::openapi::schema::OneOfBuilder::new().item(schema_ref(ok.1)).item(schema_ref("Error"));
         responses = responses.response(
             "default",
-            json_response("a script that set its own `_status` (200 to 599)", RefOr::T(either.into())),
+            json_response("a script that set its own `_status` (200 to 599)", success_or_error(ok.1)),
         );
     }
     let request = RequestBodyBuilder::new()
@@ -198,12 +214,21 @@ fn post(summary: &str, body: &str, ok: (&str, &str), outcomes: &[Outcome], defau
     PathItem::new(HttpMethod::Post, operation)
 }
 
-fn get(summary: &str, responses: Vec<(&str, utoipa::openapi::Response)>) -> PathItem {
+/// A GET route; `token`: whether it takes the bearer token.
+fn get(summary: &str, token: bool, responses: Vec<(&str, utoipa::openapi::Response)>) -> PathItem {
     let mut builder = ResponsesBuilder::new();
     for (status, response) in responses {
         builder = builder.response(status, response);
     }
-    PathItem::new(HttpMethod::Get, OperationBuilder::new().summary(Some(summary)).responses(builder.build()).build())
+    // Every route: a browser's request from an origin not allowed.
+    builder = builder.response("403", json_response("kind: cross_origin", schema_ref("Error")));
+    let mut operation = OperationBuilder::new().summary(Some(summary)).responses(builder.build());
+    if token {
+        operation = operation
+            .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+            .security(SecurityRequirement::default());
+    }
+    PathItem::new(HttpMethod::Get, operation.build())
 }
 
 fn any_object(description: &str) -> utoipa::openapi::Response {
@@ -220,6 +245,7 @@ pub fn document() -> OpenApi {
     let text = |description: &str| {
         ResponseBuilder::new()
             .description(description)
+            .header(crate::telemetry::REQUEST_ID_HEADER, request_id_header())
             .content(
                 "application/openmetrics-text",
                 ContentBuilder::new()
@@ -251,16 +277,14 @@ pub fn document() -> OpenApi {
         )
         .path(
             "/health",
-            get(
-                "The host's state: guest, catalog, definition server, trust, limits (only the status without a token when tokens are set)",
+            get("The host's state: guest, catalog, definition server, trust, limits (only the status without a token when tokens are set)", true,
                 vec![("200", any_object("the health document"))],
             ),
         )
-        .path("/livez", get("Liveness: the process answers", vec![("200", json_response("alive", schema_ref("Readiness")))]))
+        .path("/livez", get("Liveness: the process answers", false, vec![("200", json_response("alive", schema_ref("Readiness")))]))
         .path(
             "/readyz",
-            get(
-                "Readiness: whether this host should get traffic",
+            get("Readiness: whether this host should get traffic", false,
                 vec![
                     ("200", json_response("ready", schema_ref("Readiness"))),
                     ("503", json_response("not ready, and why", schema_ref("Readiness"))),
@@ -269,12 +293,11 @@ pub fn document() -> OpenApi {
         )
         .path(
             "/metrics",
-            get(
-                "Prometheus metrics (OpenMetrics text)",
+            get("Prometheus metrics (OpenMetrics text)", true,
                 vec![("200", text("the metrics")), ("401", json_response("a token is needed", schema_ref("Error")))],
             ),
         )
-        .path("/openapi.json", get("This document", vec![("200", any_object("OpenAPI 3.1"))]))
+        .path("/openapi.json", get("This document", false, vec![("200", any_object("OpenAPI 3.1"))]))
         .build();
     let components = ComponentsBuilder::new()
         .schema("ExecuteRequest", ExecuteRequest::schema())
