@@ -33,21 +33,27 @@ USER 10001:10001
 WORKDIR /
 
 # The definition server. A catalog folder is a volume (AVAP_CATALOG_DIR);
-# keys and TLS come from the environment. The health check only sees that
-# the port listens: the gRPC health service needs a gRPC client (and the
-# brain's TLS), which this image does not carry.
+# keys and TLS come from the environment. gRPC on 50051 (TLS in a
+# deployment); the ops port, 9090, is plain HTTP: /livez, /readyz (503 from
+# SIGTERM on) and /metrics. The health check asks /readyz there (with
+# BRAIN_HTTP_LISTEN=off, replace it: `--no-healthcheck`). SIGTERM
+# starts the brain's drain (30 s): give the container more time than that.
 FROM runtime AS brain
 COPY --from=build /usr/local/bin/avap-brain /usr/local/bin/avap-brain
-ENV BRAIN_LISTEN=0.0.0.0:50051
-EXPOSE 50051
+ENV BRAIN_LISTEN=0.0.0.0:50051 \
+    BRAIN_HTTP_LISTEN=0.0.0.0:9090
+EXPOSE 50051 9090
+STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["/bin/sh", "-c", "exec avap-probe tcp \"${BRAIN_LISTEN##*:}\""]
+  CMD ["/bin/sh", "-c", "exec avap-probe http \"${BRAIN_HTTP_LISTEN##*:}\" /readyz"]
 ENTRYPOINT ["/usr/local/bin/avap-brain"]
 
 # The execution host. The image's health check is liveness (/livez): a host
 # that cannot reach its brain is alive but not ready; compose checks /readyz
-# and Kubernetes probes both itself. SIGTERM starts the drain
-# (AVAP_DRAIN_SECS): give the container more time than that to stop.
+# and Kubernetes probes both itself. SIGTERM closes the listener at once
+# (new connections, health checks included, are refused) and starts the
+# drain (AVAP_DRAIN_SECS, 30 s), then the span flush (up to 5 s): give the
+# container more time than both to stop.
 FROM runtime AS host
 COPY --from=build /usr/local/bin/avap-host /usr/local/bin/avap-host
 ENV PORT=8888

@@ -20,6 +20,8 @@ host/src/config.rs and brain/src/main.rs, so a misspelt name (which the
 programs would silently ignore) fails here.
 """
 
+import fnmatch
+import json
 import re
 import sys
 from pathlib import Path
@@ -28,7 +30,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 UID = 10001
-DRAIN_DEFAULT = 30
+DRAIN_DEFAULT = 30  # AVAP_DRAIN_SECS, the host's and the brain's default
+SPAN_FLUSH = 5  # the host's span flush after the drain, at most (OTLP down)
+BRAIN_OPS_PORT = 9090  # BRAIN_HTTP_LISTEN's default
 ERRORS = []
 
 
@@ -59,6 +63,15 @@ def check_env(where, names, known):
     for name in names:
         if name not in known:
             error(f"{where}: {name} is not an environment variable the program reads")
+
+
+def listen_port(address):
+    """The port of BRAIN_HTTP_LISTEN (its default when unset); 0 for `off`."""
+    if address is None:
+        return BRAIN_OPS_PORT
+    if address == "off":
+        return 0
+    return int(str(address).rsplit(":", 1)[1])
 
 
 def duration_secs(text):
@@ -147,10 +160,16 @@ def compose():
     if set(host.get("depends_on", {})) != {"brain", "postgres"}:
         error("host should wait for brain and postgres")
     drain = int(host["environment"].get("AVAP_DRAIN_SECS", DRAIN_DEFAULT))
-    if duration_secs(host.get("stop_grace_period", "10s")) <= drain:
-        error(f"host: stop_grace_period must exceed AVAP_DRAIN_SECS ({drain})")
+    if duration_secs(host.get("stop_grace_period", "10s")) <= drain + SPAN_FLUSH:
+        error(f"host: stop_grace_period must exceed AVAP_DRAIN_SECS ({drain}) + the span flush ({SPAN_FLUSH})")
     if "/readyz" not in host["healthcheck"]["test"]:
         error("host: the healthcheck should ask /readyz")
+    brain_drain = int(brain["environment"].get("AVAP_DRAIN_SECS", DRAIN_DEFAULT))
+    if duration_secs(brain.get("stop_grace_period", "10s")) <= brain_drain:
+        error(f"brain: stop_grace_period must exceed its AVAP_DRAIN_SECS ({brain_drain})")
+    ops = listen_port(brain["environment"].get("BRAIN_HTTP_LISTEN"))
+    if brain["healthcheck"]["test"][1:] != ["avap-probe", "http", str(ops), "/readyz"]:
+        error(f"brain: the healthcheck should be avap-probe http {ops} /readyz (its ops port)")
     url = host["environment"]["AVAP_DB_URL"]
     if not url.startswith("postgres://avap_scripts:") or "@postgres:5432/app" not in url:
         error("host: AVAP_DB_URL should connect as avap_scripts to postgres:5432/app")
@@ -209,6 +228,11 @@ def kubernetes(path):
         if spec.get("enableServiceLinks") is not False:
             error(f"{name}: enableServiceLinks should be false (service variables look like ours)")
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        notes = d["spec"]["template"]["metadata"].get("annotations", {})
+        if notes.get("prometheus.io/scrape") == "true":
+            cports = {str(p["containerPort"]) for c in containers(d) for p in c.get("ports", [])}
+            if notes.get("prometheus.io/port") not in cports or notes.get("prometheus.io/path") != "/metrics":
+                error(f"{name}: the prometheus.io annotations should name a container port and /metrics")
         for c in containers(d):
             sc = c.get("securityContext", {})
             if not (sc.get("readOnlyRootFilesystem") and sc.get("allowPrivilegeEscalation") is False
@@ -248,11 +272,14 @@ def kubernetes(path):
         error("avap-host: readiness should be /readyz")
     if hc.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/livez":
         error("avap-host: liveness should be /livez")
+    if "replicas" in host["spec"]:
+        error("avap-host: no spec.replicas: the HPA owns the count, and every apply would reset it")
     drain = int(henv.get("AVAP_DRAIN_SECS") or DRAIN_DEFAULT)
     pre_stop = hc.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
     pause = int(pre_stop[1]) if pre_stop[:1] == ["sleep"] else 0
-    if hspec.get("terminationGracePeriodSeconds", 30) <= drain + pause:
-        error(f"avap-host: terminationGracePeriodSeconds must exceed preStop ({pause}) + AVAP_DRAIN_SECS ({drain})")
+    if hspec.get("terminationGracePeriodSeconds", 30) <= pause + drain + SPAN_FLUSH:
+        error(f"avap-host: terminationGracePeriodSeconds must exceed preStop ({pause}) + AVAP_DRAIN_SECS ({drain})"
+              f" + the span flush ({SPAN_FLUSH})")
     if not henv.get("BRAIN_TLS_CA") or henv.get("AVAP_BRAIN_PLAINTEXT") or henv.get("AVAP_DEV"):
         error("avap-host: the brain link should be TLS (BRAIN_TLS_CA), with no plaintext or dev flag")
     if henv.get("BRAIN_HOST") not in by_kind.get("Service", {}):
@@ -261,6 +288,18 @@ def kubernetes(path):
     benv = {e["name"]: e.get("value") for e in bc.get("env", [])}
     if not benv.get("BRAIN_TLS_CERT") or benv.get("BRAIN_ALLOW_PLAINTEXT") or benv.get("AVAP_DEV"):
         error("avap-brain: should serve TLS, with no plaintext or dev flag")
+    bspec = brain["spec"]["template"]["spec"]
+    brain_drain = int(benv.get("AVAP_DRAIN_SECS") or DRAIN_DEFAULT)
+    if bspec.get("terminationGracePeriodSeconds", 30) <= brain_drain:
+        error(f"avap-brain: terminationGracePeriodSeconds must exceed its AVAP_DRAIN_SECS ({brain_drain})")
+    ops = listen_port(benv.get("BRAIN_HTTP_LISTEN"))
+    bports = {p["name"]: p["containerPort"] for p in bc.get("ports", [])}
+    if not ops or bports.get("ops") != ops:
+        error(f"avap-brain: the container port `ops` should be the ops port (BRAIN_HTTP_LISTEN: {ops})")
+    for probe, want in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+        get = bc.get(probe, {}).get("httpGet", {})
+        if get.get("path") != want or get.get("port") != "ops" or get.get("scheme", "HTTP") != "HTTP":
+            error(f"avap-brain: {probe} should be httpGet {want} on port ops")
     catalog = benv.get("AVAP_CATALOG_DIR")
     if not any(m["mountPath"] == catalog for m in bc.get("volumeMounts", [])):
         error("avap-brain: AVAP_CATALOG_DIR is not a mounted volume")
@@ -298,7 +337,15 @@ def kubernetes(path):
             error(f"NetworkPolicy {name} is missing or selects other pods")
         elif sorted(pol["spec"]["policyTypes"]) != ["Egress", "Ingress"]:
             error(f"NetworkPolicy {name} should restrict both ingress and egress")
+    def from_monitoring(pol, port):
+        return any(
+            {p["port"] for p in r.get("ports", [])} == {port}
+            and r.get("from") == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+            for r in pol.get("ingress", []))
+
     if "avap-host" in policies:
+        if not from_monitoring(policies["avap-host"]["spec"], 8888):
+            error("NetworkPolicy avap-host: no ingress rule from the namespace monitoring on 8888 (/metrics)")
         egress = policies["avap-host"]["spec"].get("egress", [])
         to_brain = [r for r in egress for t in r.get("to", []) if matches(t.get("podSelector", {}).get("matchLabels"), pods["avap-brain"])
                     and t.get("podSelector", {}).get("matchLabels")]
@@ -311,9 +358,17 @@ def kubernetes(path):
         pol = policies["avap-brain"]["spec"]
         if pol.get("egress"):
             error("NetworkPolicy avap-brain: the brain makes no connection; allow no egress")
-        sources = [f.get("podSelector", {}).get("matchLabels") for r in pol.get("ingress", []) for f in r.get("from", [])]
-        if not sources or any(not matches(s, pods["avap-host"]) for s in sources):
-            error("NetworkPolicy avap-brain: ingress from hosts only")
+        grpc = [r for r in pol.get("ingress", []) if any(p["port"] == 50051 for p in r.get("ports", []))]
+        sources = [f for r in grpc for f in r.get("from", [])]
+        if (not sources or any(set(f) != {"podSelector"} for f in sources)
+                or any(not matches(f["podSelector"].get("matchLabels"), pods["avap-host"]) for f in sources)
+                or any({p["port"] for p in r["ports"]} != {50051} for r in grpc)):
+            error("NetworkPolicy avap-brain: gRPC (50051) in from this namespace's hosts only")
+        if not from_monitoring(pol, BRAIN_OPS_PORT):
+            error(f"NetworkPolicy avap-brain: no ingress rule from the namespace monitoring on {BRAIN_OPS_PORT} (/metrics)")
+        others = [r for r in pol.get("ingress", []) if r not in grpc and not from_monitoring({"ingress": [r]}, BRAIN_OPS_PORT)]
+        if others:
+            error(f"NetworkPolicy avap-brain: ingress rules beyond gRPC from hosts and /metrics from monitoring: {others}")
     finish(path)
 
 
@@ -342,12 +397,22 @@ def dockerfile():
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     if not users or any(not re.fullmatch(r"\d+(:\d+)?", u) for u in users) or users[-1].split(":")[0] != str(UID):
         error(f"USER must be numeric ({UID}) so runAsNonRoot can check it")
-    for stage in ("host", "brain"):
+    for stage, ports, path in (("host", {"8888"}, "/livez"), ("brain", {"50051", str(BRAIN_OPS_PORT)}, "/readyz")):
         block = by_stage.get(stage, "")
         if "HEALTHCHECK" not in block:
             error(f"stage {stage} has no HEALTHCHECK")
+        else:
+            cmd = re.findall(r"^HEALTHCHECK\s.*?CMD\s+(\[[^\n]*\])$", block, re.M | re.S)
+            if not cmd or not json.loads(cmd[0])[-1].endswith(f" {path}"):
+                error(f"stage {stage}: the HEALTHCHECK should ask {path}")
         if "ENTRYPOINT" not in block:
             error(f"stage {stage} has no ENTRYPOINT")
+        exposed = {p.split("/")[0] for line in re.findall(r"^EXPOSE\s+(.*)$", block, re.M) for p in line.split()}
+        if exposed != ports:
+            error(f"stage {stage}: EXPOSE {sorted(exposed)}, not {sorted(ports)}")
+    brain_block = by_stage.get("brain", "")
+    if f"BRAIN_HTTP_LISTEN=0.0.0.0:{BRAIN_OPS_PORT}" not in brain_block or "BRAIN_HTTP_LISTEN##*:" not in brain_block:
+        error(f"stage brain: ENV BRAIN_HTTP_LISTEN=0.0.0.0:{BRAIN_OPS_PORT}, and the HEALTHCHECK on its port")
     for line in re.findall(r"^COPY\s.*$", text, re.M):
         words = [w for w in line.split()[1:] if not w.startswith("--")]
         if "--from=" in line or len(words) != 2 or words[0] == ".":
@@ -355,10 +420,18 @@ def dockerfile():
         source = words[0]
         if not (ROOT / source).exists():
             error(f"COPY {source}: no such file")
-    dockerignore = (ROOT / ".dockerignore").read_text().split()
-    for excluded in ("target", ".git"):
+    dockerignore = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines()
+                    if l.strip() and not l.lstrip().startswith("#")]
+    for excluded in ("target", ".git", ".env", "**/*.env", "**/.hypothesis", "**/.schemathesis",
+                     "fuzz/artifacts", "fuzz/corpus", "deploy/kubernetes/example/secrets*.yaml",
+                     "deploy/kubernetes/local"):
         if excluded not in dockerignore:
             error(f".dockerignore should exclude {excluded} (COPY . . takes the whole context)")
+    if any(l.startswith("!") for l in dockerignore):
+        error(".dockerignore re-includes something (!): nothing ignored is needed by the build")
+    for needed in ("deploy/probe.sh", "Cargo.toml", "Cargo.lock"):
+        if any(fnmatch.fnmatch(needed, pat) or needed.startswith(pat.rstrip("/") + "/") for pat in dockerignore):
+            error(f".dockerignore excludes {needed}, which the build copies")
     finish("Dockerfile")
 
 
@@ -367,26 +440,30 @@ def dockerfile():
 
 def probe():
     import http.server
-    import json
     import os
     import socket
     import subprocess
     import tempfile
     import threading
 
-    class Stub(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            status = {"/livez": 200, "/readyz": 503}.get(self.path, 404)
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
+    def stub(readyz):
+        class Stub(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                status = {"/livez": 200, "/readyz": readyz}.get(self.path, 404)
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
 
-        def log_message(self, *args):
-            pass
+            def log_message(self, *args):
+                pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = str(server.server_address[1])
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stub)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, str(server.server_address[1])
+
+    # A program that is alive but not ready (/readyz 503), and one that is both.
+    server, port = stub(503)
+    ready_server, ready_port = stub(200)
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     closed_port = str(closed.getsockname()[1])
@@ -417,17 +494,25 @@ def probe():
     checks = re.findall(r"^HEALTHCHECK\s.*?CMD\s+(\[[^\n]*\])$", text, re.M | re.S)
     if len(checks) != 2:
         error(f"expected two HEALTHCHECK commands, found {len(checks)}")
+    def ports_env(p):
+        return {"PORT": p, "BRAIN_LISTEN": f"127.0.0.1:{p}", "BRAIN_HTTP_LISTEN": f"127.0.0.1:{p}"}
+
+    # A check asking /readyz must fail on the not-ready stand-in; every
+    # check passes on the ready one and fails on a closed port.
     for argv in map(json.loads, checks):
-        run(argv, 0, {"PORT": port, "BRAIN_LISTEN": f"127.0.0.1:{port}"})
-        run(argv, 1, {"PORT": closed_port, "BRAIN_LISTEN": f"127.0.0.1:{closed_port}"})
-    # docker-compose.yml's, with the stand-in's port for theirs (/readyz
-    # answers 503 here: the host's check must fail on it).
+        run(argv, 0, ports_env(ready_port))
+        run(argv, 1 if "/readyz" in argv[-1] else 0, ports_env(port))
+        run(argv, 1, ports_env(closed_port))
+    # docker-compose.yml's, with the stand-ins' ports for theirs.
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    for name, want in (("brain", 0), ("host", 1)):
+    for name in ("brain", "host"):
         test = services[name]["healthcheck"]["test"]
-        argv = [port if a in ("8888", "50051") else a for a in test[1:]]
-        run(argv, want)
+        if "/readyz" not in test:
+            error(f"compose {name}: the healthcheck should ask /readyz")
+        for p, want in ((ready_port, 0), (port, 1), (closed_port, 1)):
+            run([p if a in ("8888", "9090", "50051") else a for a in test[1:]], want)
     server.shutdown()
+    ready_server.shutdown()
     finish("probe")
 
 

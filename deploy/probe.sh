@@ -6,11 +6,11 @@
 #   avap-probe tcp PORT [ADDRESS]         0 if the port takes a connection, else 1
 #
 # ADDRESS defaults to 127.0.0.1 (set it when AVAP_BIND is one address).
-# The brain speaks gRPC, over TLS in a deployment: `tcp` says only that it
-# listens. Its gRPC health service (grpc.health.v1.Health) needs a gRPC
-# client, which the image does not carry. The caller bounds the time
-# (HEALTHCHECK --timeout, compose's healthcheck.timeout); the answer's first
-# line is awaited for at most 2 s.
+# Both programs answer plain HTTP probes: the host on its port (8888), the
+# brain on its ops port (9090, BRAIN_HTTP_LISTEN; its gRPC port speaks TLS
+# in a deployment). `tcp` only says that a port listens. The caller bounds
+# the time (HEALTHCHECK --timeout, compose's healthcheck.timeout); the
+# answer's first line is awaited for at most 2 s.
 set -u
 
 usage() {
