@@ -36,15 +36,21 @@ pub fn signed_entry(
 /// A catalog's `version_hash`: lowercase hex SHA-256 over the entries sorted
 /// by name (then type, then hash) of `name \0 type \0 hash \n`.
 pub fn version_hash(entries: &[CommandResponse]) -> String {
-    let mut sorted: Vec<&CommandResponse> = entries.iter().collect();
-    sorted.sort_by(|a, b| (&a.name, &a.r#type, &a.hash).cmp(&(&b.name, &b.r#type, &b.hash)));
+    version_hash_of(entries.iter().map(|e| (e.name.as_str(), e.r#type.as_str(), e.hash.as_str())))
+}
+
+/// [`version_hash`] over `(name, type, hash)` triples: for callers that
+/// hold entries by reference, or hashes they computed themselves.
+pub fn version_hash_of<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) -> String {
+    let mut sorted: Vec<(&str, &str, &str)> = entries.into_iter().collect();
+    sorted.sort_unstable();
     let mut h = Sha256::new();
-    for e in sorted {
-        h.update(e.name.as_bytes());
+    for (name, kind, hash) in sorted {
+        h.update(name.as_bytes());
         h.update([0]);
-        h.update(e.r#type.as_bytes());
+        h.update(kind.as_bytes());
         h.update([0]);
-        h.update(e.hash.as_bytes());
+        h.update(hash.as_bytes());
         h.update(b"\n");
     }
     hex::encode(h.finalize())

@@ -147,11 +147,9 @@ impl Keys {
 
     /// Packages `/api/v1/execute` accepts: its own, and under the original
     /// scheme also those the original servers signed with the secret.
-    pub fn packages_accepted(&self) -> Vec<&[u8]> {
-        match self.scheme {
-            KeyScheme::Separated => vec![&self.package[..]],
-            KeyScheme::Original => vec![&self.package[..], &self.secret[..]],
-        }
+    pub fn packages_accepted(&self) -> impl Iterator<Item = &[u8]> {
+        let original = (self.scheme == KeyScheme::Original).then_some(&self.secret[..]);
+        std::iter::once(&self.package[..]).chain(original)
     }
 
     /// The key of the catalog manifest. Under the original scheme, the
@@ -191,9 +189,9 @@ mod tests {
         assert_eq!(k.catalog_entry(), b"secret");
         assert_eq!(k.manifest(), b"secret");
         assert_eq!(k.package(), derive(b"secret", Domain::Package));
-        assert_eq!(k.packages_accepted(), [&derive(b"secret", Domain::Package)[..], b"secret"]);
+        assert_eq!(k.packages_accepted().collect::<Vec<_>>(), [&derive(b"secret", Domain::Package)[..], b"secret"]);
         let separated = Keys::new(b"secret", KeyScheme::Separated);
-        assert_eq!(separated.packages_accepted(), [separated.package()]);
+        assert_eq!(separated.packages_accepted().collect::<Vec<_>>(), [separated.package()]);
     }
 
     #[test]

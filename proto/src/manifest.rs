@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{entry_hash, version_hash};
+use crate::catalog::{entry_hash, version_hash, version_hash_of};
 use crate::package::{self, PackageError};
 use crate::pb::CommandResponse;
 
@@ -170,8 +170,7 @@ impl Manifest {
                 _ => mismatch("an entry is in the catalog twice".into()),
             };
         }
-        let owned: Vec<CommandResponse> = entries.iter().map(|e| (*e).clone()).collect();
-        let computed = version_hash(&owned);
+        let computed = version_hash_of(entries.iter().map(|e| (e.name.as_str(), e.r#type.as_str(), e.hash.as_str())));
         if computed != self.version_hash {
             return mismatch(format!("version_hash {} is not the entries' {computed}", self.version_hash));
         }

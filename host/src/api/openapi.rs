@@ -163,29 +163,11 @@ fn errors(outcomes: &[Outcome], body: &RefOr<Schema>) -> Vec<(String, utoipa::op
         .collect()
 }
 
-/// What every route that reads a body can answer before running anything.
-const FRONT_DOOR: [Outcome; 6] = [
-    Outcome::BadRequest,
-    Outcome::Unauthorized,
-    Outcome::CrossOrigin,
-    Outcome::BodyTimeout,
-    Outcome::TooLarge,
-    Outcome::Busy,
-];
-
-/// What a run in the sandbox can end with.
-const SANDBOX: [Outcome; 10] = [
-    Outcome::SyntaxError,
-    Outcome::RuntimeError,
-    Outcome::LimitError,
-    Outcome::StackOverflow,
-    Outcome::Timeout,
-    Outcome::OutOfFuel,
-    Outcome::MemoryLimit,
-    Outcome::OutputTooLarge,
-    Outcome::GuestCrash,
-    Outcome::Internal,
-];
+/// Every way a request can fail ([`Outcome::ALL`] but the two successes),
+/// less `except`.
+fn failures(except: &[Outcome]) -> Vec<Outcome> {
+    Outcome::ALL.into_iter().filter(|o| !matches!(o, Outcome::Ok | Outcome::Compiled) && !except.contains(o)).collect()
+}
 
 fn post(summary: &str, body: &str, ok: (&str, &str), outcomes: &[Outcome], default_success: bool) -> PathItem {
     // With a script's own `_status`, every status may carry a success.
@@ -237,11 +219,9 @@ fn any_object(description: &str) -> utoipa::openapi::Response {
 
 /// The document.
 pub fn document() -> OpenApi {
-    let mut execute_outcomes: Vec<Outcome> = FRONT_DOOR.to_vec();
-    execute_outcomes.push(Outcome::Integrity);
-    execute_outcomes.extend(SANDBOX);
-    let mut compile_outcomes: Vec<Outcome> = FRONT_DOOR.to_vec();
-    compile_outcomes.extend(SANDBOX);
+    let execute_outcomes = failures(&[]);
+    // Only execute opens signed packages.
+    let compile_outcomes = failures(&[Outcome::Integrity]);
     let text = |description: &str| {
         ResponseBuilder::new()
             .description(description)

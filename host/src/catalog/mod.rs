@@ -40,7 +40,7 @@ pub enum CatalogSource {
 }
 
 /// A catalog ready for executions.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LiveCatalog {
     pub source: CatalogSource,
     /// The version hash the host computed from the entries.
@@ -58,19 +58,6 @@ pub struct LiveCatalog {
 }
 
 impl LiveCatalog {
-    /// A copy (the guest input is cloned).
-    pub fn duplicate(&self) -> LiveCatalog {
-        LiveCatalog {
-            source: self.source.clone(),
-            version_hash: self.version_hash.clone(),
-            serial: self.serial,
-            entries: self.entries,
-            synced_at: self.synced_at,
-            names: self.names.clone(),
-            guest_json: self.guest_json.clone(),
-        }
-    }
-
     pub fn built_in() -> Self {
         LiveCatalog {
             source: CatalogSource::BuiltIn,
@@ -105,6 +92,8 @@ pub struct VerifiedCatalog {
 #[derive(Debug)]
 pub struct VerifiedGuest {
     pub module: Vec<u8>,
+    /// [`crate::runtime::module_digest`] of `module`, computed once.
+    pub digest: String,
     /// The id of the key that signed it.
     pub signed_by: String,
     /// What the manifest pins (its digest is the module's).
@@ -218,18 +207,19 @@ pub fn verify(response: &CatalogResponse, trust: &Trust) -> Result<VerifiedCatal
         more => return Err(CatalogError::SeveralManifests(more.len())),
     };
     // The version hash over each entry's own code hash, not the `hash` it
-    // was sent with (which only a manifest checks).
-    let owned: Vec<CommandResponse> = entries
-        .iter()
-        .map(|e| CommandResponse {
-            name: e.name.clone(),
-            r#type: e.r#type.clone(),
-            hash: avap_wire::catalog::entry_hash(&e.code),
-            ..Default::default()
-        })
-        .collect();
+    // was sent with: a manifest has checked both already; without one, the
+    // code is hashed here.
+    let version_hash = match &manifest {
+        Some(m) => m.version_hash.clone(),
+        None => {
+            let hashes: Vec<String> = entries.iter().map(|e| avap_wire::catalog::entry_hash(&e.code)).collect();
+            avap_wire::catalog::version_hash_of(
+                entries.iter().zip(&hashes).map(|(e, h)| (e.name.as_str(), e.r#type.as_str(), h.as_str())),
+            )
+        }
+    };
     let mut out = VerifiedCatalog {
-        version_hash: avap_wire::catalog::version_hash(&owned),
+        version_hash,
         serial: manifest.as_ref().map(|m| m.serial),
         names: Vec::with_capacity(entries.len()),
         functions: Vec::new(),
@@ -273,7 +263,7 @@ pub fn verify(response: &CatalogResponse, trust: &Trust) -> Result<VerifiedCatal
                         pin.digest
                     )));
                 }
-                out.guest = Some(VerifiedGuest { module: payload.to_vec(), signed_by, pin });
+                out.guest = Some(VerifiedGuest { module: payload.to_vec(), digest, signed_by, pin });
             }
             other => return Err(CatalogError::UnknownType { name: name.clone(), ty: other.to_string() }),
         }

@@ -17,7 +17,7 @@ use avap_policy::json::{GuestOutput, decode_output};
 use crate::catalog::{self, CatalogError, LiveCatalog, VerifiedGuest};
 use crate::metrics::SyncResult;
 use crate::runtime::abi::GuestInput;
-use crate::runtime::{Guest, Limits, SandboxEngine, module_digest};
+use crate::runtime::{Guest, Limits, SandboxEngine};
 use crate::state::{AppState, Live, write};
 
 /// The script every candidate guest must run, and what it must answer.
@@ -60,14 +60,14 @@ impl AppState {
             _ => {}
         }
         let (new_module, hold) = match verified.guest.as_ref() {
-            Some(g) if module_digest(&g.module) != live.guest.info().digest => self.rollout_decision(g),
+            Some(g) if g.digest != live.guest.info().digest => self.rollout_decision(g),
             _ => (None, None),
         };
         if live.catalog.version_hash.as_deref() == Some(verified.version_hash.as_str()) && new_module.is_none() {
             if verified.serial != live.catalog.serial {
                 // Same entries under a newer serial (the brain restarted, or
                 // only the roll-out changed): record the serial, keep the rest.
-                let catalog = Arc::new(LiveCatalog { serial: verified.serial, ..live.catalog.duplicate() });
+                let catalog = Arc::new(LiveCatalog { serial: verified.serial, ..LiveCatalog::clone(&live.catalog) });
                 self.metrics.catalog_serial(catalog.serial);
                 self.take_serial(verified.serial);
                 write(&self.live, Arc::new(Live { guest: live.guest.clone(), catalog, runner: live.runner.clone() }));
@@ -147,8 +147,8 @@ impl AppState {
     /// again; a manifest's staged roll-out names the share of hosts (by
     /// roll-out bucket) that take it first, and the others keep theirs.
     fn rollout_decision(&self, guest: &VerifiedGuest) -> (Option<Vec<u8>>, Option<String>) {
-        let digest = module_digest(&guest.module);
-        if self.canary.refused(&digest) {
+        let digest = &guest.digest;
+        if self.canary.refused(digest) {
             return (None, Some(format!("guest {digest} failed its canary on this host; keeping the previous guest")));
         }
         let percent = guest.pin.as_ref().map_or(100, |p| p.rollout_percent);
