@@ -1,0 +1,1 @@
+//! The canonical layout of AVAP source (`avap fmt`). Being written.

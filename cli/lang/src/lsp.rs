@@ -1,0 +1,1 @@
+//! The language server (`avap lsp`). Being written.
