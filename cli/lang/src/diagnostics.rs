@@ -96,7 +96,7 @@ pub fn diagnose(source: &str, commands: &Commands) -> Vec<Diag> {
             out
         }
     };
-    out.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+    out.sort_by_key(|d| (d.line, d.column));
     out
 }
 
@@ -135,8 +135,12 @@ fn find_call(line: &str, name: &str) -> Option<usize> {
 fn word_end(line: &str, column: usize) -> usize {
     let chars: Vec<char> = line.chars().collect();
     let start = column.saturating_sub(1);
-    let word =
-        chars.get(start..).unwrap_or_default().iter().take_while(|c| avap_guest_vm::tokenizer::is_ident_char(**c)).count();
+    let word = chars
+        .get(start..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|c| avap_guest_vm::tokenizer::is_ident_char(**c))
+        .count();
     column + word.max(1)
 }
 

@@ -1,0 +1,207 @@
+//! `avap dev DIR`: each `DIR/name.avap` at `POST /name` (and `GET /name`),
+//! for an edit-run loop. Every request reads the file as it is on disk, so
+//! a saved change is live at once; a watcher reports each change with its
+//! diagnostics, and rebuilds the `--catalog` folder when it changes.
+//!
+//! The scripts run in the host's own router and sandbox in this process
+//! ([`crate::local`]); the request's query string and JSON body fields are
+//! the script's parameters and `variables`, as with `/api/v1/execute`, and
+//! the answer is the host's, status included. This server is for one
+//! developer's machine: it listens on 127.0.0.1 unless `--bind` says
+//! otherwise, and it has no tokens or front-door caps of its own beyond a
+//! 1 MiB body.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use avap_lang::diagnostics::{diagnose, render};
+use avap_lang::reference::Commands;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::local::{Grants, Local, execute_body};
+
+#[derive(clap::Args)]
+pub struct DevArgs {
+    /// The folder of scripts: `name.avap` answers at `/name`.
+    pub dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    #[command(flatten)]
+    pub grants: Grants,
+}
+
+const MAX_BODY_BYTES: usize = 1 << 20;
+/// How often the folder is looked at for changes.
+const WATCH_EVERY: Duration = Duration::from_millis(300);
+
+struct Dev {
+    dir: PathBuf,
+    local: Local,
+}
+
+/// A script name is a file stem of letters, digits, `_` and `-`: nothing
+/// else can reach the file system.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn problem(status: StatusCode, kind: &str, error: String) -> Response {
+    (status, Json(json!({"success": false, "kind": kind, "error": error}))).into_response()
+}
+
+pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
+    if !args.dir.is_dir() {
+        anyhow::bail!("{} is not a folder", args.dir.display());
+    }
+    let local = Local::start(&args.grants).await?;
+    let dev = Arc::new(Dev { dir: args.dir.clone(), local });
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(index))
+        .route("/{name}", axum::routing::post(run).get(run))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(dev.clone());
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    let addr = listener.local_addr()?;
+    if !args.bind.is_loopback() {
+        eprintln!("avap dev: warning: listening on {addr}, beyond this machine, with no authentication");
+    }
+    let mut seen = scripts(&dev.dir);
+    for name in seen.keys() {
+        report(&dev.dir, name);
+    }
+    println!("avap dev: serving {} on http://{addr}/ (POST /<name> runs <name>.avap)", dev.dir.display());
+    tokio::spawn(watch(dev.clone(), args.grants.catalog.clone(), std::mem::take(&mut seen)));
+    axum::serve(listener, app).with_graceful_shutdown(avap_host::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `GET /`: the scripts served.
+async fn index(State(dev): State<Arc<Dev>>) -> Response {
+    let names: Vec<String> = scripts(&dev.dir).into_keys().map(|n| format!("/{n}")).collect();
+    Json(json!({"scripts": names})).into_response()
+}
+
+async fn run(
+    State(dev): State<Arc<Dev>>,
+    UrlPath(name): UrlPath<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    if !valid_name(&name) {
+        return problem(StatusCode::NOT_FOUND, "not_found", format!("no script named {name:?}"));
+    }
+    let path = dev.dir.join(format!("{name}.avap"));
+    let script = match tokio::fs::read_to_string(&path).await {
+        Ok(script) => script,
+        Err(e) => return problem(StatusCode::NOT_FOUND, "not_found", format!("{}: {e}", path.display())),
+    };
+    let mut params = if body.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(Value::Object(fields)) => fields,
+            _ => {
+                return problem(StatusCode::BAD_REQUEST, "bad_request", "the body must be a JSON object".into());
+            }
+        }
+    };
+    let variables = match params.remove("variables") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(v)) => v,
+        Some(_) => {
+            return problem(StatusCode::BAD_REQUEST, "bad_request", "\"variables\" must be a JSON object".into());
+        }
+    };
+    let body = match execute_body(&script, variables, params) {
+        Ok(body) => body,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+    };
+    match dev.local.execute(&body, query.as_deref()).await {
+        Ok((status, value)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            eprintln!("avap dev: {name}: {}", status.as_u16());
+            (status, Json(value)).into_response()
+        }
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{e:#}")),
+    }
+}
+
+type Stamp = (Option<SystemTime>, u64);
+
+/// Every `name.avap` of `dir` with a valid name, and when it last changed.
+fn scripts(dir: &Path) -> BTreeMap<String, Stamp> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return BTreeMap::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let path = e.path();
+            let name = path.file_stem()?.to_str()?.to_string();
+            let meta = e.metadata().ok()?;
+            (path.extension()? == "avap" && valid_name(&name) && meta.is_file())
+                .then(|| (name, (meta.modified().ok(), meta.len())))
+        })
+        .collect()
+}
+
+/// Says whether `name.avap` is ready, with its diagnostics.
+fn report(dir: &Path, name: &str) {
+    let path = dir.join(format!("{name}.avap"));
+    let Ok(source) = std::fs::read_to_string(&path) else { return };
+    let diags = diagnose(&source, &Commands::standard());
+    if diags.is_empty() {
+        eprintln!("avap dev: /{name}: ok");
+    }
+    for d in diags {
+        eprint!("{}", render(&path.display().to_string(), &source, &d));
+    }
+}
+
+fn catalog_stamp(dir: &Path) -> BTreeMap<String, Stamp> {
+    scripts(dir)
+}
+
+/// Reports every added, changed or removed script; rebuilds the catalog
+/// when its folder changes.
+async fn watch(dev: Arc<Dev>, catalog: Option<PathBuf>, mut seen: BTreeMap<String, Stamp>) {
+    let mut catalog_seen = catalog.as_deref().map(catalog_stamp);
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let now = scripts(&dev.dir);
+        for (name, stamp) in &now {
+            if seen.get(name) != Some(stamp) {
+                eprintln!("avap dev: reloaded {name}.avap");
+                report(&dev.dir, name);
+            }
+        }
+        for name in seen.keys().filter(|n| !now.contains_key(*n)) {
+            eprintln!("avap dev: /{name}: removed");
+        }
+        seen = now;
+        if let (Some(dir), Some(before)) = (catalog.as_deref(), catalog_seen.as_mut()) {
+            let stamp = catalog_stamp(dir);
+            if stamp != *before {
+                *before = stamp;
+                match dev.local.load_catalog(dir).await {
+                    Ok(()) => eprintln!("avap dev: catalog {} reloaded", dir.display()),
+                    Err(e) => eprintln!("avap dev: catalog {} not reloaded: {e:#}", dir.display()),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! `avap` driven as a user drives it: the real binary, real files, exit
+//! codes and output; `serve` and `dev` through real HTTP on loopback, with
+//! the real guest in wasmtime.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::{Value, json};
+
+mod lsp;
+
+const BIN: &str = env!("CARGO_BIN_EXE_avap");
+const SECRET: &str = "a-test-secret-of-more-than-32-bytes-0123456789";
+
+fn avap() -> Command {
+    let mut cmd = Command::new(BIN);
+    // The host's settings come from AVAP_* variables; none leak in from the
+    // machine running the tests.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AVAP_") || k == "API_KEY" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.timeout(Duration::from_secs(120));
+    cmd
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+fn stdout_json(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["run", "check", "test", "fmt", "pack", "verify", "serve", "dev", "lsp"] {
+        let assert = avap().args([sub, "--help"]).assert().success();
+        let text = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+        assert!(text.contains("Usage:"), "{sub} --help: {text}");
+    }
+    avap().assert().failure().code(2).stderr(predicate::str::contains("Usage:"));
+}
+
+#[test]
+fn run_prints_the_response_and_the_logs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = write(dir.path(), "hello.avap", "addParam(name, who)\nmsg = `Hello ${who}`\naddResult(msg)\n");
+    let output = avap().arg("run").arg(&script).args(["--param", "name=Ann"]).output().expect("run");
+    assert!(output.status.success(), "{output:?}");
+    // Not a terminal: compact, one line.
+    assert_eq!(output.stdout.iter().filter(|b| **b == b'\n').count(), 1);
+    let response = stdout_json(&output);
+    assert_eq!(response["result"], json!({"msg": "Hello Ann"}));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 1: addParam ok"), "{stderr}");
+    assert!(stderr.contains("line 3: addResult ok"), "{stderr}");
+
+    // --pretty indents; -q drops the log.
+    let output = avap().arg("run").arg(&script).args(["--pretty", "-q"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("\n  \"success\": true"));
+    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn run_takes_variables_a_body_a_query_and_stdin() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = write(
+        dir.path(),
+        "req.avap",
+        "addParam(name, n)\naddParam(age, a)\naddParam(flag, f)\nt = total + 1\naddResult(n)\naddResult(a)\naddResult(f)\naddResult(t)\n",
+    );
+    let body = write(dir.path(), "body.json", r#"{"name": "from-body", "flag": true}"#);
+    let output = avap()
+        .arg("run")
+        .arg(&script)
+        .arg("--body")
+        .arg(&body)
+        .args(["--query", "name=from-query&age=42", "--var", "total=41"])
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout_json(&output)["result"], json!({"n": "from-query", "a": 42, "f": true, "t": 42}));
+
+    avap()
+        .args(["run", "-", "-q"])
+        .write_stdin("addVar(x, 7)\naddResult(x)\n")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(r#""result":{"x":7}"#));
+
+    avap()
+        .arg("run")
+        .arg(&script)
+        .args(["--var", "total=not json"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--var total"));
+}
+
+#[test]
+fn a_failing_script_exits_1_with_the_hosts_answer() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = write(dir.path(), "div.avap", "a = 1\nb = a / 0\naddResult(b)\n");
+    let output = avap().arg("run").arg(&script).output().expect("run");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let response = stdout_json(&output);
+    assert_eq!(response["success"], false);
+    assert_eq!(response["kind"], "runtime_error");
+    assert_eq!(response["line"], 2);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("runtime_error (HTTP 400)"), "{output:?}");
+
+    let bad = write(dir.path(), "bad.avap", "if(a, 1, \"==\")\n");
+    let output = avap().arg("run").arg(&bad).output().expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout_json(&output)["kind"], "syntax_error");
+}
+
+#[test]
+fn capabilities_are_denied_unless_granted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = write(
+        dir.path(),
+        "db.avap",
+        "ormDirect(\"CREATE TABLE t (n INTEGER)\", r)\normDirect(\"INSERT INTO t VALUES (5)\", r)\normDirect(\"SELECT n FROM t\", rows)\naddResult(rows)\n",
+    );
+    let output = avap().arg("run").arg(&script).output().expect("run");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let denied = stdout_json(&output);
+    assert_eq!(denied["success"], false);
+    assert!(denied["error"].as_str().unwrap_or_default().contains("db"), "{denied}");
+
+    let output = avap().arg("run").arg(&script).args(["--db", "sqlite::memory:"]).output().expect("run");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout_json(&output)["result"]["rows"], json!([{"n": 5}]));
+}
+
+#[test]
+fn run_loads_a_catalog_folder_like_the_brain() {
+    let dir = tempfile::tempdir().expect("tmp");
+    write(dir.path(), "catalog/greet.avap", "function greet(who) {\n    return `hi ${who}`\n}\n");
+    let script = write(dir.path(), "s.avap", "m = greet(\"Bo\")\naddResult(m)\n");
+    let output = avap().arg("run").arg(&script).arg("--catalog").arg(dir.path().join("catalog")).output().expect("run");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout_json(&output)["result"], json!({"m": "hi Bo"}));
+
+    // Without it the command does not exist.
+    let output = avap().arg("run").arg(&script).output().expect("run");
+    assert_eq!(output.status.code(), Some(1));
+
+    // A folder with a broken command is refused whole, naming the file.
+    write(dir.path(), "catalog/broken.avap", "function other(x) {\n}\n");
+    avap()
+        .arg("run")
+        .arg(&script)
+        .arg("--catalog")
+        .arg(dir.path().join("catalog"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("broken.avap"));
+}
+
+#[test]
+fn check_prints_rustc_style_diagnostics() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = write(dir.path(), "good.avap", "addVar(a, 1)\naddResult(a)\n");
+    let bad = write(dir.path(), "bad.avap", "addVar(a, 1)\nif(a, 1, \"==\")\n    addResult(a)\n");
+    avap().arg("check").arg(&good).assert().success().stdout("0 errors, 0 warnings in 1 file\n");
+
+    let output = avap().arg("check").arg(&good).arg(&bad).output().expect("check");
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.starts_with(&format!("{}:2:1: error: ", bad.display())), "{text}");
+    assert!(text.contains("2 | if(a, 1, \"==\")\n  | ^^"), "{text}");
+    assert!(text.ends_with("1 error, 0 warnings in 2 files\n"), "{text}");
+
+    let output = avap().arg("check").arg(&bad).args(["--format", "json"]).output().expect("check");
+    assert_eq!(output.status.code(), Some(1));
+    let diags = stdout_json(&output);
+    assert_eq!(diags[0]["line"], 2);
+    assert_eq!(diags[0]["column"], 1);
+    assert_eq!(diags[0]["severity"], "error");
+
+    // A call the host would not find is a warning; the catalog knows it.
+    let warn = write(dir.path(), "warn.avap", "greet(x)\n");
+    avap().arg("check").arg(&warn).assert().success().stdout(predicate::str::contains("1:1: warning: 'greet'"));
+    avap().arg("check").arg(&warn).arg("--deny-warnings").assert().code(1);
+    write(dir.path(), "cat/greet.avap", "function greet(who) {\n    return who\n}\n");
+    avap()
+        .arg("check")
+        .arg(&warn)
+        .arg("--catalog")
+        .arg(dir.path().join("cat"))
+        .assert()
+        .success()
+        .stdout("0 errors, 0 warnings in 1 file\n");
+
+    // `check` finds an error exactly in the repository's case scripts the
+    // host refuses with `syntax_error`.
+    let mut refused = 0;
+    for group in ["language", "capability"] {
+        for entry in std::fs::read_dir(repo().join("tests/cases").join(group)).expect("cases") {
+            let dir = entry.expect("entry").path();
+            let expected: Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).expect("expected"))
+                    .expect("json");
+            let syntax = match expected["body"]["kind"].as_str() {
+                Some(kind) => kind == "syntax_error",
+                // The file does not say: ask the host.
+                None if expected["status"] == 400 => {
+                    let output = avap().args(["run", "-q"]).arg(dir.join("script.avap")).output().expect("run");
+                    stdout_json(&output)["kind"] == "syntax_error"
+                }
+                None => false,
+            };
+            refused += usize::from(syntax);
+            let output = avap().arg("check").arg(dir.join("script.avap")).output().expect("check");
+            assert_eq!(output.status.code(), Some(if syntax { 1 } else { 0 }), "{}: {output:?}", dir.display());
+        }
+    }
+    assert!(refused >= 4, "the cases include scripts with syntax errors");
+}
+
+#[test]
+fn test_runs_case_folders() {
+    let root = repo().join("tests/cases/language");
+    let count =
+        std::fs::read_dir(&root).expect("cases").filter(|e| e.as_ref().is_ok_and(|e| e.path().is_dir())).count();
+    let output = avap().arg("test").arg(&root).output().expect("test");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.ends_with(&format!("\n{count} passed, 0 failed\n")), "{text}");
+    assert!(text.contains("ok     cmd_replace\n"), "{text}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    write(dir.path(), "good/script.avap", "addVar(a, 1)\naddResult(a)\n");
+    write(dir.path(), "good/expected.json", r#"{"status": 200, "body": {"success": true, "result": {"a": 1}}}"#);
+    write(dir.path(), "wrong/script.avap", "addVar(a, 2)\naddResult(a)\n");
+    write(dir.path(), "wrong/expected.json", r#"{"status": 200, "body": {"success": true, "result": {"a": 1}}}"#);
+    let output = avap().arg("test").arg(dir.path()).output().expect("test");
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ok     good\n"), "{text}");
+    assert!(text.contains("FAILED wrong\n"), "{text}");
+    assert!(text.contains("-    \"a\": 1") && text.contains("+    \"a\": 2"), "a diff of expected and actual: {text}");
+    assert!(text.ends_with("1 passed, 1 failed\n"), "{text}");
+
+    avap()
+        .arg("test")
+        .arg(dir.path())
+        .args(["--filter", "good"])
+        .assert()
+        .success()
+        .stdout(predicate::str::ends_with("1 passed, 0 failed\n"));
+}
+
+#[test]
+fn fmt_rewrites_and_checks() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let messy = "addVar(a,1)\nif(a,1,\"==\")\naddResult(a)\nend()\n";
+    let file = write(dir.path(), "messy.avap", messy);
+    let output = avap().arg("fmt").arg("--check").arg(&file).output().expect("fmt");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("would reformat"), "{output:?}");
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), messy, "--check changes nothing");
+
+    avap().arg("fmt").arg(&file).assert().success().stdout(predicate::str::contains("formatted"));
+    let formatted = std::fs::read_to_string(&file).expect("read");
+    assert_eq!(formatted, "addVar(a, 1)\nif(a, 1, \"==\")\n    addResult(a)\nend()\n");
+    avap().arg("fmt").arg("--check").arg(&file).assert().success().stdout("");
+
+    avap().args(["fmt", "-"]).write_stdin("  addVar(x,1)\n").assert().success().stdout("addVar(x, 1)\n");
+    let bad = write(dir.path(), "bad.avap", "if(a, 1, \"==\")\n");
+    avap().arg("fmt").arg(&bad).assert().code(1).stderr(predicate::str::contains("syntax errors"));
+}
+
+#[test]
+fn pack_and_verify_offline() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = write(dir.path(), "s.avap", "addVar(a, 40)\nb = a + 2\naddResult(b)\n");
+    avap().arg("pack").arg(&script).args(["--key-env", "PACK_SECRET"]).env("PACK_SECRET", SECRET).assert().success();
+    let pkg = dir.path().join("s.pkg");
+    let bytes = std::fs::read(&pkg).expect("package");
+    assert!(bytes.starts_with(b"AVAP"));
+
+    avap()
+        .arg("verify")
+        .arg(&pkg)
+        .args(["--key-env", "PACK_SECRET", "--print"])
+        .env("PACK_SECRET", SECRET)
+        .assert()
+        .success()
+        .stdout("addVar(a, 40)\nb = a + 2\naddResult(b)\n")
+        .stderr(predicate::str::contains("signature ok"));
+
+    // Another secret, one altered byte, the original scheme: refused.
+    let other = format!("{SECRET}-other");
+    avap()
+        .arg("verify")
+        .arg(&pkg)
+        .args(["--key-env", "K"])
+        .env("K", &other)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("refused"));
+    let mut altered = bytes.clone();
+    if let Some(last) = altered.last_mut() {
+        *last ^= 1;
+    }
+    let altered_path = write(dir.path(), "altered.pkg", "");
+    std::fs::write(&altered_path, &altered).expect("write");
+    avap().arg("verify").arg(&altered_path).args(["--key-env", "K"]).env("K", SECRET).assert().code(1);
+    avap().arg("verify").arg(&pkg).args(["--key-env", "K", "--scheme", "original"]).env("K", SECRET).assert().code(1);
+
+    // Weak secrets and scripts with errors are not packed.
+    avap()
+        .arg("pack")
+        .arg(&script)
+        .args(["--key-env", "K"])
+        .env("K", "short")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("fewer than 32"));
+    avap().arg("pack").arg(&script).args(["--key-env", "UNSET_FOR_SURE"]).assert().code(2);
+    let bad = write(dir.path(), "bad.avap", "if(a, 1, \"==\")\n");
+    avap().arg("pack").arg(&bad).args(["--key-env", "K"]).env("K", SECRET).assert().code(1);
+
+    // `-o -`: the base64 a host's execute takes, and what a real host
+    // started by `avap serve` with the same secret runs.
+    let output =
+        avap().arg("pack").arg(&script).args(["--key-env", "K", "-o", "-"]).env("K", SECRET).output().expect("pack");
+    assert!(output.status.success());
+    let b64 = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let server = Server::start(&["serve", "--standalone", "--bind", "127.0.0.1"], &[("AVAP_INTERNAL_KEY", SECRET)]);
+    let (status, body) = server.post("/api/v1/execute", &json!({"package": b64}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!({"b": 42}));
+    let (status, body) = server.post("/api/v1/execute", &json!({"package": base64_of(&altered)}));
+    assert_eq!((status, body["kind"].as_str()), (403, Some("integrity")), "{body}");
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn dev_serves_a_folder_and_reloads_on_save() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = write(dir.path(), "hello.avap", "addParam(name, who)\nmsg = `Hello ${who}`\naddResult(msg)\n");
+    let server = Server::start(&["dev", &dir.path().display().to_string()], &[]);
+    let (status, body) = server.post("/hello?name=Ann", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!({"msg": "Hello Ann"}));
+    let (status, body) = server.post("/hello", &json!({"name": "Bo"}));
+    assert_eq!((status, &body["result"]), (200, &json!({"msg": "Hello Bo"})), "{body}");
+
+    std::fs::write(&file, "addParam(name, who)\nmsg = `Bye ${who}`\naddResult(msg)\n").expect("save");
+    let (_, body) = server.post("/hello", &json!({"name": "Bo"}));
+    assert_eq!(body["result"], json!({"msg": "Bye Bo"}), "the saved file is live");
+    server.wait_for_output("reloaded hello.avap");
+
+    let (status, body) = server.post("/missing", &json!({}));
+    assert_eq!((status, body["kind"].as_str()), (404, Some("not_found")), "{body}");
+    let (status, _) = server.post("/..%2Fhello", &json!({}));
+    assert_eq!(status, 404);
+    let (status, body) = server.post("/hello", &json!([1]));
+    assert_eq!((status, body["kind"].as_str()), (400, Some("bad_request")), "{body}");
+    let (status, body) = server.get("/");
+    assert_eq!((status, body), (200, json!({"scripts": ["/hello"]})));
+
+    // A script error is the host's answer, status and kind included.
+    write(dir.path(), "div.avap", "x = 1 / 0\n");
+    let (status, body) = server.post("/div", &json!({}));
+    assert_eq!((status, body["kind"].as_str()), (400, Some("runtime_error")), "{body}");
+}
+
+/// `avap serve` or `avap dev` on a free loopback port, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    output: std::sync::mpsc::Receiver<String>,
+    client: reqwest::blocking::Client,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+impl Server {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(args).args(["--port", &port.to_string()]);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AVAP_") || k == "API_KEY" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env.iter().copied()).env("AVAP_LOG_FORMAT", "text").stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn avap");
+        let (tx, output) = std::sync::mpsc::channel();
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            output,
+            client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if server.client.get(format!("{}/", server.base)).send().is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let lines: Vec<String> = server.output.try_iter().collect();
+        panic!("avap {args:?} did not listen on {port}: {}", lines.join("\n"));
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self.client.post(format!("{}{path}", self.base)).json(body).send().expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(format!("{}{path}", self.base)).send().expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    /// Waits for a line of the server's output that contains `text`.
+    fn wait_for_output(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.output.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no output line with {text:?}; saw:\n{}", seen.join("\n"));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

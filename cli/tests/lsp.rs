@@ -1,0 +1,2 @@
+//! The language server's conversation over the real binary's stdio
+//! (being written).
