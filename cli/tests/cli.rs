@@ -151,6 +151,57 @@ fn capabilities_are_denied_unless_granted() {
     assert_eq!(stdout_json(&output)["result"]["rows"], json!([{"n": 5}]));
 }
 
+/// A one-shot HTTP service on loopback answering `body` as JSON.
+fn upstream(body: &'static str) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read as _, Write as _};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let handle = std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else { return String::new() };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut request = vec![0u8; 4096];
+        let n = stream.read(&mut request).unwrap_or(0);
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(reply.as_bytes());
+        String::from_utf8_lossy(&request[..n]).to_string()
+    });
+    (addr.to_string(), handle)
+}
+
+#[test]
+fn http_reaches_only_what_is_allowed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = write(dir.path(), "get.avap", "RequestGet(`http://${svc}/x`, , , data)\naddResult(data)\n");
+    let (authority, served) = upstream(r#"{"hello": "world"}"#);
+    let var = format!("svc=\"{authority}\"");
+    // Loopback is not reachable with --http alone (nor without it).
+    for grant in [&[][..], &["--http"][..]] {
+        let output = avap().arg("run").arg(&script).args(["--var", &var]).args(grant).output().expect("run");
+        assert_eq!(output.status.code(), Some(1), "{grant:?}: {output:?}");
+    }
+    let output = avap().arg("run").arg(&script).args(["--var", &var, "--http-allow", &authority]).output().expect("run");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout_json(&output)["result"]["data"], json!({"hello": "world"}));
+    assert!(served.join().expect("upstream").starts_with("GET /x HTTP/1.1"));
+}
+
+#[test]
+fn db_on_the_real_postgresql() {
+    let url = std::env::var("AVAP_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = write(dir.path(), "pg.avap", "ormDirect(\"SELECT 40 + 2 AS n\", rows)\naddResult(rows)\n");
+    // The administrator role is refused unless the flag says otherwise.
+    let output = avap().arg("run").arg(&script).args(["--db", &url]).output().expect("run");
+    assert_ne!(output.status.code(), Some(0), "{output:?}");
+    let output =
+        avap().arg("run").arg(&script).args(["--db", &url, "--db-allow-privileged-role"]).output().expect("run");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout_json(&output)["result"]["rows"], json!([{"n": 42}]));
+}
+
 #[test]
 fn run_loads_a_catalog_folder_like_the_brain() {
     let dir = tempfile::tempdir().expect("tmp");
