@@ -182,7 +182,8 @@ fn http_reaches_only_what_is_allowed() {
         let output = avap().arg("run").arg(&script).args(["--var", &var]).args(grant).output().expect("run");
         assert_eq!(output.status.code(), Some(1), "{grant:?}: {output:?}");
     }
-    let output = avap().arg("run").arg(&script).args(["--var", &var, "--http-allow", &authority]).output().expect("run");
+    let output =
+        avap().arg("run").arg(&script).args(["--var", &var, "--http-allow", &authority]).output().expect("run");
     assert!(output.status.success(), "{output:?}");
     assert_eq!(stdout_json(&output)["result"]["data"], json!({"hello": "world"}));
     assert!(served.join().expect("upstream").starts_with("GET /x HTTP/1.1"));

@@ -141,7 +141,10 @@ fn one_line_function(body: &[char]) -> Option<Vec<(usize, usize)>> {
         }
         i += 1;
     };
-    if body[open + 1..].iter().all(|c| c.is_whitespace()) {
+    // Nothing after the `{`, or only a comment (`function f(a) { // note`):
+    // a header opening a block, not a one-line function.
+    let rest: Vec<char> = body[open + 1..].iter().copied().skip_while(|c| c.is_whitespace()).collect();
+    if rest.is_empty() || rest.starts_with(&['/', '/']) {
         return None;
     }
     let mut pieces = vec![(0, open + 1)];

@@ -129,6 +129,9 @@ fn one_line_function_bodies() {
     // A header with the first statement on its line, the rest below.
     let out = run("function g(a){ x = a * 3\n return x\n}\nr = g(2)\naddResult(r)");
     assert_eq!(out["result"]["r"], 6, "{out}");
+    // A header whose `{` is followed by a comment opens a block.
+    let out = run("function k(a) { // doubles\n return a * 2\n}\nr = k(4)\naddResult(r)");
+    assert_eq!(out["result"]["r"], 8, "{out}");
     // A one-line function with no return gives null.
     let out = run("function h(){ addVar(q, 1) }\nr = h()\naddResult(r)");
     assert_eq!(out["ok"], true, "{out}");
