@@ -230,8 +230,8 @@ fn diff(case: &Case, status: u16, response: &Value, svc: Option<&str>) -> String
         expected.insert(key.clone(), value);
         actual.insert(key.clone(), response.get(key).cloned().unwrap_or(Value::Null));
     }
-    let expected = serde_json::to_string_pretty(&expected).unwrap_or_default();
-    let actual = serde_json::to_string_pretty(&actual).unwrap_or_default();
+    let expected = serde_json::to_string_pretty(&expected).unwrap_or_default() + "\n";
+    let actual = serde_json::to_string_pretty(&actual).unwrap_or_default() + "\n";
     similar::TextDiff::from_lines(&expected, &actual)
         .unified_diff()
         .context_radius(3)
