@@ -82,7 +82,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let commands = match &args.catalog {
         None => Commands::standard(),
         Some(dir) => {
-            let (commands, problems) = Commands::with_catalog(dir);
+            let (commands, problems) = Commands::with_catalog(dir).map_err(|e| anyhow::anyhow!("--catalog: {e}"))?;
             for p in problems {
                 eprintln!("avap: catalog: {p}");
             }
@@ -149,9 +149,8 @@ pub fn fmt(args: FmtArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        if file.as_os_str() == "-" {
+        if file.as_os_str() == "-" && !args.check {
             print!("{formatted}");
-            failed |= args.check && formatted != source;
             continue;
         }
         if formatted == source {

@@ -9,7 +9,10 @@
 //! the answer is the host's, status included. This server is for one
 //! developer's machine: it listens on 127.0.0.1 unless `--bind` says
 //! otherwise, and it has no tokens or front-door caps of its own beyond a
-//! 1 MiB body.
+//! 1 MiB body. Because a web page in the developer's browser can send
+//! requests to loopback, it answers only requests whose `Host` names the
+//! loopback address it listens on (no DNS rebinding) and that carry no
+//! `Origin` but its own (no cross-site request from a page).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -24,7 +27,7 @@ use avap_lang::reference::Commands;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -51,6 +54,39 @@ const WATCH_EVERY: Duration = Duration::from_millis(300);
 struct Dev {
     dir: PathBuf,
     local: Local,
+    /// What diagnostics know: the standard commands and the catalog's.
+    commands: std::sync::RwLock<Commands>,
+    /// The port listened on; `loopback`: whether `Host` must name loopback.
+    port: u16,
+    loopback: bool,
+}
+
+impl Dev {
+    /// `Err` (why) for a request a browser page could have sent: a `Host`
+    /// that is not this loopback address, or an `Origin` other than its own.
+    fn guard(&self, headers: &HeaderMap) -> Result<(), &'static str> {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        if self.loopback {
+            let port = self.port;
+            let allowed = ["localhost", "127.0.0.1", "[::1]"]
+                .iter()
+                .any(|name| host == *name || host == format!("{name}:{port}"));
+            if !allowed {
+                return Err("the Host header does not name this loopback server");
+            }
+        }
+        if let Some(origin) = headers.get(header::ORIGIN)
+            && origin.to_str().ok() != Some(format!("http://{host}").as_str())
+        {
+            return Err("a cross-origin request");
+        }
+        Ok(())
+    }
+
+    fn report(&self, name: &str) {
+        let commands = self.commands.read().map(|c| c.clone()).unwrap_or_else(|_| Commands::standard());
+        report(&self.dir, name, &commands);
+    }
 }
 
 /// A script name is a file stem of letters, digits, `_` and `-`: nothing
@@ -68,22 +104,32 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{} is not a folder", args.dir.display());
     }
     let local = Local::start(&args.grants).await?;
-    let dev = Arc::new(Dev { dir: args.dir.clone(), local });
+    let commands = match &args.grants.catalog {
+        Some(dir) => Commands::with_catalog(dir).map(|(c, _)| c).unwrap_or_else(|_| Commands::standard()),
+        None => Commands::standard(),
+    };
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    let addr = listener.local_addr()?;
+    let dev = Arc::new(Dev {
+        dir: args.dir.clone(),
+        local,
+        commands: std::sync::RwLock::new(commands),
+        port: addr.port(),
+        loopback: args.bind.is_loopback(),
+    });
     let app = axum::Router::new()
         .route("/", axum::routing::get(index))
         .route("/{name}", axum::routing::post(run).get(run))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(dev.clone());
-    let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
-    let addr = listener.local_addr()?;
     if !args.bind.is_loopback() {
         eprintln!("avap dev: warning: listening on {addr}, beyond this machine, with no authentication");
     }
     let mut seen = scripts(&dev.dir);
     for name in seen.keys() {
-        report(&dev.dir, name);
+        dev.report(name);
     }
     println!("avap dev: serving {} on http://{addr}/ (POST /<name> runs <name>.avap)", dev.dir.display());
     tokio::spawn(watch(dev.clone(), args.grants.catalog.clone(), std::mem::take(&mut seen)));
@@ -92,7 +138,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `GET /`: the scripts served.
-async fn index(State(dev): State<Arc<Dev>>) -> Response {
+async fn index(State(dev): State<Arc<Dev>>, headers: HeaderMap) -> Response {
+    if let Err(why) = dev.guard(&headers) {
+        return problem(StatusCode::FORBIDDEN, "forbidden", why.to_string());
+    }
     let names: Vec<String> = scripts(&dev.dir).into_keys().map(|n| format!("/{n}")).collect();
     Json(json!({"scripts": names})).into_response()
 }
@@ -101,8 +150,12 @@ async fn run(
     State(dev): State<Arc<Dev>>,
     UrlPath(name): UrlPath<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(why) = dev.guard(&headers) {
+        return problem(StatusCode::FORBIDDEN, "forbidden", why.to_string());
+    }
     if !valid_name(&name) {
         return problem(StatusCode::NOT_FOUND, "not_found", format!("no script named {name:?}"));
     }
@@ -160,10 +213,10 @@ fn scripts(dir: &Path) -> BTreeMap<String, Stamp> {
 }
 
 /// Says whether `name.avap` is ready, with its diagnostics.
-fn report(dir: &Path, name: &str) {
+fn report(dir: &Path, name: &str, commands: &Commands) {
     let path = dir.join(format!("{name}.avap"));
     let Ok(source) = std::fs::read_to_string(&path) else { return };
-    let diags = diagnose(&source, &Commands::standard());
+    let diags = diagnose(&source, commands);
     if diags.is_empty() {
         eprintln!("avap dev: /{name}: ok");
     }
@@ -186,7 +239,7 @@ async fn watch(dev: Arc<Dev>, catalog: Option<PathBuf>, mut seen: BTreeMap<Strin
         for (name, stamp) in &now {
             if seen.get(name) != Some(stamp) {
                 eprintln!("avap dev: reloaded {name}.avap");
-                report(&dev.dir, name);
+                dev.report(name);
             }
         }
         for name in seen.keys().filter(|n| !now.contains_key(*n)) {
@@ -198,7 +251,13 @@ async fn watch(dev: Arc<Dev>, catalog: Option<PathBuf>, mut seen: BTreeMap<Strin
             if stamp != *before {
                 *before = stamp;
                 match dev.local.load_catalog(dir).await {
-                    Ok(()) => eprintln!("avap dev: catalog {} reloaded", dir.display()),
+                    Ok(()) => {
+                        if let (Ok((commands, _)), Ok(mut known)) = (Commands::with_catalog(dir), dev.commands.write())
+                        {
+                            *known = commands;
+                        }
+                        eprintln!("avap dev: catalog {} reloaded", dir.display());
+                    }
                     Err(e) => eprintln!("avap dev: catalog {} not reloaded: {e:#}", dir.display()),
                 }
             }

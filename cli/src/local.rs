@@ -31,8 +31,9 @@ use tower::ServiceExt as _;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Grants {
     /// Grant the database capability on this database: `postgres://...`,
-    /// `sqlite:path` or `sqlite::memory:`.
-    #[arg(long, value_name = "URL")]
+    /// `sqlite:path` or `sqlite::memory:` (also `AVAP_CLI_DB_URL`, which
+    /// keeps a password out of `ps` and the shell's history).
+    #[arg(long, value_name = "URL", env = "AVAP_CLI_DB_URL", hide_env_values = true)]
     pub db: Option<String>,
     /// Grant the HTTP capability (public addresses only, as on a host).
     #[arg(long)]
@@ -45,9 +46,11 @@ pub struct Grants {
     /// refuses that by default).
     #[arg(long)]
     pub db_allow_privileged_role: bool,
-    /// Wall-clock cap of one execution, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
-    pub timeout_ms: u64,
+    /// Wall-clock cap of one execution, in milliseconds (default: the
+    /// host's, `AVAP_TIMEOUT_MS` or 1000, so a script that times out on a
+    /// host times out here).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub timeout_ms: Option<u64>,
     /// A catalog folder: its `<name>.avap` commands are live, as a
     /// definition server serving that folder would make them.
     #[arg(long, value_name = "DIR")]
@@ -71,7 +74,9 @@ pub fn config(grants: &Grants) -> anyhow::Result<Config> {
     config.dev = false;
     config.original_servers = false;
     config.api_tokens = Default::default();
-    config.timeout_ms = grants.timeout_ms;
+    if let Some(ms) = grants.timeout_ms {
+        config.timeout_ms = ms;
+    }
     let mut capabilities = Vec::new();
     if let Some(url) = &grants.db {
         config.db_url = url.clone();

@@ -65,6 +65,7 @@ enum Command {
     ///
     /// Everything after `serve` is the host's own command line (`avap serve
     /// -- --help` lists it), e.g. `avap serve --dev --bind 127.0.0.1`.
+    /// Exits 2 on a usage error.
     Serve {
         /// The host's flags.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -97,9 +98,14 @@ fn main() -> ExitCode {
         Command::Verify(args) => pack::verify(args),
         Command::Serve { args } => serve(args),
         Command::Dev(args) => runtime().and_then(|rt| rt.block_on(dev::dev(args))),
-        Command::Lsp { catalog } => avap_lang::lsp::run_stdio(catalog)
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(|e| anyhow::anyhow!("language server: {e}")),
+        // The protocol's rule: 0 after shutdown and exit, 1 otherwise.
+        Command::Lsp { catalog } => Ok(match avap_lang::lsp::run_stdio(catalog) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("avap lsp: {e}");
+                ExitCode::FAILURE
+            }
+        }),
     };
     match result {
         Ok(code) => code,

@@ -12,6 +12,9 @@
 //!   secret's `compiled-package` key.
 //! - `--scheme original`: signed with the secret itself, as the original
 //!   servers sign; this host accepts those only with `--original-servers`.
+//!
+//! `verify` accepts what a host in the scheme accepts: under `separated`
+//! the compiled-package key, under `original` that key or the secret.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -119,7 +122,11 @@ pub fn pack(args: PackArgs) -> anyhow::Result<ExitCode> {
     }
     let package = avap_wire::package::pack(&signing_key(&keys, args.key.scheme), script.as_bytes())?;
     let hash = hex::encode(sha2::Sha256::digest(&package));
-    let out = args.out.unwrap_or_else(|| args.file.with_extension("pkg"));
+    let out = match args.out {
+        Some(out) => out,
+        None if args.file.as_os_str() == "-" => bail!("a script from stdin needs -o FILE (or -o - for base64)"),
+        None => args.file.with_extension("pkg"),
+    };
     if out.as_os_str() == "-" {
         println!("{}", base64::engine::general_purpose::STANDARD.encode(&package));
     } else {
@@ -145,7 +152,16 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let keys = keys(&args.key)?;
     let package = package_bytes(&args.package)?;
     let name = args.package.display();
-    let payload = match avap_wire::package::verify(&signing_key(&keys, args.key.scheme), &package) {
+    // What a host in that scheme accepts: its compiled-package key, and
+    // under the original scheme also the secret itself.
+    let mut verified = Err(avap_wire::package::PackageError::BadSignature);
+    for key in keys.packages_accepted() {
+        verified = avap_wire::package::verify(key, &package);
+        if verified.is_ok() {
+            break;
+        }
+    }
+    let payload = match verified {
         Ok(payload) => payload,
         Err(e) => {
             eprintln!("avap: {name}: refused: {e}");

@@ -362,7 +362,7 @@ fn pack_and_verify_offline() {
         .stdout("addVar(a, 40)\nb = a + 2\naddResult(b)\n")
         .stderr(predicate::str::contains("signature ok"));
 
-    // Another secret, one altered byte, the original scheme: refused.
+    // Another secret, one altered byte: refused.
     let other = format!("{SECRET}-other");
     avap()
         .arg("verify")
@@ -379,7 +379,30 @@ fn pack_and_verify_offline() {
     let altered_path = write(dir.path(), "altered.pkg", "");
     std::fs::write(&altered_path, &altered).expect("write");
     avap().arg("verify").arg(&altered_path).args(["--key-env", "K"]).env("K", SECRET).assert().code(1);
-    avap().arg("verify").arg(&pkg).args(["--key-env", "K", "--scheme", "original"]).env("K", SECRET).assert().code(1);
+    // The original scheme: signed with the secret itself. A host in that
+    // scheme takes both kinds; this project's scheme only its own.
+    let original = dir.path().join("orig.pkg");
+    avap()
+        .arg("pack")
+        .arg(&script)
+        .args(["--key-env", "K", "--scheme", "original", "-o"])
+        .arg(&original)
+        .env("K", SECRET)
+        .assert()
+        .success();
+    assert_ne!(std::fs::read(&original).expect("package"), bytes);
+    for (package, scheme, code) in
+        [(&original, "separated", 1), (&original, "original", 0), (&pkg, "original", 0), (&pkg, "separated", 0)]
+    {
+        avap()
+            .arg("verify")
+            .arg(package)
+            .args(["--key-env", "K", "--scheme", scheme])
+            .env("K", SECRET)
+            .assert()
+            .code(code);
+    }
+    avap().args(["pack", "-", "--key-env", "K"]).env("K", SECRET).write_stdin("addVar(a, 1)\n").assert().code(2);
 
     // Weak secrets and scripts with errors are not packed.
     avap()
@@ -437,6 +460,15 @@ fn dev_serves_a_folder_and_reloads_on_save() {
     assert_eq!((status, body["kind"].as_str()), (400, Some("bad_request")), "{body}");
     let (status, body) = server.get("/");
     assert_eq!((status, body), (200, json!({"scripts": ["/hello"]})));
+
+    // What a page in a browser could send: refused.
+    let port = server.base.rsplit(':').next().unwrap_or_default().to_string();
+    let cross = server.post_with("/hello", &json!({}), &[("origin", "http://evil.example")]);
+    assert_eq!((cross.0, cross.1["kind"].as_str()), (403, Some("forbidden")), "{}", cross.1);
+    let rebound = server.post_with("/hello", &json!({}), &[("host", &format!("evil.example:{port}"))]);
+    assert_eq!(rebound.0, 403, "{}", rebound.1);
+    let same = server.post_with("/hello", &json!({"name": "Cy"}), &[("origin", &format!("http://127.0.0.1:{port}"))]);
+    assert_eq!(same.0, 200, "{}", same.1);
 
     // A script error is the host's answer, status and kind included.
     write(dir.path(), "div.avap", "x = 1 / 0\n");
@@ -502,6 +534,16 @@ impl Server {
 
     fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self.client.post(format!("{}{path}", self.base)).json(body).send().expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    fn post_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = self.client.post(format!("{}{path}", self.base)).json(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().expect("request");
         let status = response.status().as_u16();
         (status, response.json().unwrap_or(Value::Null))
     }

@@ -95,6 +95,22 @@ const INDENT: &str = "    ";
 /// `source` in the canonical layout, or the syntax problems that stop it
 /// from being formatted (a file that does not parse is left alone).
 pub fn format(source: &str) -> Result<String, Vec<Diagnostic>> {
+    let formatted = format_unchecked(source)?;
+    // Indentation adds bytes: a script the host takes must stay one it takes.
+    let max = avap_guest_vm::Limits::default().max_script_bytes;
+    if formatted.len() > max && source.len() <= max {
+        return Err(vec![Diagnostic::new(
+            1,
+            1,
+            format!(
+                "formatted, the script would exceed max_script_bytes ({max}) and a host would refuse it; left as written"
+            ),
+        )]);
+    }
+    Ok(formatted)
+}
+
+fn format_unchecked(source: &str) -> Result<String, Vec<Diagnostic>> {
     let program = parser::parse(source)?;
     let canonical = layout(source, Style::Canonical);
     if canonical == source || (keeps_program(&canonical, &program) && layout(&canonical, Style::Canonical) == canonical)
@@ -493,7 +509,10 @@ fn function_line(body: &[char]) -> Option<FunctionLine> {
         }
         i += 1;
     };
-    if body.get(open + 1..).unwrap_or_default().iter().all(|c| c.is_whitespace()) {
+    // Nothing after the `{`, or only a comment: a header opening a block,
+    // as the parser reads it (`function f(a) { // note`).
+    let after = trim(body.get(open + 1..).unwrap_or_default());
+    if after.is_empty() || after.starts_with(&['/', '/']) {
         return Some(FunctionLine::Header { open });
     }
     let mut pieces = Vec::new();
@@ -548,6 +567,8 @@ impl FunctionLine {
         let mut text = canonical_header(header).unwrap_or_else(|| trim(header).iter().collect());
         let mut effects = vec![Effect::Open(Frame::Function)];
         let FunctionLine::Body { pieces, close, .. } = self else {
+            // A header keeps its trailing comment, as written.
+            push_comment(&mut text, trim(body.get(open + 1..).unwrap_or_default()));
             return (effects, text);
         };
         let mut parts = Vec::with_capacity(pieces.len());
@@ -712,6 +733,11 @@ mod tests {
             "function bump(a) { x = a+1; return x } // one line\naddVar(y, 1)\n",
         );
         check("function f(a){}\n", "function f(a) {}\n");
+        // A comment after the header's `{` opens a block and is kept as written.
+        check(
+            "function f(a){   // ends } here; x;y\nreturn a\n}\n",
+            "function f(a) { // ends } here; x;y\n    return a\n}\n",
+        );
         check("function f(a){ addVar(s,\"a;}\");return s }\n", "function f(a) { addVar(s, \"a;}\"); return s }\n");
         // A body that starts on the header's line and goes on below.
         check(

@@ -134,8 +134,13 @@ pub fn serve(connection: &Connection, catalog: Option<PathBuf>) -> Result<(), St
     let mut server =
         Server { connection, encoding, snippets, commands: Commands::standard(), documents: HashMap::new() };
     if let Some(dir) = catalog {
-        let (commands, problems) = Commands::with_catalog(&dir);
-        server.commands = commands;
+        let problems = match Commands::with_catalog(&dir) {
+            Ok((commands, problems)) => {
+                server.commands = commands;
+                problems
+            }
+            Err(e) => vec![e],
+        };
         for problem in problems {
             server.notify::<LogMessage>(LogMessageParams {
                 typ: MessageType::WARNING,
@@ -529,9 +534,15 @@ fn functions(text: &str) -> Vec<FunctionAt> {
             .and_then(|p| p.split_once(')'))
             .map(|(inside, _)| inside.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect())
             .unwrap_or_default();
+        // A body on the header's line, closed there (a comment may follow).
         let one_line = tail.split_once('{').is_some_and(|(_, body)| {
             let body = body.trim();
-            !body.is_empty() && !body.starts_with("//") && body.trim_end().ends_with('}')
+            !body.is_empty()
+                && !body.starts_with("//")
+                && body.rsplit_once('}').is_some_and(|(_, after)| {
+                    let after = after.trim();
+                    after.is_empty() || after.starts_with("//")
+                })
         });
         let end_line = if one_line { i } else { block_end(&lines, i) };
         out.push(FunctionAt { name, params, line: i, name_column, end_line });
@@ -577,6 +588,8 @@ mod tests {
 
     #[test]
     fn functions_are_found_with_their_blocks() {
+        let commented = functions("function f(a) { return a } // note\nx = 1\nfunction g(b) {\n}\n");
+        assert_eq!(commented.iter().map(|f| (f.line, f.end_line)).collect::<Vec<_>>(), [(0, 0), (2, 3)]);
         let text = "x = 1\nfunction add(a, b) {\n    if(a, 1, \"==\")\n    end()\n    return a + b\n}\nfunction one(q){ return q }\n";
         let found = functions(text);
         assert_eq!(found.len(), 2, "{found:?}");

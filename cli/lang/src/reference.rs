@@ -85,18 +85,13 @@ impl Commands {
     }
 
     /// The standard commands and every valid `<name>.avap` of `folder`.
-    /// Files that are unreadable or not one valid function are returned as
-    /// problems (`file: message`) and left out.
-    pub fn with_catalog(folder: &Path) -> (Commands, Vec<String>) {
+    /// Files that are unreadable, not one valid function, or named like a
+    /// standard command (the brain refuses those) are returned as problems
+    /// (`file: message`) and left out. `Err`: the folder cannot be read.
+    pub fn with_catalog(folder: &Path) -> Result<(Commands, Vec<String>), String> {
         let mut commands = Commands::standard();
         let mut problems = Vec::new();
-        let entries = match std::fs::read_dir(folder) {
-            Ok(entries) => entries,
-            Err(e) => {
-                problems.push(format!("{}: {e}", folder.display()));
-                return (commands, problems);
-            }
-        };
+        let entries = std::fs::read_dir(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
         let mut files: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
         files.sort();
         for path in files {
@@ -104,6 +99,10 @@ impl Commands {
                 continue;
             }
             let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
+            if commands.by_name.contains_key(&name) {
+                problems.push(format!("{}: '{name}' is already in the catalog (a standard command)", path.display()));
+                continue;
+            }
             match read_capped(&path) {
                 Ok(source) => match avap_guest_vm::check_catalog_function(&name, &source) {
                     Ok(params) => {
@@ -130,7 +129,7 @@ impl Commands {
                 Err(e) => problems.push(format!("{}: {e}", path.display())),
             }
         }
-        (commands, problems)
+        Ok((commands, problems))
     }
 
     pub fn get(&self, name: &str) -> Option<&Command> {
@@ -180,13 +179,16 @@ mod tests {
         std::fs::write(dir.join("greet.avap"), "// Says hello.\nfunction greet(who) {\n  return `hi ${who}`\n}\n")
             .expect("write");
         std::fs::write(dir.join("broken.avap"), "function other(x) {\n}\n").expect("write");
-        let (commands, problems) = Commands::with_catalog(&dir);
+        std::fs::write(dir.join("addVar.avap"), "function addVar(a, b) {\n}\n").expect("write");
+        let (commands, problems) = Commands::with_catalog(&dir).expect("readable");
+        assert!(Commands::with_catalog(&dir.join("missing")).is_err());
         let _ = std::fs::remove_dir_all(&dir);
         let greet = commands.get("greet").expect("greet");
         assert_eq!(greet.params, ["who"]);
         assert_eq!(greet.description, "Says hello.");
         assert!(commands.get("broken").is_none());
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("broken.avap:"), "{problems:?}");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("addVar.avap: 'addVar' is already"), "{problems:?}");
+        assert!(problems[1].contains("broken.avap:"), "{problems:?}");
     }
 }
