@@ -439,40 +439,11 @@ fn comment_candidates(chars: &[char]) -> Vec<usize> {
 }
 
 /// The argument spans of a call whose `(` is just before `start`, and the
-/// index of its `)`, split as the parser splits them (`split_args`): at
+/// index of its `)`: the parser's own splitter (`split_call_arguments`): at
 /// commas outside strings and brackets; an unmatched closer other than `)`
 /// is text.
 fn split_args(chars: &[char], start: usize) -> Option<(Vec<(usize, usize)>, usize)> {
-    let mut spans = Vec::new();
-    let mut arg_start = start;
-    let mut stack: Vec<char> = Vec::new();
-    let mut i = start;
-    while let Some(&c) = chars.get(i) {
-        match c {
-            '"' | '\'' | '`' if opens_string(chars, i) => {
-                i = skip_string(chars, i)?;
-                continue;
-            }
-            '(' => stack.push(')'),
-            '[' => stack.push(']'),
-            '{' => stack.push('}'),
-            ')' | ']' | '}' => {
-                if stack.last() == Some(&c) {
-                    stack.pop();
-                } else if stack.is_empty() && c == ')' {
-                    spans.push((arg_start, i));
-                    return Some((spans, i));
-                }
-            }
-            ',' if stack.is_empty() => {
-                spans.push((arg_start, i));
-                arg_start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    None
+    avap_guest_vm::parser::split_call_arguments(chars, start)
 }
 
 /// A line that starts with the word `function`, as the parser's

@@ -10,7 +10,12 @@ use crate::tokenizer::{Tok, Token, is_identifier, opens_string, skip_string, tok
 
 /// Splits the arguments of a call whose `(` is just before `start`.
 /// Returns the argument spans and the index of the closing `)`.
-fn split_args(seg: &[char], start: usize, line: usize, col: usize) -> Result<(Vec<(usize, usize)>, usize), Diagnostic> {
+pub(super) fn split_args(
+    seg: &[char],
+    start: usize,
+    line: usize,
+    col: usize,
+) -> Result<(Vec<(usize, usize)>, usize), Diagnostic> {
     let mut spans = Vec::new();
     let mut arg_start = start;
     let mut stack: Vec<char> = Vec::new();

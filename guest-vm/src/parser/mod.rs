@@ -64,6 +64,15 @@ pub fn parse(script: &str) -> Result<Program, Vec<Diagnostic>> {
     block::build(lines, diags)
 }
 
+/// Splits the arguments of a call whose `(` is just before `start`, as the
+/// parser does (at commas outside strings and brackets; a closer that does
+/// not match is text): the argument spans and the index of the closing
+/// `)`, or `None` when the call is not closed or a string not ended. Used
+/// by tools that lay out calls (`avap fmt`), so they split exactly alike.
+pub fn split_call_arguments(chars: &[char], start: usize) -> Option<(Vec<(usize, usize)>, usize)> {
+    call::split_args(chars, start, 1, 1).ok()
+}
+
 /// Parses one expression (used by tests and tools).
 pub fn parse_expression(text: &str) -> Result<Expr, Diagnostic> {
     let chars: Vec<char> = text.chars().collect();
