@@ -49,6 +49,9 @@ pub enum StmtKind {
     If { left: ValueArg, right: ValueArg, comparator: ValueArg, then_block: Block, else_block: Block },
     /// `startLoop(var, from, to)` ... `endLoop()`
     Loop { var: String, from: ValueArg, to: ValueArg, body: Block },
+    /// `while(condition)` ... `end()` (or `endLoop()`): the body runs while
+    /// the condition, evaluated before each round, is truthy.
+    While { cond: Expr, body: Block },
     /// `try()` ... `[x =] exception([err])` ... `end()`
     Try { body: Block, err_var: Option<String>, target: Option<String>, handler: Block },
     /// `return [expr]` (only inside functions)
@@ -185,6 +188,10 @@ fn collect_block(block: &[Stmt], own: &dyn Fn(&str) -> bool, out: &mut Vec<Strin
             StmtKind::Loop { from, to, body, .. } => {
                 collect_value(from, own, out);
                 collect_value(to, own, out);
+                collect_block(body, own, out);
+            }
+            StmtKind::While { cond, body } => {
+                collect_expr(cond, own, out);
                 collect_block(body, own, out);
             }
             StmtKind::Try { body, handler, .. } => {

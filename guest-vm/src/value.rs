@@ -293,3 +293,75 @@ pub fn digits_only_int(s: &str) -> Option<i64> {
     }
     s.parse::<i64>().ok()
 }
+
+/// Reads a dict, list or scalar written as text: JSON first, then AVAP
+/// literal syntax (LANGUAGE.md, "Dicts and lists written as text"): single
+/// or double quotes, `True`/`False`/`None` (and `true`/`false`/`null`),
+/// negative numbers, trailing commas as the expression parser allows them.
+/// Only literals: a name, call, operator or template makes it not data, so
+/// text is never evaluated. `None` when the text is neither; `Err` when it
+/// nests deeper than [`crate::limits::MAX_VALUE_DEPTH`].
+pub fn data_from_text(text: &str) -> Option<Result<Value, TooDeep>> {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(text) {
+        return Some(Value::from_json(json));
+    }
+    let trimmed = text.trim();
+    // Only a bracketed form: a bare word or number stays what it is.
+    if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
+        return None;
+    }
+    let expr = crate::parser::parse_expression(trimmed).ok()?;
+    literal(&expr).transpose()
+}
+
+/// The value of a literal expression; `Ok(None)` for anything else.
+fn literal(expr: &crate::ast::Expr) -> Result<Option<Value>, TooDeep> {
+    use crate::ast::Expr;
+    let value = match expr {
+        Expr::Null => Value::Null,
+        Expr::Bool(b) => Value::Bool(*b),
+        Expr::Int(i) => Value::Int(*i),
+        Expr::Float(f) => Value::Float(*f),
+        Expr::Str(s) => Value::Str(s.clone()),
+        Expr::Neg(inner) => match inner.as_ref() {
+            Expr::Int(i) => match i.checked_neg() {
+                Some(n) => Value::Int(n),
+                None => return Ok(None),
+            },
+            Expr::Float(f) => Value::Float(-f),
+            _ => return Ok(None),
+        },
+        Expr::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                match literal(item)? {
+                    Some(v) => out.push(v),
+                    None => return Ok(None),
+                }
+            }
+            Value::list(out)
+        }
+        Expr::Dict(pairs) => {
+            let mut map = Map::with_capacity(pairs.len());
+            for (k, v) in pairs {
+                let key = match k {
+                    Expr::Str(s) => s.to_string(),
+                    Expr::Int(i) => i.to_string(),
+                    _ => return Ok(None),
+                };
+                match literal(v)? {
+                    Some(v) => {
+                        map.insert(key, v);
+                    }
+                    None => return Ok(None),
+                }
+            }
+            Value::dict(map)
+        }
+        _ => return Ok(None),
+    };
+    if value.depth() > crate::limits::MAX_VALUE_DEPTH {
+        return Err(TooDeep);
+    }
+    Ok(Some(value))
+}

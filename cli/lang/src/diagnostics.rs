@@ -108,7 +108,7 @@ fn walk(block: &Block, f: &mut dyn FnMut(usize, &str)) {
                 walk(then_block, f);
                 walk(else_block, f);
             }
-            StmtKind::Loop { body, .. } => walk(body, f),
+            StmtKind::Loop { body, .. } | StmtKind::While { body, .. } => walk(body, f),
             StmtKind::Try { body, handler, .. } => {
                 walk(body, f);
                 walk(handler, f);

@@ -17,7 +17,7 @@
 //! (spaces, tabs). The blocks:
 //!
 //! - `if(...)` ... `else()` ... `end()`;
-//! - `startLoop(...)` ... `endLoop()`;
+//! - `startLoop(...)` ... `endLoop()`, and `while(...)` ... `end()` (or `endLoop()`);
 //! - `try()` ... `exception(...)` (or `e = exception(...)`) ... `end()`; a
 //!   handler whose `end()` is left out runs to the end of the file or to
 //!   the `}` of its function, as the parser reads it;
@@ -144,7 +144,7 @@ enum Style {
 /// An open block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Frame {
-    /// `if`, `startLoop`, `try`.
+    /// `if`, `startLoop`, `while`, `try`.
     Block,
     Function,
 }
@@ -309,7 +309,7 @@ fn call(chars: &[char], target: Option<&str>, name: &str, open: usize) -> Option
     text.push(')');
     push_comment(&mut text, tail);
     let effect = match name {
-        "if" | "startLoop" | "try" => Some(Effect::Open(Frame::Block)),
+        "if" | "startLoop" | "while" | "try" => Some(Effect::Open(Frame::Block)),
         "else" | "exception" => Some(Effect::Middle),
         "end" | "endLoop" => Some(Effect::Close),
         _ => None,

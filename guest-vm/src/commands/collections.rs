@@ -98,6 +98,10 @@ pub(super) fn add_variable_to_json(interp: &mut Interp<'_>, a: &Args) -> Result<
     Ok(())
 }
 
+fn not_a_dict(name: &str) -> Error {
+    Error::runtime(format!("variableFromJSON: '{name}' holds text that is not a dict (JSON or AVAP literal syntax)"))
+}
+
 /// `variableFromJSON`
 pub(super) fn variable_from_json(interp: &mut Interp<'_>, a: &Args) -> Result<(), Error> {
     let (name, source) = a.source(0)?;
@@ -105,14 +109,18 @@ pub(super) fn variable_from_json(interp: &mut Interp<'_>, a: &Args) -> Result<()
     let value = match source {
         Value::Null => Value::Null,
         Value::Dict { map, .. } => map.get(&key).cloned().unwrap_or(Value::Null),
+        // JSON: only the value read is converted (and held to the depth).
         Value::Str(text) => match serde_json::from_str::<serde_json::Value>(text) {
             Ok(serde_json::Value::Object(mut obj)) => match obj.remove(&key) {
                 Some(v) => Value::from_json(v).map_err(|_| Limits::value_depth_error())?,
                 None => Value::Null,
             },
-            _ => {
-                return Err(Error::runtime(format!("variableFromJSON: '{name}' holds text that is not a JSON object")));
-            }
+            Ok(_) => return Err(not_a_dict(&name)),
+            Err(_) => match crate::value::data_from_text(text) {
+                Some(Ok(Value::Dict { map, .. })) => map.get(&key).cloned().unwrap_or(Value::Null),
+                Some(Err(_)) => return Err(Limits::value_depth_error()),
+                _ => return Err(not_a_dict(&name)),
+            },
         },
         other => {
             return Err(Error::runtime(format!(

@@ -93,19 +93,21 @@ fn pairs(interp: &Interp<'_>, cmd: &str, what: &str, value: &Value) -> Result<Ve
         Value::Dict { map, .. } => map,
         other => {
             let object = match other {
-                Value::Str(s) => serde_json::from_str::<Json>(s).ok(),
+                Value::Str(s) => crate::value::data_from_text(s),
                 _ => None,
             };
-            let Some(Json::Object(obj)) = object else {
-                return Err(Error::runtime(format!(
-                    "{cmd}: {what} must be a dict, the JSON text of an object, or empty"
-                )));
-            };
-            parsed = obj
-                .into_iter()
-                .map(|(k, v)| Ok((k, Value::from_json(v).map_err(|_| Limits::value_depth_error())?)))
-                .collect::<Result<Map, Error>>()?;
-            &parsed
+            match object {
+                Some(Ok(Value::Dict { map, .. })) => {
+                    parsed = map;
+                    &parsed
+                }
+                Some(Err(_)) => return Err(Limits::value_depth_error()),
+                _ => {
+                    return Err(Error::runtime(format!(
+                        "{cmd}: {what} must be a dict, the text of one (JSON or AVAP literal syntax), or empty"
+                    )));
+                }
+            }
         }
     };
     let mut out = Vec::with_capacity(map.len());
@@ -125,7 +127,16 @@ fn request_body(interp: &Interp<'_>, body: &Value) -> Result<Option<HttpBody>, E
             if serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() {
                 HttpBody::Json(s.to_string())
             } else {
-                HttpBody::Text(s.to_string())
+                match crate::value::data_from_text(s) {
+                    // A dict or list in AVAP literal syntax goes as its JSON.
+                    Some(Ok(data @ (Value::Dict { .. } | Value::List { .. }))) => {
+                        let text = crate::value::to_json_capped(&data, interp.limits.max_string_bytes)
+                            .map_err(|_| interp.limits.string_error())?;
+                        HttpBody::Json(String::from_utf8_lossy(&text).into_owned())
+                    }
+                    Some(Err(_)) => return Err(Limits::value_depth_error()),
+                    _ => HttpBody::Text(s.to_string()),
+                }
             }
         }
         other => {

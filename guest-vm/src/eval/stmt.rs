@@ -93,6 +93,29 @@ impl Interp<'_> {
                 }
                 Ok(Flow::Normal)
             }
+            StmtKind::While { cond, body } => {
+                let start = std::time::Instant::now();
+                let mut logged = false;
+                loop {
+                    // The first condition's time and outcome are the
+                    // statement's log entry, as for startLoop's bounds.
+                    let holds = self.eval(cond).map(|v| v.truthy());
+                    if !logged {
+                        self.log("while", stmt.line, Some(start), holds.as_ref().err());
+                        logged = true;
+                    }
+                    if !holds? {
+                        return Ok(Flow::Normal);
+                    }
+                    self.loop_iterations += 1;
+                    if self.loop_iterations > self.limits.max_loop_iterations {
+                        return Err(self.limits.loop_error());
+                    }
+                    if let Flow::Return(v) = self.exec_block(body)? {
+                        return Ok(Flow::Return(v));
+                    }
+                }
+            }
             StmtKind::Try { body, err_var, target, handler } => match self.exec_block(body) {
                 Ok(flow) => Ok(flow),
                 Err(e) if e.is_catchable() => {

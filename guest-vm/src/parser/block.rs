@@ -49,6 +49,11 @@ enum Frame {
         to: ValueArg,
         body: Block,
     },
+    While {
+        line: usize,
+        cond: Expr,
+        body: Block,
+    },
     Try {
         line: usize,
         body: Block,
@@ -67,7 +72,7 @@ impl Frame {
     fn block(&mut self) -> &mut Block {
         match self {
             Frame::If { then_block, else_block, .. } => else_block.as_mut().unwrap_or(then_block),
-            Frame::Loop { body, .. } => body,
+            Frame::Loop { body, .. } | Frame::While { body, .. } => body,
             Frame::Try { body, handler, .. } => match handler {
                 Some((_, _, h)) => h,
                 None => body,
@@ -82,6 +87,7 @@ impl Frame {
             Frame::Loop { line, .. } => {
                 format!("startLoop() at line {line} is not closed with endLoop()")
             }
+            Frame::While { line, .. } => format!("while() at line {line} is not closed with end()"),
             Frame::Try { line, handler: None, .. } => format!("try() at line {line} has no exception() handler"),
             Frame::Try { line, .. } => format!("try() at line {line} is not closed with end()"),
             Frame::Function { line, name, .. } => {
@@ -138,6 +144,7 @@ impl Builder {
                 StmtKind::If { left, right, comparator, then_block, else_block: else_block.unwrap_or_default() },
             ),
             Frame::Loop { line, var, from, to, body } => self.push(line, StmtKind::Loop { var, from, to, body }),
+            Frame::While { line, cond, body } => self.push(line, StmtKind::While { cond, body }),
             Frame::Try { line, body, handler } => {
                 let (err_var, target, handler) = handler.unwrap_or_default();
                 self.push(line, StmtKind::Try { body, err_var, target, handler });
@@ -234,7 +241,9 @@ impl Builder {
                 _ => self.err(line, col, "else() without a matching if()"),
             },
             LineStmt::End => match self.stack.last() {
-                Some(Frame::If { .. }) | Some(Frame::Try { handler: Some(_), .. }) => self.close_top(),
+                Some(Frame::If { .. }) | Some(Frame::While { .. }) | Some(Frame::Try { handler: Some(_), .. }) => {
+                    self.close_top()
+                }
                 Some(Frame::Try { line: l, .. }) => {
                     let msg = format!("end() closes the try() at line {l}, which has no exception() handler");
                     self.err(line, col, msg);
@@ -244,13 +253,14 @@ impl Builder {
                     let msg = format!("end() cannot close the startLoop() at line {l}; use endLoop()");
                     self.err(line, col, msg);
                 }
-                _ => self.err(line, col, "end() without a matching if() or try()"),
+                _ => self.err(line, col, "end() without a matching if(), while() or try()"),
             },
             LineStmt::StartLoop { var, from, to } => {
                 self.open(line, col, Frame::Loop { line, var, from, to, body: Vec::new() })
             }
+            LineStmt::While { cond } => self.open(line, col, Frame::While { line, cond, body: Vec::new() }),
             LineStmt::EndLoop => match self.stack.last() {
-                Some(Frame::Loop { .. }) => self.close_top(),
+                Some(Frame::Loop { .. }) | Some(Frame::While { .. }) => self.close_top(),
                 Some(Frame::If { line: l, .. }) => {
                     let msg = format!("endLoop() cannot close the if() at line {l}; use end()");
                     self.err(line, col, msg);
@@ -275,6 +285,7 @@ impl Builder {
             let line = match top {
                 Frame::If { line, .. }
                 | Frame::Loop { line, .. }
+                | Frame::While { line, .. }
                 | Frame::Try { line, .. }
                 | Frame::Function { line, .. } => *line,
             };

@@ -29,7 +29,7 @@ use crate::tokenizer::{Tok, Token, is_ident_char, is_ident_start, opens_string, 
 
 /// Names that cannot be assigned or used as function or parameter names.
 pub const KEYWORDS: &[&str] =
-    &["and", "or", "not", "True", "False", "None", "true", "false", "null", "function", "return"];
+    &["and", "or", "not", "True", "False", "None", "true", "false", "null", "function", "return", "while"];
 
 /// The comparators of `if()`.
 pub const COMPARATORS: &[&str] = &["=", "==", "!=", "<", ">", "<=", ">="];
@@ -92,6 +92,7 @@ enum LineStmt {
     Else,
     End,
     StartLoop { var: String, from: ValueArg, to: ValueArg },
+    While { cond: Expr },
     EndLoop,
     Try,
     Exception { err_var: Option<String>, target: Option<String> },
@@ -306,6 +307,9 @@ fn parse_line(seg: &[char], line: usize, col: usize) -> LineResult {
         return Ok(LineStmt::Return(Some(expr)));
     }
     let j = skip_ws(seg, after);
+    if word == "while" && seg.get(j) == Some(&'(') {
+        return parse_while(seg, j, line, col);
+    }
     match seg.get(j) {
         Some('(') => parse_call(&word, col, seg, j + 1, line, col, None),
         Some('=') if seg.get(j + 1) != Some(&'=') => {
@@ -331,6 +335,24 @@ fn parse_line(seg: &[char], line: usize, col: usize) -> LineResult {
             Err(one(line, col + j, format!("'{word}' alone is not a statement (expected a call or an assignment)")))
         }
     }
+}
+
+/// `while(condition)`: one expression between the parentheses, which
+/// close the line.
+fn parse_while(seg: &[char], open: usize, line: usize, col: usize) -> LineResult {
+    let (ranges, close) = call::split_args(seg, open + 1, line, col).map_err(|d| vec![d])?;
+    if let Some(extra) = seg.get(close + 1..).and_then(|rest| rest.iter().position(|c| !c.is_whitespace())) {
+        return Err(one(line, col + close + 1 + extra, "unexpected text after while(...)"));
+    }
+    let [(from, to)] = ranges.as_slice() else {
+        return Err(one(line, col + open, "while() takes one condition, e.g. while(x < 10)"));
+    };
+    let text = seg.get(*from..*to).unwrap_or_default();
+    if text.iter().all(|c| c.is_whitespace()) {
+        return Err(one(line, col + open, "while() takes one condition, e.g. while(x < 10)"));
+    }
+    let cond = expr_from_chars(text, line, col + from).map_err(|d| vec![d])?;
+    Ok(LineStmt::While { cond })
 }
 
 /// `function name(a, b) {`

@@ -122,7 +122,13 @@ fn json_commands() {
     assert_eq!(v["b"], json!(null));
     assert_eq!(v["c"], json!([1, 2]));
     assert_eq!(v["d"], json!(null));
-    assert!(fails("addVar(t, \"not json\")\nvariableFromJSON(t, k, x)", "runtime").contains("not a JSON object"));
+    assert!(fails("addVar(t, \"not json\")\nvariableFromJSON(t, k, x)", "runtime").contains("not a dict"));
+    // Text in AVAP literal syntax, as the original servers' users wrote it.
+    let v =
+        vars("addVar(t, \"{'k': [1, True, None], 'n': -3}\")\nvariableFromJSON(t, k, k)\nvariableFromJSON(t, n, n)");
+    assert_eq!(v["k"], json!([1, true, null]));
+    assert_eq!(v["n"], json!(-3));
+    assert!(fails("addVar(t, \"{'k': secret}\")\nvariableFromJSON(t, k, x)", "runtime").contains("not a dict"));
     assert!(fails("addVar(t, 1)\nAddvariableToJSON(k, 1, t)", "runtime").contains("not a dict"));
 }
 

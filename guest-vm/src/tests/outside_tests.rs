@@ -105,13 +105,44 @@ fn request_post_bodies_and_any_status() {
     assert!(seen.iter().all(|(_, r)| r["method"] == "POST"));
 }
 
+/// The original servers' users wrote dicts as Python-style text
+/// (`"{'postId': 1}"`, `True`, `None`): querystring, headers and body read
+/// it as the dict it spells, never evaluating a name or a call in it.
+#[test]
+fn dicts_written_as_text_in_avap_literal_syntax() {
+    let script = "addVar(filters, \"{'postId': 1, 'all': True, 'tag': None, 'n': -2.5,}\")\n\
+                  RequestGet(\"http://svc/comments\", filters, \"{'X-Key': 'k'}\", res)\n\
+                  RequestPost(\"http://svc/c\", , , \"{'a': [1, 'two', False]}\", res2)\n\
+                  RequestPost(\"http://svc/c\", , , \"{'a': b}\", res3)\n\
+                  addResult(res)";
+    let (out, seen) = with_host(script, json!({}), vec![http_ok(200, "[]"), http_ok(201, "{}"), http_ok(201, "{}")]);
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(
+        seen[0].1["query"],
+        json!([["postId", "1"], ["all", "True"], ["tag", "None"], ["n", "-2.5"]]),
+        "values are sent as their text"
+    );
+    assert_eq!(seen[0].1["headers"], json!([["X-Key", "k"]]));
+    assert_eq!(seen[1].1["body"], json!({"json": "{\"a\":[1,\"two\",false]}"}));
+    // A name inside is not data: the text goes as it is.
+    assert_eq!(seen[2].1["body"], json!({"text": "{'a': b}"}));
+    for bad in ["\"{'a': b}\"", "\"{'a': f(1)}\"", "\"{'a': 1 + 1}\"", "\"{'a': 1\""] {
+        let (out, seen) = with_host(&format!("RequestGet(\"http://x\", {bad}, , r)"), json!({}), vec![]);
+        assert!(out["error"].as_str().unwrap_or_default().contains("querystring must be a dict"), "{bad}: {out}");
+        assert!(seen.is_empty());
+    }
+}
+
 #[test]
 fn request_argument_errors() {
     let (out, seen) = with_host("RequestGet(\"\", , , r)", json!({}), vec![]);
     assert_eq!(out["error"], "line 1: RequestGet: the url is empty");
     assert!(seen.is_empty());
     let (out, _) = with_host("RequestGet(\"http://x\", \"a=1\", , r)", json!({}), vec![]);
-    assert_eq!(out["error"], "line 1: RequestGet: querystring must be a dict, the JSON text of an object, or empty");
+    assert_eq!(
+        out["error"],
+        "line 1: RequestGet: querystring must be a dict, the text of one (JSON or AVAP literal syntax), or empty"
+    );
     let (out, _) = with_host("RequestGet(\"http://x\", , [1], r)", json!({}), vec![]);
     assert!(out["error"].as_str().unwrap_or_default().contains("headers must be a dict"), "{out}");
 }

@@ -142,3 +142,37 @@ fn one_line_function_bodies() {
     let out = run("function bad(a){ return a } extra");
     assert_eq!(out["kind"], "syntax", "{out}");
 }
+
+#[test]
+fn while_loops() {
+    // The original benchmark's heavy script.
+    let out = run("x=0\nwhile(x<1000)\nx=x+1\nend()\naddResult(x)");
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["result"]["x"], 1000);
+    // endLoop() closes one too; a false condition runs zero rounds; return
+    // leaves the function from inside one.
+    let out = run("n = 0\nwhile (n < 3)\n  n = n + 1\nendLoop()\nwhile(False)\n  n = 99\nend()\n\
+         function first_over(limit) {\n  i = 0\n  while(True)\n    i = i + 1\n    if(i, limit, >)\n      return i\n    end()\n  end()\n}\n\
+         f = first_over(5)\naddResult(n)\naddResult(f)");
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!((&out["result"]["n"], &out["result"]["f"]), (&json!(3), &json!(6)), "{out}");
+    // Rounds count against max_loop_iterations: an endless loop ends.
+    let out = run_with(json!({"script": "while(1)\n  x = 1\nend()", "limits": {"max_loop_iterations": 50}}));
+    assert_eq!(out["kind"], "limit", "{out}");
+    assert!(out["error"].as_str().unwrap_or_default().contains("max_loop_iterations"), "{out}");
+    // A condition that fails is a catchable runtime error.
+    let out = run("try()\n  while(y < 1)\n    x = 1\n  end()\nexception(e)\nend()\naddResult(e)");
+    assert_eq!(out["ok"], true, "{out}");
+    // Syntax: one condition, closed.
+    for (script, msg) in [
+        ("while()\nend()", "while() takes one condition"),
+        ("while(a, b)\nend()", "while() takes one condition"),
+        ("while(x < 1)", "while() at line 1 is not closed with end()"),
+        ("while(x < 1) x = 2\nend()", "unexpected text after while(...)"),
+        ("while = 3", "cannot assign to 'while'"),
+    ] {
+        let out = run(script);
+        assert_eq!(out["kind"], "syntax", "{script}: {out}");
+        assert!(out["error"].as_str().unwrap_or_default().contains(msg), "{script}: {out}");
+    }
+}
