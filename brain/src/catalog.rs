@@ -151,19 +151,9 @@ fn entry(
     Ok(avap_wire::catalog::signed_entry(keys.catalog_entry(), name, kind, interface_json, payload)?)
 }
 
-/// The payload of a standard command's package. The original servers ship
-/// Python implementations under type `function`; AVAP hosts implement the
-/// standard commands natively and use only the name and interface, so this
-/// stub carries no code. An original Python server fed from this catalog
-/// needs its own implementations.
-fn standard_stub(name: &str) -> String {
-    format!(
-        "# AVAP standard command `{name}`: implemented natively by AVAP hosts (avap-guest-vm).\n\
-         # This package carries no Python code; original Python servers need their own implementation.\n"
-    )
-}
-
-/// The 27 standard commands, type `function`.
+/// The 27 standard commands, type `function`: each payload is the
+/// command's Python implementation for the original language servers
+/// ([`crate::python`]); AVAP hosts use only the name and the interface.
 pub fn standard_entries(keys: &Keys) -> Result<Vec<CommandResponse>, CatalogError> {
     let reference: Reference = serde_json::from_str(REFERENCE).map_err(|e| CatalogError::Reference(e.to_string()))?;
     reference
@@ -171,7 +161,9 @@ pub fn standard_entries(keys: &Keys) -> Result<Vec<CommandResponse>, CatalogErro
         .iter()
         .map(|c| {
             let interface = interface_json(c.parameters.iter().map(|p| (p.name.as_str(), p.kind.as_str())));
-            entry(keys, &c.name, TYPE_FUNCTION, interface, standard_stub(&c.name).as_bytes())
+            let python = crate::python::source(&c.name)
+                .ok_or_else(|| CatalogError::Reference(format!("no Python implementation of `{}`", c.name)))?;
+            entry(keys, &c.name, TYPE_FUNCTION, interface, python.as_bytes())
         })
         .collect()
 }

@@ -42,13 +42,16 @@
 
 pub mod catalog;
 pub mod ops;
+pub mod python;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use avap_wire::auth::{AUTH_METADATA, DEFAULT_API_KEY, DEFAULT_INTERNAL_KEY, key_matches};
+use avap_wire::auth::{
+    AUTH_METADATA, CLIENT_METADATA, DEFAULT_API_KEY, DEFAULT_INTERNAL_KEY, HOST_CLIENT, key_matches,
+};
 use avap_wire::guest_sig::{GuestSigningKey, dev_signing_key};
 use avap_wire::keys::{KeyScheme, Keys, MIN_API_KEY_BYTES, MIN_SECRET_BYTES, WeakKey, weak_key};
 use avap_wire::pb::{
@@ -559,13 +562,42 @@ fn auth_interceptor(api_key: &str) -> impl FnMut(Request<()>) -> Result<Request<
     }
 }
 
+/// Whether the caller is this project's host (`x-avap-client: avap-host`),
+/// which gets the whole catalog. Any other client is taken for an original
+/// language server: it gets [`original_view`].
+fn is_host<T>(request: &Request<T>) -> bool {
+    request.metadata().get(CLIENT_METADATA).is_some_and(|v| v.as_bytes() == HOST_CLIENT.as_bytes())
+}
+
+/// The catalog as an original language server can take it: only the
+/// `function` entries (it compiles every payload as Python source, so a
+/// wasm module or AVAP source would fail its whole sync), with
+/// `total_count` and `version_hash` over those entries.
+pub fn original_view(catalog: &CatalogResponse) -> CatalogResponse {
+    let commands: Vec<CommandResponse> =
+        catalog.commands.iter().filter(|c| c.r#type == avap_wire::catalog::TYPE_FUNCTION).cloned().collect();
+    CatalogResponse {
+        total_count: i32::try_from(commands.len()).unwrap_or(i32::MAX),
+        version_hash: avap_wire::catalog::version_hash(&commands),
+        commands,
+        keepalive: catalog.keepalive,
+    }
+}
+
+/// The catalog `request`'s caller gets.
+fn view_for<T>(request: &Request<T>, catalog: &CatalogResponse) -> CatalogResponse {
+    if is_host(request) { catalog.clone() } else { original_view(catalog) }
+}
+
 #[tonic::async_trait]
 impl DefinitionEngine for Brain {
     async fn get_command(&self, request: Request<CommandRequest>) -> Result<Response<CommandResponse>, Status> {
         self.shared.metrics.call("GetCommand");
+        let host = is_host(&request);
         let name = request.into_inner().name;
         let catalog = self.catalog();
-        match catalog.commands.iter().find(|c| c.name == name) {
+        let visible = |c: &&CommandResponse| host || c.r#type == avap_wire::catalog::TYPE_FUNCTION;
+        match catalog.commands.iter().filter(visible).find(|c| c.name == name) {
             Some(entry) => Ok(Response::new(entry.clone())),
             None => {
                 let shown: String = name.chars().take(100).collect();
@@ -574,16 +606,17 @@ impl DefinitionEngine for Brain {
         }
     }
 
-    async fn sync_catalog(&self, _: Request<Empty>) -> Result<Response<CatalogResponse>, Status> {
+    async fn sync_catalog(&self, request: Request<Empty>) -> Result<Response<CatalogResponse>, Status> {
         self.shared.metrics.call("SyncCatalog");
-        Ok(Response::new(CatalogResponse::clone(&self.catalog())))
+        Ok(Response::new(view_for(&request, &self.catalog())))
     }
 
     type WatchCatalogStream = ReceiverStream<Result<CatalogResponse, Status>>;
 
     /// The current catalog at once, then every newly published one. A slow
     /// reader skips intermediate catalogs and gets the newest.
-    async fn watch_catalog(&self, _: Request<Empty>) -> Result<Response<Self::WatchCatalogStream>, Status> {
+    async fn watch_catalog(&self, request: Request<Empty>) -> Result<Response<Self::WatchCatalogStream>, Status> {
+        let host = is_host(&request);
         let (tx, rx) = mpsc::channel(1);
         let mut catalogs = self.subscribe();
         let mut stopping = self.shared.stopping.subscribe();
@@ -593,7 +626,10 @@ impl DefinitionEngine for Brain {
         tokio::spawn(async move {
             let _watcher = watcher;
             loop {
-                let current = CatalogResponse::clone(&catalogs.borrow_and_update());
+                let current = {
+                    let published = catalogs.borrow_and_update();
+                    if host { CatalogResponse::clone(&published) } else { original_view(&published) }
+                };
                 let version_hash = current.version_hash.clone();
                 tokio::select! {
                     sent = tx.send(Ok(current)) => if sent.is_err() { return },

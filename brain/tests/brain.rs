@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use avap_brain::{Brain, BrainConfig};
-use avap_wire::auth::{AUTH_METADATA, DEFAULT_API_KEY, DEFAULT_INTERNAL_KEY};
+use avap_wire::auth::{AUTH_METADATA, CLIENT_METADATA, DEFAULT_API_KEY, DEFAULT_INTERNAL_KEY, HOST_CLIENT};
 use avap_wire::catalog::{TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM, entry_hash, version_hash};
 use avap_wire::guest_sig::{GuestSignature, GuestSigningKey, dev_signing_key};
 use avap_wire::keys::{KeyScheme, Keys};
@@ -72,8 +72,12 @@ impl Running {
     }
 }
 
+/// A call as this project's host makes it: the key, and the client
+/// metadata that asks for the whole catalog.
 fn authed<T>(message: T) -> Request<T> {
-    with_key(message, DEFAULT_API_KEY)
+    let mut request = with_key(message, DEFAULT_API_KEY);
+    request.metadata_mut().insert(CLIENT_METADATA, HOST_CLIENT.parse().expect("ascii"));
+    request
 }
 
 fn with_key<T>(message: T, key: &str) -> Request<T> {
@@ -161,7 +165,10 @@ async fn sync_catalog_serves_the_standard_commands_and_the_guest() {
         interface,
         serde_json::json!([{"item": "targetVarName", "type": "variable"}, {"item": "varValue", "type": "value"}])
     );
-    assert!(String::from_utf8_lossy(payload(add_var, DEFAULT_INTERNAL_KEY)).starts_with("# AVAP"));
+    // Its payload: the Python implementation for the original servers.
+    let python = String::from_utf8_lossy(payload(add_var, DEFAULT_INTERNAL_KEY)).into_owned();
+    assert_eq!(Some(python.as_str()), avap_brain::python::source("addVar"));
+    assert!(python.starts_with("# AVAP command `addVar("), "{python}");
     let exception = find(&catalog, "exception").expect("exception");
     assert_eq!(exception.interface_json, r#"[{"item":"error","type":"var"}]"#);
     assert_eq!(find(&catalog, "else").expect("else").interface_json, "[]");
@@ -212,7 +219,7 @@ async fn every_call_needs_the_api_key() {
     unauthenticated(client.get_command(CommandRequest { name: "addVar".into() }).await.map(|_| ()));
     unauthenticated(client.watch_catalog(with_key(Empty {}, "sesam")).await.map(|_| ()));
     let ok = client.sync_catalog(with_key(Empty {}, "sesame")).await.expect("right key");
-    assert_eq!(ok.into_inner().commands.len(), 29);
+    assert_eq!(ok.into_inner().commands.len(), 27, "no client metadata: the original servers' view");
     brain.stop().await;
 }
 
@@ -390,6 +397,54 @@ async fn original_servers_mode_signs_entries_with_the_secret_itself() {
     brain.stop().await;
 }
 
+/// What an original language server gets (a call without `x-avap-client`):
+/// the `function` entries only, each a package it verifies with the secret
+/// itself, and neither the guest module nor the manifest nor AVAP source,
+/// which it would try to compile as Python.
+#[tokio::test]
+async fn clients_that_are_not_hosts_get_only_the_function_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("greet.avap"), GREET).expect("write");
+    let key = std::sync::Arc::new(GuestSigningKey::generate().expect("key"));
+    let config = BrainConfig {
+        original_servers: true,
+        guest_signing_key: Some(key),
+        catalog_dir: Some(dir.path().to_path_buf()),
+        ..BrainConfig::default()
+    };
+    let brain = Running::start(config).await;
+    let full = brain.sync().await;
+    assert!(
+        find(&full, "avap-guest-vm").is_some()
+            && find(&full, "greet").is_some()
+            && find(&full, MANIFEST_ENTRY).is_some()
+    );
+    let mut client = brain.client();
+    let original = client.sync_catalog(with_key(Empty {}, DEFAULT_API_KEY)).await.expect("sync").into_inner();
+    assert_eq!(original.commands.len(), 27);
+    assert_eq!(original.total_count, 27);
+    assert_eq!(original.version_hash, version_hash(&original.commands));
+    for entry in &original.commands {
+        assert_eq!(entry.r#type, TYPE_FUNCTION, "{}", entry.name);
+        let payload = package::verify(DEFAULT_INTERNAL_KEY.as_bytes(), &entry.code).expect("the secret itself");
+        assert!(std::str::from_utf8(payload).is_ok(), "{}: the original decodes payloads as UTF-8", entry.name);
+    }
+    for name in ["avap-guest-vm", MANIFEST_ENTRY, "greet"] {
+        let status =
+            client.get_command(with_key(CommandRequest { name: name.into() }, DEFAULT_API_KEY)).await.expect_err(name);
+        assert_eq!(status.code(), Code::NotFound, "{name}");
+    }
+    let add_var = client.get_command(with_key(CommandRequest { name: "addVar".into() }, DEFAULT_API_KEY)).await;
+    assert_eq!(Some(&add_var.expect("addVar").into_inner()), find(&full, "addVar"));
+    // Another value of the metadata is not the host either.
+    let mut other = with_key(Empty {}, DEFAULT_API_KEY);
+    other.metadata_mut().insert(CLIENT_METADATA, "avap-host-impostor".parse().expect("ascii"));
+    assert_eq!(client.sync_catalog(other).await.expect("sync").into_inner().commands.len(), 27);
+    let mut watch = client.watch_catalog(with_key(Empty {}, DEFAULT_API_KEY)).await.expect("watch").into_inner();
+    assert_eq!(next_catalog(&mut watch, 10).await, original);
+    brain.stop().await;
+}
+
 #[tokio::test]
 async fn a_folder_guest_needs_its_signature_file_or_a_key() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -562,4 +617,29 @@ async fn the_ops_port_serves_probes_and_metrics_and_drains() {
     assert!(body.contains("draining"), "{body}");
     let _ = stop_http.send(());
     ops.await.expect("task").expect("ops port served cleanly");
+}
+
+/// Every standard command's Python payload compiles as Python 3 (what an
+/// original server does with it first, `compile(source, name, "exec")`),
+/// and none is the old comment-only stub.
+#[test]
+fn every_standard_command_carries_python_that_compiles() {
+    assert_eq!(avap_brain::python::STANDARD.len(), 27);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut files = Vec::new();
+    for (name, source) in avap_brain::python::STANDARD {
+        let path = dir.path().join(format!("{name}.py"));
+        std::fs::write(&path, source).expect("write");
+        files.push(path);
+        let code_lines = source.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).count();
+        assert!(code_lines >= 1, "{name} has no code");
+    }
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys\nfor f in sys.argv[1:]:\n    compile(open(f, encoding='utf-8').read(), f, 'exec')\nprint('ok', len(sys.argv) - 1)")
+        .args(&files)
+        .output()
+        .expect("python3 runs (CI installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 27");
 }

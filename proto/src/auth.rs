@@ -5,6 +5,13 @@ use subtle::ConstantTimeEq;
 
 /// The metadata key every `DefinitionEngine` call carries.
 pub const AUTH_METADATA: &str = "x-avap-auth";
+/// The metadata key with which a client says what it is. This project's
+/// host sends [`HOST_CLIENT`] and gets the whole catalog; a client that
+/// does not (the original language servers) gets only the entries it can
+/// run: those of type `function` (WIRE.md section 2, "Who gets what").
+pub const CLIENT_METADATA: &str = "x-avap-client";
+/// The [`CLIENT_METADATA`] value of this project's host.
+pub const HOST_CLIENT: &str = "avap-host";
 /// The default `API_KEY` (the token in [`AUTH_METADATA`]).
 pub const DEFAULT_API_KEY: &str = "avap_secret_key_2026";
 /// The default `AVAP_INTERNAL_KEY` (the package HMAC key). Deployments must

@@ -1,0 +1,75 @@
+# AVAP command `RequestPost(url V, querystring V, headers V, body V, o_result T)`, written
+# for the original AVAP Python language server's exec runtime, from docs/COMMANDS.md.
+# Uses the `requests` module of the exec namespace. A dict/list body, or text that parses
+# as JSON, is sent as JSON (Content-Type application/json unless the script sets one);
+# other text as it is; empty sends none. The reply is stored whatever its status.
+# (Like RequestGet, querystring/headers also accept Python dict literal text.)
+import ast as _ast
+
+CMD = 'RequestPost'
+P = task['properties']
+V = self.conector.variables
+
+
+def arg(name, i):
+    x = P[name] if name in P else P.get(str(i))
+    return V[x] if isinstance(x, str) and x in V else x
+
+
+def text(x):
+    if isinstance(x, str):
+        return x
+    if x is None or isinstance(x, (bool, int, float)):
+        return str(x)
+    return json.dumps(x, separators=(',', ':'), ensure_ascii=False)
+
+
+def pairs(x, what):
+    if x is None or (isinstance(x, str) and not x.strip()):
+        return {}
+    if isinstance(x, str):
+        try:
+            x = json.loads(x)
+        except ValueError:
+            try:
+                x = _ast.literal_eval(x)
+            except (ValueError, SyntaxError):
+                pass
+    if not isinstance(x, dict):
+        raise RuntimeError(f"{CMD}: {what} must be a dict, the JSON text of an object, or empty")
+    return {str(k): text(v) for k, v in x.items()}
+
+
+if sum(k.isdigit() for k in P) + (1 if task.get('context') else 0) < 5:
+    raise RuntimeError(f"{CMD} expects 5 arguments (url, querystring, headers, body, o_result), got {sum(k.isdigit() for k in P)}")
+url = text(arg('url', 0)).strip()
+if not url:
+    raise RuntimeError(f"{CMD}: the url is empty")
+query, headers = pairs(arg('querystring', 1), 'querystring'), pairs(arg('headers', 2), 'headers')
+body = arg('body', 3)
+data, is_json = None, False
+if isinstance(body, (dict, list)):
+    data, is_json = json.dumps(body, separators=(',', ':'), ensure_ascii=False), True
+elif body is not None and not (isinstance(body, str) and body == ''):
+    data = text(body)
+    try:
+        json.loads(data)
+        is_json = True
+    except ValueError:
+        pass
+if is_json and not any(k.lower() == 'content-type' for k in headers):
+    headers['Content-Type'] = 'application/json'
+try:
+    resp = requests.post(url, params=query, headers=headers,
+                         data=data.encode('utf-8') if data is not None else None, timeout=10)
+except requests.RequestException as e:
+    raise RuntimeError(f"{CMD}: request to {url} failed: {e}")
+raw = resp.content.decode('utf-8', 'replace')
+try:
+    value = json.loads(raw)
+except ValueError:
+    value = raw
+
+targets = [t.strip() for t in (P.get('o_result', P.get('4')), task.get('context')) if isinstance(t, str) and t.strip()]
+for t in targets:
+    V[t] = value
