@@ -115,11 +115,11 @@ pub(super) fn variable_from_json(interp: &mut Interp<'_>, a: &Args) -> Result<()
                 Some(v) => Value::from_json(v).map_err(|_| Limits::value_depth_error())?,
                 None => Value::Null,
             },
-            Ok(_) => return Err(not_a_dict(&name)),
+            Ok(_) => return Err(not_a_dict(name)),
             Err(_) => match crate::value::data_from_text(text) {
                 Some(Ok(Value::Dict { map, .. })) => map.get(&key).cloned().unwrap_or(Value::Null),
                 Some(Err(_)) => return Err(Limits::value_depth_error()),
-                _ => return Err(not_a_dict(&name)),
+                _ => return Err(not_a_dict(name)),
             },
         },
         other => {
