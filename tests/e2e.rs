@@ -16,6 +16,7 @@ mod capabilities;
 mod catalog_sync;
 mod common;
 mod ops;
+mod originals;
 mod router;
 mod trust;
 
@@ -161,7 +162,7 @@ async fn health_and_metrics_describe_the_host() {
     let (status, text) = server.get_text("/health").await;
     assert_eq!(status, 200);
     let health: Value = serde_json::from_str(&text).expect("json");
-    assert_eq!(health["status"], json!("ok"));
+    assert_eq!(health["status"], json!("healthy"));
     assert_eq!(health["service"], json!("avap-host"));
     assert_eq!(health["guest"]["source"], json!("built-in"));
     assert_eq!(health["guest"]["abi_version"], json!(1));

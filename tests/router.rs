@@ -57,7 +57,7 @@ fn script_body() -> String {
 #[tokio::test]
 async fn unknown_routes_get_404_and_wrong_methods_405() {
     let app = router(config(|_| {})).await;
-    for (method, uri) in [(Method::GET, "/"), (Method::POST, "/api/v1/nope"), (Method::GET, "/api/v1/execute/x")] {
+    for (method, uri) in [(Method::GET, "/nope"), (Method::POST, "/api/v1/nope"), (Method::GET, "/api/v1/execute/x")] {
         let answer = send(&app, request(method.clone(), uri, &[], Body::empty())).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method} {uri}: {}", answer.text);
     }
@@ -136,6 +136,27 @@ async fn an_oversized_body_gets_413() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
 }
 
+/// Probes written for the original server: `GET /` redirects to
+/// `/health` (301, as it answered), which says `healthy` and names the
+/// service, with or without tokens configured.
+#[tokio::test]
+async fn the_root_redirects_to_health_as_the_original_did() {
+    for app in [router(config(|_| {})).await, router(config(|c| c.api_tokens = "t0ken".parse().expect("list"))).await] {
+        let answer = send(&app, request(Method::GET, "/", &[], Body::empty())).await;
+        assert_eq!(answer.status, StatusCode::MOVED_PERMANENTLY, "{}", answer.text);
+        assert_eq!(answer.headers.get("location").and_then(|v| v.to_str().ok()), Some("/health"));
+        let health = send(&app, request(Method::GET, "/health", &[], Body::empty())).await.json();
+        assert_eq!((&health["status"], &health["service"]), (&json!("healthy"), &json!("avap-host")), "{health}");
+        if health.get("catalog").is_some() {
+            // The built-in catalog counts its commands (it said 0).
+            assert_eq!(
+                (&health["catalog"]["source"], &health["catalog"]["commands"]),
+                (&json!("built-in"), &json!(27))
+            );
+        }
+    }
+}
+
 /// With tokens configured: probes get a brief `/health`, a caller with a
 /// token every detail; execution and metrics need the token.
 #[tokio::test]
@@ -151,11 +172,11 @@ async fn health_is_brief_without_the_token_and_detailed_with_it() {
         let json = answer.json();
         let keys: Vec<_> = json.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
         assert_eq!(keys, ["status", "service", "detail"], "{auth:?}: {json}");
-        assert_eq!(json["status"], "ok");
+        assert_eq!(json["status"], "healthy");
     }
     for auth in ["Bearer t0ken-one", "Bearer t0ken-two"] {
         let json = send(&app, health(Some(auth))).await.json();
-        assert_eq!(json["status"], "ok", "{json}");
+        assert_eq!(json["status"], "healthy", "{json}");
         assert_eq!(json["front_door"]["tokens_required"], json!(true), "{json}");
         assert!(json["guest"]["digest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{json}");
         assert!(json["limits"].is_object() && json["capabilities"].is_object(), "{json}");

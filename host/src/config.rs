@@ -296,6 +296,12 @@ pub struct Config {
     #[arg(long, env = "AVAP_DB_URL", default_value = "sqlite::memory:", hide_env_values = true)]
     pub db_url: String,
 
+    /// Also store each package `/api/v1/compile` signs in this PostgreSQL
+    /// database, in the original servers' table `avap_bytecode` (created if
+    /// missing), as the original server did. Empty: store nothing.
+    #[arg(long, env = "AVAP_COMPILE_STORE", default_value = "", hide_env_values = true)]
+    pub compile_store: String,
+
     /// Connections in the database pool shared by all executions.
     #[arg(long, env = "AVAP_DB_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,

@@ -23,6 +23,7 @@
 pub mod api;
 pub mod capability;
 pub mod catalog;
+pub mod compile_store;
 pub mod config;
 pub mod front;
 pub mod metrics;

@@ -50,6 +50,8 @@ pub struct AppState {
     draining: std::sync::atomic::AtomicBool,
     /// Ready without a synced catalog: standalone, or `AVAP_READY_WITHOUT_BRAIN`.
     ready_without_brain: bool,
+    /// Where `/api/v1/compile` also stores its packages (`--compile-store`).
+    pub compile_store: Option<crate::compile_store::CompileStore>,
 }
 
 /// How the host follows the definition server.
@@ -132,7 +134,12 @@ impl AppState {
         };
         metrics.guest_info(runner.info());
         metrics.catalog_info(&catalog);
+        let compile_store = crate::compile_store::CompileStore::from_url(&config.compile_store)?;
+        if compile_store.is_some() {
+            tracing::info!("compiled packages are also stored in the compile store's avap_bytecode table");
+        }
         Ok(Arc::new(AppState {
+            compile_store,
             gate: Gate::new(limits.max_concurrency, limits.queue_timeout),
             engine,
             live: RwLock::new(Arc::new(Live { guest, catalog, runner })),

@@ -17,7 +17,7 @@ pub fn detail(state: &AppState) -> Value {
     };
     let degraded = sync.mode != SyncMode::Standalone && catalog.source == CatalogSource::BuiltIn;
     json!({
-        "status": "ok",
+        "status": "healthy",
         "service": "avap-host",
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
@@ -28,6 +28,8 @@ pub fn detail(state: &AppState) -> Value {
             "manifest_serial": catalog.serial,
             "commands": catalog.entries,
             "last_sync": catalog.synced_at.map(rfc3339),
+            "applied_at": catalog.applied_at.map(rfc3339),
+            "interface_mismatches": catalog.interface_mismatches,
             "note": degraded.then_some("definition server not synced yet: serving the built-in catalog and guest"),
         },
         "brain": sync,

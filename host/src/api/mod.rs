@@ -51,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/execute", post(execute))
         .route("/api/v1/compile", post(compile))
         .route("/health", get(health))
+        .route("/", get(to_health))
         .route("/livez", get(livez))
         .route("/openapi.json", get(openapi))
         .route("/readyz", get(readyz))
@@ -320,6 +321,12 @@ async fn compile(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
             .map_err(|_| ApiError::bad_request("\"name\" must be a non-empty string"))?
             .unwrap_or_else(|| "script".into()),
     };
+    if name.chars().count() > crate::compile_store::MAX_NAME_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "\"name\" is longer than {} characters",
+            crate::compile_store::MAX_NAME_CHARS
+        )));
+    }
     let live = state.live();
     let mut input = GuestInput {
         catalog: live.catalog.guest_json.as_deref(),
@@ -338,6 +345,13 @@ async fn compile(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
     };
     let package = avap_wire::package::pack(state.trust.keys.package(), script.as_bytes())
         .map_err(|e| internal("signing a package", e))?;
+    let stored = match &state.compile_store {
+        None => false,
+        Some(store) => {
+            store.store(&name, &script, &package).await.map_err(|e| internal("storing the compiled package", e))?;
+            true
+        }
+    };
     let mut response = axum::Json(json!({
         "success": true,
         "name": name,
@@ -346,6 +360,7 @@ async fn compile(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
         "diagnostics": [],
         "commands": output.commands.unwrap_or_default(),
         "functions": output.functions.unwrap_or_default(),
+        "stored": stored,
     }))
     .into_response();
     response.extensions_mut().insert(access);
@@ -396,6 +411,12 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], text.clone()).into_response()
 }
 
+/// `/`: a permanent redirect to `/health`, as the original server answered
+/// (301, so probes written for it follow it the same way).
+async fn to_health() -> Response {
+    (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, "/health")]).into_response()
+}
+
 /// `/livez`: the process answers. Needs no token.
 async fn livez() -> impl IntoResponse {
     axum::Json(json!({"status": "alive"}))
@@ -423,7 +444,7 @@ async fn health(State(state): State<Arc<AppState>>, headers: HeaderMap) -> impl 
         return axum::Json(health::detail(&state));
     }
     let mut brief = Map::new();
-    brief.insert("status".into(), Value::from("ok"));
+    brief.insert("status".into(), Value::from("healthy"));
     brief.insert("service".into(), Value::from("avap-host"));
     brief.insert("detail".into(), Value::from("send the API token (Authorization: Bearer) for details"));
     axum::Json(Value::Object(brief))

@@ -70,7 +70,8 @@ pub struct Usage {
 pub struct CompileRequest {
     #[schema(min_length = 1, example = "function twice(x) {\n  return x * 2\n}\ny = twice(21)\naddResult(y)")]
     script: String,
-    /// A name for the package (default `script`).
+    /// A name for the package (default `script`), at most 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
 }
 
@@ -89,6 +90,9 @@ pub struct CompileResponse {
     commands: Vec<String>,
     /// The functions it defines.
     functions: Vec<String>,
+    /// Whether the package was also stored in the compile store
+    /// (`--compile-store`, the original servers' `avap_bytecode` table).
+    stored: bool,
 }
 
 /// `/readyz`.
@@ -213,6 +217,21 @@ fn get(summary: &str, token: bool, responses: Vec<(&str, utoipa::openapi::Respon
     PathItem::new(HttpMethod::Get, operation.build())
 }
 
+/// A redirect: no body, a `Location`.
+fn redirect(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .header(
+            "Location",
+            utoipa::openapi::HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some("Where to go"))
+                .build(),
+        )
+        .header(crate::telemetry::REQUEST_ID_HEADER, request_id_header())
+        .build()
+}
+
 fn any_object(description: &str) -> utoipa::openapi::Response {
     json_response(description, RefOr::T(ObjectBuilder::new().into()))
 }
@@ -278,6 +297,10 @@ pub fn document() -> OpenApi {
             ),
         )
         .path("/openapi.json", get("This document", false, vec![("200", any_object("OpenAPI 3.1"))]))
+        .path(
+            "/",
+            get("Redirects to /health, as the original server did", false, vec![("301", redirect("to /health"))]),
+        )
         .build();
     let components = ComponentsBuilder::new()
         .schema("ExecuteRequest", ExecuteRequest::schema())

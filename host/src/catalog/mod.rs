@@ -25,6 +25,7 @@ use avap_wire::manifest::{GuestPin, MANIFEST_ENTRY, Manifest, ManifestError, TYP
 use avap_wire::package::{self, PackageError};
 use avap_wire::pb::{CatalogResponse, CommandResponse};
 
+use avap_guest_vm::builtins::Builtin;
 use serde_json::json;
 use serde_json::value::RawValue;
 pub use trust::Trust;
@@ -49,23 +50,35 @@ pub struct LiveCatalog {
     /// server's catalog).
     pub serial: Option<u64>,
     pub entries: usize,
+    /// The last successful sync with the definition server, whether or not
+    /// it changed anything.
     pub synced_at: Option<SystemTime>,
+    /// When this catalog's content was applied (it differs from
+    /// `synced_at` once later syncs found nothing new).
+    pub applied_at: Option<SystemTime>,
     /// Names of every entry, for `/health`.
     pub names: Vec<String>,
+    /// `function` entries naming a built-in whose `interface_json` does not
+    /// match the built-in's parameters: not run here ([`interface_mismatch`]).
+    pub interface_mismatches: Vec<InterfaceMismatch>,
     /// The guest's `catalog` input field (docs/ABI.md), serialised once per
     /// catalog rather than per request. `None` for the built-in catalog.
     pub guest_json: Option<Box<RawValue>>,
 }
 
 impl LiveCatalog {
+    /// The host's own catalog: every built-in command of the guest.
     pub fn built_in() -> Self {
+        let names: Vec<String> = Builtin::ALL.iter().map(|b| b.spec().name.to_string()).collect();
         LiveCatalog {
             source: CatalogSource::BuiltIn,
             version_hash: None,
             serial: None,
-            entries: 0,
+            entries: names.len(),
             synced_at: None,
-            names: Vec::new(),
+            applied_at: None,
+            names,
+            interface_mismatches: Vec::new(),
             guest_json: None,
         }
     }
@@ -82,6 +95,9 @@ pub struct VerifiedCatalog {
     pub names: Vec<String>,
     /// `function` entries: run by the built-in of that name, if any.
     pub functions: Vec<String>,
+    /// `function` entries naming a built-in with another interface: kept
+    /// out of the built-ins the guest may run.
+    pub interface_mismatches: Vec<InterfaceMismatch>,
     /// `avap` entries: `(name, source)`.
     pub avap: Vec<(String, String)>,
     /// The `guest-vm` entry: its module, signature checked.
@@ -223,6 +239,7 @@ pub fn verify(response: &CatalogResponse, trust: &Trust) -> Result<VerifiedCatal
         serial: manifest.as_ref().map(|m| m.serial),
         names: Vec::with_capacity(entries.len()),
         functions: Vec::new(),
+        interface_mismatches: Vec::new(),
         avap: Vec::new(),
         guest: None,
     };
@@ -235,7 +252,12 @@ pub fn verify(response: &CatalogResponse, trust: &Trust) -> Result<VerifiedCatal
             return Err(CatalogError::Invalid { name: name.clone(), reason: "name is not an AVAP identifier".into() });
         }
         match entry.r#type.as_str() {
-            TYPE_FUNCTION => out.functions.push(name.clone()),
+            TYPE_FUNCTION => {
+                if let Some(m) = interface_mismatch(name, &entry.interface_json) {
+                    out.interface_mismatches.push(m);
+                }
+                out.functions.push(name.clone());
+            }
             TYPE_AVAP => {
                 let source = std::str::from_utf8(payload).map_err(|_| CatalogError::Invalid {
                     name: name.clone(),
@@ -285,11 +307,15 @@ impl VerifiedCatalog {
     /// functions, and names the host cannot run. `function` entries go in
     /// both lists: the guest runs a built-in of that name and reports any
     /// other as not supported by this host.
+    /// A built-in whose entry's interface does not match is left out of
+    /// `commands`, so calling it reports the entry as not supported.
     pub fn guest_json(&self) -> Box<RawValue> {
         let functions: Vec<_> =
             self.avap.iter().map(|(name, source)| json!({"name": name, "source": source})).collect();
+        let runnable: Vec<&String> =
+            self.functions.iter().filter(|f| !self.interface_mismatches.iter().any(|m| &m.name == *f)).collect();
         let doc = json!({
-            "commands": self.functions,
+            "commands": runnable,
             "functions": functions,
             "unsupported": self.functions,
         });
@@ -298,16 +324,67 @@ impl VerifiedCatalog {
     }
 
     pub fn into_live(self, guest_json: Box<RawValue>) -> LiveCatalog {
+        let now = SystemTime::now();
         LiveCatalog {
             source: CatalogSource::Brain,
             version_hash: Some(self.version_hash),
             serial: self.serial,
             entries: self.names.len(),
-            synced_at: Some(SystemTime::now()),
+            synced_at: Some(now),
+            applied_at: Some(now),
             names: self.names,
+            interface_mismatches: self.interface_mismatches,
             guest_json: Some(guest_json),
         }
     }
+}
+
+/// A `function` entry whose name is a built-in command but whose
+/// `interface_json` does not list that command's parameters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InterfaceMismatch {
+    pub name: String,
+    /// What differs, in words.
+    pub reason: String,
+}
+
+/// Largest `interface_json` read for the check (the original servers' are
+/// a few hundred bytes).
+const MAX_INTERFACE_BYTES: usize = 16 * 1024;
+
+/// Checks the interface a `function` entry declares against the built-in
+/// of that name: the same parameter names (`item`, or `name` as the
+/// original server also reads), in the same order. The kinds are not
+/// compared: the original data uses `variable`, `var` and `value` loosely.
+/// `None` when the name is no built-in, or the interface matches.
+pub fn interface_mismatch(name: &str, interface_json: &str) -> Option<InterfaceMismatch> {
+    let builtin = Builtin::from_name(name)?;
+    let want: Vec<&str> = builtin.spec().params.iter().map(|p| p.name).collect();
+    let mismatch = |reason: String| Some(InterfaceMismatch { name: name.to_string(), reason });
+    if interface_json.len() > MAX_INTERFACE_BYTES {
+        return mismatch(format!("interface_json is {} bytes, over {MAX_INTERFACE_BYTES}", interface_json.len()));
+    }
+    let text = interface_json.trim();
+    let items: Vec<serde_json::Value> = if text.is_empty() {
+        Vec::new()
+    } else {
+        match serde_json::from_str(text) {
+            Ok(serde_json::Value::Array(items)) => items,
+            Ok(_) => return mismatch("interface_json is not a JSON list".into()),
+            Err(e) => return mismatch(format!("interface_json does not parse: {e}")),
+        }
+    };
+    let mut got = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item.get("item").or_else(|| item.get("name")).and_then(serde_json::Value::as_str) {
+            Some(param) => got.push(param),
+            None => return mismatch(format!("parameter {} has no `item` name", i + 1)),
+        }
+    }
+    if got == want {
+        return None;
+    }
+    mismatch(format!("interface lists ({}), the built-in takes ({})", got.join(", "), want.join(", ")))
 }
 
 fn empty_raw() -> Box<RawValue> {

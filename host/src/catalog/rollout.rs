@@ -63,15 +63,27 @@ impl AppState {
             Some(g) if g.digest != live.guest.info().digest => self.rollout_decision(g),
             _ => (None, None),
         };
-        if live.catalog.version_hash.as_deref() == Some(verified.version_hash.as_str()) && new_module.is_none() {
+        // "Changed" is decided by the entries themselves (the version hash
+        // the host recomputed, and what their interfaces allow), never by
+        // the `version_hash` the server sent: an original server sends a
+        // new one on every call.
+        let same_entries = live.catalog.source == catalog::CatalogSource::Brain
+            && live.catalog.version_hash.as_deref() == Some(verified.version_hash.as_str())
+            && live.catalog.interface_mismatches == verified.interface_mismatches;
+        if same_entries && new_module.is_none() {
+            // Same entries (under a newer serial, if the brain restarted or
+            // only the roll-out changed): record the serial and the time of
+            // this sync, keep the rest.
+            let catalog = Arc::new(LiveCatalog {
+                serial: verified.serial,
+                synced_at: Some(SystemTime::now()),
+                ..LiveCatalog::clone(&live.catalog)
+            });
             if verified.serial != live.catalog.serial {
-                // Same entries under a newer serial (the brain restarted, or
-                // only the roll-out changed): record the serial, keep the rest.
-                let catalog = Arc::new(LiveCatalog { serial: verified.serial, ..LiveCatalog::clone(&live.catalog) });
                 self.metrics.catalog_serial(catalog.serial);
                 self.take_serial(verified.serial);
-                write(&self.live, Arc::new(Live { guest: live.guest.clone(), catalog, runner: live.runner.clone() }));
             }
+            write(&self.live, Arc::new(Live { guest: live.guest.clone(), catalog, runner: live.runner.clone() }));
             self.update_sync(|s| s.guest_hold = hold);
             return Ok(Applied::Unchanged);
         }
@@ -120,6 +132,14 @@ impl AppState {
             // What was live until now is the fallback, read under the lock
             // (a canary revert may have changed it since the start).
             self.canary.watch(guest.info().digest.clone(), self.live().guest.clone());
+        }
+        for m in &catalog.interface_mismatches {
+            tracing::warn!(
+                entry = %m.name,
+                differs = %m.reason,
+                "catalog entry names a built-in command with another interface: that command is not supported \
+                 with this catalog (the rest applies)"
+            );
         }
         tracing::info!(
             version_hash = ?catalog.version_hash,

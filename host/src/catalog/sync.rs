@@ -40,13 +40,17 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Client = DefinitionEngineClient<InterceptedService<Channel, Auth>>;
 
-/// Adds `x-avap-auth` to every call.
+/// Adds `x-avap-auth` to every call, and `x-avap-client: avap-host`, which
+/// asks the brain for the whole catalog (the guest module and the manifest
+/// included), not the original servers' view of it.
 #[derive(Clone)]
 struct Auth(MetadataValue<tonic::metadata::Ascii>);
 
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert(avap_wire::auth::AUTH_METADATA, self.0.clone());
+        let metadata = request.metadata_mut();
+        metadata.insert(avap_wire::auth::AUTH_METADATA, self.0.clone());
+        metadata.insert(avap_wire::auth::CLIENT_METADATA, MetadataValue::from_static(avap_wire::auth::HOST_CLIENT));
         Ok(request)
     }
 }

@@ -192,7 +192,7 @@ impl Postgres {
     }
 }
 
-fn rustls_connector() -> tokio_postgres_rustls::MakeRustlsConnect {
+pub(crate) fn rustls_connector() -> tokio_postgres_rustls::MakeRustlsConnect {
     let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
