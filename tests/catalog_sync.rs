@@ -209,10 +209,18 @@ pub(crate) async fn start_legacy(catalog: CatalogResponse) -> (LegacyBrain, u16,
     (legacy, port, stop)
 }
 
-/// An entry as the original servers sign it: with the shared secret itself.
+/// An entry as the original servers sign it: with the shared secret itself,
+/// and, for a built-in's name, the built-in's interface (as theirs list it).
 pub(crate) fn signed(name: &str, ty: &str, payload: &[u8]) -> CommandResponse {
     let key = avap_wire::auth::DEFAULT_INTERNAL_KEY.as_bytes();
-    avap_wire::catalog::signed_entry(key, name, ty, "[]".into(), payload).expect("sign")
+    let interface = match avap_guest_vm::builtins::Builtin::from_name(name) {
+        Some(b) => {
+            let items: Vec<Value> = b.spec().params.iter().map(|p| json!({"item": p.name, "type": "var"})).collect();
+            Value::Array(items).to_string()
+        }
+        None => "[]".into(),
+    };
+    avap_wire::catalog::signed_entry(key, name, ty, interface, payload).expect("sign")
 }
 
 /// A host configured for the original servers (their key scheme, no manifest).

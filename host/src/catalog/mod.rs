@@ -429,8 +429,50 @@ mod tests {
         Keys::new(avap_wire::auth::DEFAULT_INTERNAL_KEY.as_bytes(), KeyScheme::Separated)
     }
 
+    /// An entry; one naming a built-in gets the built-in's interface.
     fn entry(name: &str, ty: &str, payload: &[u8]) -> CommandResponse {
-        avap_wire::catalog::signed_entry(keys().catalog_entry(), name, ty, "[]".into(), payload).expect("sign")
+        let interface = match Builtin::from_name(name) {
+            Some(b) => {
+                let items: Vec<_> = b.spec().params.iter().map(|p| json!({"item": p.name, "type": "value"})).collect();
+                serde_json::Value::Array(items).to_string()
+            }
+            None => "[]".into(),
+        };
+        avap_wire::catalog::signed_entry(keys().catalog_entry(), name, ty, interface, payload).expect("sign")
+    }
+
+    #[test]
+    fn interfaces_are_checked_against_the_built_ins() {
+        assert_eq!(interface_mismatch("notABuiltin", "garbage"), None);
+        assert_eq!(interface_mismatch("else", "[]"), None);
+        assert_eq!(interface_mismatch("else", ""), None);
+        let add_var = r#"[{"item":"targetVarName","type":"variable"},{"name":"varValue","type":"value"}]"#;
+        assert_eq!(interface_mismatch("addVar", add_var), None, "`name` is read like `item`; kinds are not compared");
+        let reason = |name: &str, json: &str| interface_mismatch(name, json).map(|m| m.reason);
+        assert_eq!(
+            reason("addVar", "[]").as_deref(),
+            Some("interface lists (), the built-in takes (targetVarName, varValue)")
+        );
+        assert_eq!(reason("addVar", "{}").as_deref(), Some("interface_json is not a JSON list"));
+        assert!(reason("addVar", "[").is_some_and(|r| r.starts_with("interface_json does not parse")));
+        assert_eq!(reason("addVar", r#"[{"type":"var"}]"#).as_deref(), Some("parameter 1 has no `item` name"));
+        let huge = format!("[{}]", vec![r#"{"item":"x"}"#; 2000].join(","));
+        assert!(reason("addVar", &huge).is_some_and(|r| r.contains("bytes, over")));
+        // A mismatching built-in is kept out of the guest's commands, and
+        // listed as unsupported.
+        let c = sealed(
+            vec![
+                avap_wire::catalog::signed_entry(keys().catalog_entry(), "addVar", TYPE_FUNCTION, "[]".into(), b"#")
+                    .expect("sign"),
+                entry("addResult", TYPE_FUNCTION, b"#"),
+            ],
+            1,
+        );
+        let v = verify(&c, &trust(|_| {})).expect("verifies: the signatures are sound");
+        assert_eq!(v.interface_mismatches.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["addVar"]);
+        let guest: serde_json::Value = serde_json::from_str(v.guest_json().get()).expect("json");
+        assert_eq!(guest["commands"], json!(["addResult"]));
+        assert_eq!(guest["unsupported"], json!(["addVar", "addResult"]));
     }
 
     fn guest_entry(module: &[u8], key: &GuestSigningKey) -> CommandResponse {
