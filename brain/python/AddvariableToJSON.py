@@ -5,20 +5,6 @@
 P = task['properties']
 V = self.conector.variables
 
-
-def arg(name, i):
-    x = P[name] if name in P else P.get(str(i))
-    return V[x] if isinstance(x, str) and x in V else x
-
-
-def text(x):
-    if isinstance(x, str):
-        return x
-    if x is None or isinstance(x, (bool, int, float)):
-        return str(x)
-    return json.dumps(x, separators=(',', ':'), ensure_ascii=False)
-
-
 key, value = text(arg('Key', 0)), arg('Value', 1)
 targets = [t.strip() for t in (P.get('TargetVariable', P.get('2')), task.get('context')) if isinstance(t, str) and t.strip()]
 if not targets:

@@ -3,40 +3,9 @@
 # Uses the `requests` module of the exec namespace. querystring/headers: a dict, the JSON
 # text of an object, or empty. (Compatibility with that server's scripts: text written as a
 # Python dict literal, e.g. "{'postId': 1}", is accepted too.) Status >= 400 is an error.
-import ast as _ast
-
 CMD = 'RequestGet'
 P = task['properties']
 V = self.conector.variables
-
-
-def arg(name, i):
-    x = P[name] if name in P else P.get(str(i))
-    return V[x] if isinstance(x, str) and x in V else x
-
-
-def text(x):
-    if isinstance(x, str):
-        return x
-    if x is None or isinstance(x, (bool, int, float)):
-        return str(x)
-    return json.dumps(x, separators=(',', ':'), ensure_ascii=False)
-
-
-def pairs(x, what):
-    if x is None or (isinstance(x, str) and not x.strip()):
-        return {}
-    if isinstance(x, str):
-        try:
-            x = json.loads(x)
-        except ValueError:
-            try:
-                x = _ast.literal_eval(x)
-            except (ValueError, SyntaxError):
-                pass
-    if not isinstance(x, dict):
-        raise RuntimeError(f"{CMD}: {what} must be a dict, the JSON text of an object, or empty")
-    return {str(k): text(v) for k, v in x.items()}
 
 
 def body_value(resp):

@@ -4,41 +4,9 @@
 # as JSON, is sent as JSON (Content-Type application/json unless the script sets one);
 # other text as it is; empty sends none. The reply is stored whatever its status.
 # (Like RequestGet, querystring/headers also accept Python dict literal text.)
-import ast as _ast
-
 CMD = 'RequestPost'
 P = task['properties']
 V = self.conector.variables
-
-
-def arg(name, i):
-    x = P[name] if name in P else P.get(str(i))
-    return V[x] if isinstance(x, str) and x in V else x
-
-
-def text(x):
-    if isinstance(x, str):
-        return x
-    if x is None or isinstance(x, (bool, int, float)):
-        return str(x)
-    return json.dumps(x, separators=(',', ':'), ensure_ascii=False)
-
-
-def pairs(x, what):
-    if x is None or (isinstance(x, str) and not x.strip()):
-        return {}
-    if isinstance(x, str):
-        try:
-            x = json.loads(x)
-        except ValueError:
-            try:
-                x = _ast.literal_eval(x)
-            except (ValueError, SyntaxError):
-                pass
-    if not isinstance(x, dict):
-        raise RuntimeError(f"{CMD}: {what} must be a dict, the JSON text of an object, or empty")
-    return {str(k): text(v) for k, v in x.items()}
-
 
 if sum(k.isdigit() for k in P) + (1 if task.get('context') else 0) < 5:
     raise RuntimeError(f"{CMD} expects 5 arguments (url, querystring, headers, body, o_result), got {sum(k.isdigit() for k in P)}")

@@ -9,10 +9,6 @@ P = task['properties']
 V = self.conector.variables
 
 
-def arg(name, i):
-    return P[name] if name in P else P.get(str(i))
-
-
 def numeric(s):
     t = s.strip()
     if _re.fullmatch(r'[+-]?[0-9]+', t):
@@ -22,10 +18,7 @@ def numeric(s):
     return s
 
 
-param = arg('param', 0)
-if isinstance(param, str) and param in V:
-    param = V[param]
-param = str(param)
+param = str(arg('param', 0))
 
 handler = self.conector.req
 request = getattr(handler, 'request', handler)   # the tornado handler, or a bare request
@@ -44,7 +37,7 @@ else:
         if isinstance(value, str):
             value = numeric(value)
 
-target = arg('variable', 1) or task.get('context')
+target = raw_arg('variable', 1) or task.get('context')
 if not isinstance(target, str) or not target.strip():
     raise RuntimeError("addParam: the target must be a variable name")
 V[target.strip()] = value

@@ -5,18 +5,13 @@ import re as _re
 P = task['properties']
 V = self.conector.variables
 
-
-def arg(name, i):
-    return P[name] if name in P else P.get(str(i))
-
-
-value = arg('varValue', 1)
+value = raw_arg('varValue', 1)
 if isinstance(value, str) and value in V:
     value = V[value]                      # a bare word naming a variable
 elif isinstance(value, str) and _re.fullmatch(r'-?[0-9]+', value) and -2**63 <= int(value) < 2**63:
     value = int(value)                    # digits-only text becomes an int
 
-target = arg('targetVarName', 0) or task.get('context')
+target = raw_arg('targetVarName', 0) or task.get('context')
 if not isinstance(target, str) or not target.strip():
     raise RuntimeError("addVar: the target must be a variable name")
 V[target.strip()] = value

@@ -6,18 +6,7 @@ import hashlib as _hashlib
 P = task['properties']
 V = self.conector.variables
 
-
-def text(x):
-    if isinstance(x, str):
-        return x
-    if x is None or isinstance(x, (bool, int, float)):
-        return str(x)
-    return json.dumps(x, separators=(',', ':'), ensure_ascii=False)
-
-
-source = P['SourceVariable'] if 'SourceVariable' in P else P.get('0')
-if isinstance(source, str) and source in V:
-    source = V[source]                    # the variable when it exists, else the text itself
+source = arg('SourceVariable', 0)     # the variable when it exists, else the text itself
 digest = _hashlib.sha256(text(source).encode('utf-8')).hexdigest()
 
 targets = [t.strip() for t in (P.get('TargetVariable', P.get('1')), task.get('context')) if isinstance(t, str) and t.strip()]

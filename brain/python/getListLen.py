@@ -3,7 +3,7 @@
 # Length of a list, a string (characters) or a dict; a missing or null source gives 0.
 P = task['properties']
 V = self.conector.variables
-name = P['SourceVariable'] if 'SourceVariable' in P else P.get('0')
+name = raw_arg('SourceVariable', 0)
 if not isinstance(name, str) or not name.strip():
     raise RuntimeError("getListLen: the source must be a variable name")
 source = V.get(name.strip())

@@ -6,39 +6,8 @@
 from datetime import datetime as _datetime, timezone as _timezone
 
 CMD = 'getTimeStamp'
-
 P = task['properties']
 V = self.conector.variables
-
-
-def arg(name, i):
-    x = P[name] if name in P else P.get(str(i))
-    return V[x] if isinstance(x, str) and x in V else x
-
-
-def text(x):
-    if isinstance(x, str):
-        return x
-    if x is None or isinstance(x, (bool, int, float)):
-        return str(x)
-    return json.dumps(x, separators=(',', ':'), ensure_ascii=False)
-
-
-def seconds(x, what):
-    if x is None or (isinstance(x, str) and not x.strip()):
-        return 0
-    if isinstance(x, str):
-        try:
-            x = float(x.strip()) if any(c in x for c in '.eE') else int(x.strip())
-        except ValueError:
-            raise RuntimeError(f"{CMD}: {what} must be a number of seconds, got '{x}'")
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x:
-        raise RuntimeError(f"{CMD}: {what} must be a number of seconds, got {x!r}")
-    if abs(x) > 1e11:
-        raise RuntimeError(f"{CMD}: {what} {x} is beyond 1e11 seconds")
-    return x
-
-
 
 source = text(arg('DateString', 0))
 fmt = text(arg('Format', 1))

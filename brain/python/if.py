@@ -2,18 +2,8 @@
 # AVAP Python language server's exec runtime, from docs/COMMANDS.md.
 # The server hands this entry the raw arguments and the parsed branches; it compares the
 # two sides and runs the chosen branch's nodes through self.process_step.
-import asyncio as _asyncio
-
 P = task['properties']
 V = self.conector.variables
-
-
-def arg(name, i):
-    return P[name] if name in P else P.get(str(i))
-
-
-def side(x):
-    return V[x] if isinstance(x, str) and x in V else x   # a bare word names a variable if one exists
 
 
 def number(x):
@@ -34,27 +24,8 @@ def number(x):
     return None
 
 
-def text(x):
-    if isinstance(x, str):
-        return x
-    if x is None or isinstance(x, (bool, int, float)):
-        return str(x)
-    return json.dumps(x, separators=(',', ':'), ensure_ascii=False)
-
-
-def run_step(node):
-    # process_step re-enters the server's event loop. The server's workers make the loop
-    # re-entrant (nest_asyncio) at start-up; an app built in-process (the test suite) has
-    # not, so do the same here before the first nested step.
-    loop = _asyncio.get_event_loop()
-    if loop.is_running() and not hasattr(loop, '_nest_patched'):
-        import nest_asyncio
-        nest_asyncio.apply(loop)
-    return self.process_step(node)
-
-
-left, right = side(arg('variable', 0)), side(arg('variableValue', 1))
-op = str(side(arg('comparator', 2))).strip()
+left, right = arg('variable', 0), arg('variableValue', 1)   # a bare word names a variable if one exists
+op = str(arg('comparator', 2)).strip()
 if op == '=':
     op = '=='
 if op not in ('==', '!=', '<', '>', '<=', '>='):

@@ -4,12 +4,7 @@
 P = task['properties']
 V = self.conector.variables
 
-
-def arg(name, i):
-    return P[name] if name in P else P.get(str(i))
-
-
-name = arg('SourceVariable', 0)
+name = raw_arg('SourceVariable', 0)
 if not isinstance(name, str) or not name.strip():
     raise RuntimeError("itemFromList: the source must be a variable name")
 name = name.strip()
@@ -18,8 +13,6 @@ if not isinstance(source, list):
     raise RuntimeError(f"itemFromList: '{name}' is not a list")
 
 index = arg('index', 1)
-if isinstance(index, str) and index in V:
-    index = V[index]
 if isinstance(index, float) and index.is_integer():
     index = int(index)
 elif isinstance(index, str):
@@ -33,7 +26,7 @@ if not -len(source) <= index < len(source):
     raise RuntimeError(f"itemFromList: index {index} is out of range for '{name}' (length {len(source)})")
 value = source[index]
 
-targets = [t.strip() for t in (arg('TargetVariable', 2), task.get('context')) if isinstance(t, str) and t.strip()]
+targets = [t.strip() for t in (raw_arg('TargetVariable', 2), task.get('context')) if isinstance(t, str) and t.strip()]
 if not targets:
     raise RuntimeError("itemFromList: the target must be a variable name")
 for t in targets:

@@ -9,11 +9,6 @@ P = task['properties']
 V = self.conector.variables
 
 
-def arg(name, i):
-    x = P[name] if name in P else P.get(str(i))
-    return V[x] if isinstance(x, str) and x in V else x
-
-
 def char_class(pattern):
     if not (isinstance(pattern, str) and len(pattern) >= 2 and pattern[0] == '[' and pattern[-1] == ']'):
         raise RuntimeError(f"{CMD}: the pattern must be one bracketed class such as [a-z0-9], got {pattern!r}")

@@ -8,41 +8,6 @@ P = task['properties']
 V = self.conector.variables
 
 
-def arg(name, i):
-    x = P[name] if name in P else P.get(str(i))
-    return V[x] if isinstance(x, str) and x in V else x
-
-
-def text(x):
-    if isinstance(x, str):
-        return x
-    if x is None or isinstance(x, (bool, int, float)):
-        return str(x)
-    return json.dumps(x, separators=(',', ':'), ensure_ascii=False)
-
-
-def compile_pattern(pattern):
-    if len(pattern.encode('utf-8')) > 4096:
-        raise RuntimeError(f"{CMD}: the regular expression is longer than 4096 bytes")
-    out, i, in_class = [], 0, False
-    while i < len(pattern):
-        c = pattern[i]
-        if c == '\\' and i + 1 < len(pattern):
-            out.append(pattern[i:i + 2])
-            i += 2
-            continue
-        if c == '[' and not in_class:
-            in_class = True
-        elif c == ']' and in_class:
-            in_class = False
-        out.append('\\s' if c == ' ' and not in_class else c)
-        i += 1
-    try:
-        return re.compile(''.join(out), re.ASCII)
-    except re.error as e:
-        raise RuntimeError(f"{CMD}: invalid regular expression '{pattern}': {e}")
-
-
 def expand(template, m):
     out, i = [], 0
     while i < len(template):

@@ -2,19 +2,11 @@
 # Python language server's exec runtime, from docs/COMMANDS.md.
 # That server runs startLoop natively and never calls this entry; it still works if called:
 # the body (task['sequence']) runs for varName = from .. to, both included.
-import asyncio as _asyncio
-
 P = task['properties']
 V = self.conector.variables
 
 
-def arg(name, i):
-    return P[name] if name in P else P.get(str(i))
-
-
 def bound(x, what):
-    if isinstance(x, str) and x in V:
-        x = V[x]
     if isinstance(x, float) and x.is_integer():
         return int(x)
     if isinstance(x, int) and not isinstance(x, bool):
@@ -27,15 +19,7 @@ def bound(x, what):
     raise RuntimeError(f"startLoop: the bound '{what}' must be an integer, got {x!r}")
 
 
-def run_step(node):
-    loop = _asyncio.get_event_loop()
-    if loop.is_running() and not hasattr(loop, '_nest_patched'):
-        import nest_asyncio   # what the server's workers apply at start-up; see if.py
-        nest_asyncio.apply(loop)
-    return self.process_step(node)
-
-
-name = arg('varName', 0)
+name = raw_arg('varName', 0)
 if not isinstance(name, str) or not name.strip():
     raise RuntimeError("startLoop: the loop variable must be a name")
 name = name.strip()

@@ -5,20 +5,7 @@
 P = task['properties']
 V = self.conector.variables
 
-
-def arg(name, i):
-    return P[name] if name in P else P.get(str(i))
-
-
-def text(x):
-    if isinstance(x, str):
-        return x
-    if x is None or isinstance(x, (bool, int, float)):
-        return str(x)
-    return json.dumps(x, separators=(',', ':'), ensure_ascii=False)
-
-
-name = arg('SourceVariable', 0)
+name = raw_arg('SourceVariable', 0)
 if not isinstance(name, str) or not name.strip():
     raise RuntimeError("variableFromJSON: the source must be a variable name")
 source = V.get(name.strip())
@@ -30,8 +17,6 @@ if isinstance(source, str):
     if not isinstance(source, dict):
         raise RuntimeError(f"variableFromJSON: '{name}' is JSON but not an object")
 key = arg('key', 1)
-if isinstance(key, str) and key in V:
-    key = V[key]
 if source is None:
     value = None
 elif isinstance(source, dict):
@@ -39,7 +24,7 @@ elif isinstance(source, dict):
 else:
     raise RuntimeError(f"variableFromJSON: '{name}' holds a {type(source).__name__}, not a dict or JSON text")
 
-targets = [t.strip() for t in (arg('TargetVariable', 2), task.get('context')) if isinstance(t, str) and t.strip()]
+targets = [t.strip() for t in (raw_arg('TargetVariable', 2), task.get('context')) if isinstance(t, str) and t.strip()]
 if not targets:
     raise RuntimeError("variableFromJSON: the target must be a variable name")
 for t in targets:

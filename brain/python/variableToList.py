@@ -3,9 +3,7 @@
 # Appends the value to the list in the target, creating it when missing or null.
 P = task['properties']
 V = self.conector.variables
-element = P['element'] if 'element' in P else P.get('0')
-if isinstance(element, str) and element in V:
-    element = V[element]
+element = arg('element', 0)
 
 targets = [t.strip() for t in (P.get('TargetVariable', P.get('1')), task.get('context')) if isinstance(t, str) and t.strip()]
 if not targets:

@@ -9,9 +9,13 @@
 //! so. AVAP hosts never run these: they implement every standard command
 //! natively (the guest), and read only the entry's name and interface.
 
+/// Each payload is `_prelude.py` (the helpers every command shares: how an
+/// argument is read, the text of a value, dates, patterns), a newline, and
+/// the command's own file: the original server runs each entry on its own,
+/// so every payload carries what it needs.
 macro_rules! sources {
     ($($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("../python/", $name, ".py")))),*]
+        &[$(($name, concat!(include_str!("../python/_prelude.py"), "\n", include_str!(concat!("../python/", $name, ".py"))))),*]
     };
 }
 

@@ -168,7 +168,7 @@ async fn sync_catalog_serves_the_standard_commands_and_the_guest() {
     // Its payload: the Python implementation for the original servers.
     let python = String::from_utf8_lossy(payload(add_var, DEFAULT_INTERNAL_KEY)).into_owned();
     assert_eq!(Some(python.as_str()), avap_brain::python::source("addVar"));
-    assert!(python.starts_with("# AVAP command `addVar("), "{python}");
+    assert!(python.contains("\n# AVAP command `addVar("), "{python}");
     let exception = find(&catalog, "exception").expect("exception");
     assert_eq!(exception.interface_json, r#"[{"item":"error","type":"var"}]"#);
     assert_eq!(find(&catalog, "else").expect("else").interface_json, "[]");
