@@ -270,6 +270,16 @@ pub(crate) fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
     }
 }
 
+/// Replaces the value with `f(current)` under the write lock, so nothing
+/// written in between is lost.
+pub(crate) fn update<T>(lock: &RwLock<Arc<T>>, f: impl FnOnce(&Arc<T>) -> Arc<T>) {
+    let mut guard = match lock.write() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    *guard = f(&guard);
+}
+
 pub(crate) fn write<T>(lock: &RwLock<Arc<T>>, value: Arc<T>) {
     match lock.write() {
         Ok(mut g) => *g = value,

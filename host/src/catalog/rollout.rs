@@ -18,7 +18,7 @@ use crate::catalog::{self, CatalogError, LiveCatalog, VerifiedGuest};
 use crate::metrics::SyncResult;
 use crate::runtime::abi::GuestInput;
 use crate::runtime::{Guest, Limits, SandboxEngine};
-use crate::state::{AppState, Live, write};
+use crate::state::{AppState, Live, update, write};
 
 /// The script every candidate guest must run, and what it must answer.
 const SELF_TEST_SCRIPT: &str = "addVar(a, 1)\nb = a + 41\naddResult(b)";
@@ -83,7 +83,10 @@ impl AppState {
                 self.metrics.catalog_serial(catalog.serial);
                 self.take_serial(verified.serial);
             }
-            write(&self.live, Arc::new(Live { guest: live.guest.clone(), catalog, runner: live.runner.clone() }));
+            // Only the catalog's bookkeeping changes: the guest and runner
+            // stay whatever is live now (a canary revert may have swapped
+            // them since `live` was read; it does not wait for this lock).
+            update(&self.live, |now| Arc::new(Live { guest: now.guest.clone(), catalog, runner: now.runner.clone() }));
             self.update_sync(|s| s.guest_hold = hold);
             return Ok(Applied::Unchanged);
         }
