@@ -569,13 +569,18 @@ fn is_host<T>(request: &Request<T>) -> bool {
     request.metadata().get(CLIENT_METADATA).is_some_and(|v| v.as_bytes() == HOST_CLIENT.as_bytes())
 }
 
-/// The catalog as an original language server can take it: only the
-/// `function` entries (it compiles every payload as Python source, so a
-/// wasm module or AVAP source would fail its whole sync), with
-/// `total_count` and `version_hash` over those entries.
+/// Whether an original language server can take `entry`: only `function`
+/// entries (it compiles every payload as Python source, so a wasm module or
+/// AVAP source would fail its whole sync).
+fn original_can_take(entry: &CommandResponse) -> bool {
+    entry.r#type == avap_wire::catalog::TYPE_FUNCTION
+}
+
+/// The catalog as an original language server can take it
+/// ([`original_can_take`]), with `total_count` and `version_hash` over
+/// those entries.
 pub fn original_view(catalog: &CatalogResponse) -> CatalogResponse {
-    let commands: Vec<CommandResponse> =
-        catalog.commands.iter().filter(|c| c.r#type == avap_wire::catalog::TYPE_FUNCTION).cloned().collect();
+    let commands: Vec<CommandResponse> = catalog.commands.iter().filter(|c| original_can_take(c)).cloned().collect();
     CatalogResponse {
         total_count: i32::try_from(commands.len()).unwrap_or(i32::MAX),
         version_hash: avap_wire::catalog::version_hash(&commands),
@@ -584,9 +589,10 @@ pub fn original_view(catalog: &CatalogResponse) -> CatalogResponse {
     }
 }
 
-/// The catalog `request`'s caller gets.
-fn view_for<T>(request: &Request<T>, catalog: &CatalogResponse) -> CatalogResponse {
-    if is_host(request) { catalog.clone() } else { original_view(catalog) }
+/// The catalog a caller gets: whole for a host ([`is_host`]), else
+/// [`original_view`].
+fn view_for(host: bool, catalog: &CatalogResponse) -> CatalogResponse {
+    if host { catalog.clone() } else { original_view(catalog) }
 }
 
 #[tonic::async_trait]
@@ -596,8 +602,7 @@ impl DefinitionEngine for Brain {
         let host = is_host(&request);
         let name = request.into_inner().name;
         let catalog = self.catalog();
-        let visible = |c: &&CommandResponse| host || c.r#type == avap_wire::catalog::TYPE_FUNCTION;
-        match catalog.commands.iter().filter(visible).find(|c| c.name == name) {
+        match catalog.commands.iter().find(|c| c.name == name && (host || original_can_take(c))) {
             Some(entry) => Ok(Response::new(entry.clone())),
             None => {
                 let shown: String = name.chars().take(100).collect();
@@ -608,7 +613,7 @@ impl DefinitionEngine for Brain {
 
     async fn sync_catalog(&self, request: Request<Empty>) -> Result<Response<CatalogResponse>, Status> {
         self.shared.metrics.call("SyncCatalog");
-        Ok(Response::new(view_for(&request, &self.catalog())))
+        Ok(Response::new(view_for(is_host(&request), &self.catalog())))
     }
 
     type WatchCatalogStream = ReceiverStream<Result<CatalogResponse, Status>>;
@@ -626,10 +631,7 @@ impl DefinitionEngine for Brain {
         tokio::spawn(async move {
             let _watcher = watcher;
             loop {
-                let current = {
-                    let published = catalogs.borrow_and_update();
-                    if host { CatalogResponse::clone(&published) } else { original_view(&published) }
-                };
+                let current = view_for(host, &catalogs.borrow_and_update());
                 let version_hash = current.version_hash.clone();
                 tokio::select! {
                     sent = tx.send(Ok(current)) => if sent.is_err() { return },
