@@ -55,7 +55,7 @@ pub(crate) fn brain_config(dir: Option<&Path>) -> BrainConfig {
 pub(crate) async fn host_for(port: u16, f: impl FnOnce(&mut Config)) -> (Server, Arc<AppState>) {
     let config = config(|c| {
         c.standalone = false;
-        c.brain_host = "127.0.0.1".into();
+        c.brain_host = Some("127.0.0.1".into());
         c.brain_port = port;
         c.sync_poll_secs = 1;
         c.sync_startup_timeout_ms = 1500;

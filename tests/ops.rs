@@ -360,3 +360,131 @@ async fn metric_names_follow_the_prometheus_rules() {
     assert!(text.contains("avap_capability_duration_seconds_count{capability=\"db\"} 1"), "{text}");
     assert!(text.contains("avap_queue_wait_seconds_count 1"), "{text}");
 }
+
+/// The JSON log lines written since `from` bytes into the capture.
+fn lines_since(from: usize) -> Vec<Value> {
+    let logs = captured_logs().lock().unwrap_or_else(|e| e.into_inner()).clone();
+    String::from_utf8_lossy(logs.get(from..).unwrap_or_default())
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+/// `avap_host::run` as the binary runs it, from command-line flags (and no
+/// environment variable that names a brain). Returns its base URL, the
+/// log lines it wrote until it listened, and the handle that stops it.
+async fn run_binary_like(args: &[&str]) -> (String, Vec<Value>, tokio::sync::oneshot::Sender<()>) {
+    use clap::Parser as _;
+    let from = captured_logs().lock().unwrap_or_else(|e| e.into_inner()).len();
+    let mut argv = vec!["avap-host"];
+    argv.extend_from_slice(args);
+    let config = avap_host::Config::try_parse_from(argv).expect("the flags parse");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(avap_host::run(config, async move {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines = lines_since(from);
+        let listening = lines
+            .iter()
+            .find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("avap-host listening")));
+        if let Some(line) = listening {
+            let local = line["fields"]["local"].as_str().expect("the address it listens on").to_string();
+            return (format!("http://{local}"), lines, stop);
+        }
+        assert!(Instant::now() < deadline, "the host never listened: {lines:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The README's first command (`--dev --bind 127.0.0.1`) follows no
+/// definition server: it is ready at once, contacts nothing, and its
+/// start-up line tells a user how to call it, token included when one is
+/// needed (the token itself is never logged).
+#[tokio::test]
+async fn the_readme_first_command_is_standalone_and_ready() {
+    telemetry();
+    if std::env::var_os("BRAIN_HOST").is_some() {
+        panic!("BRAIN_HOST is set in the test environment: unset it");
+    }
+    let (base, lines, stop) = run_binary_like(&["--dev", "--bind", "127.0.0.1", "--port", "0"]).await;
+    let client = reqwest::Client::new();
+    let ready = client.get(format!("{base}/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200, "{}", ready.text().await.unwrap_or_default());
+    let health: Value = client.get(format!("{base}/health")).send().await.expect("health").json().await.expect("json");
+    assert_eq!(health["brain"]["mode"], json!("standalone"), "{health}");
+    assert_eq!(health["brain"]["address"], Value::Null, "{health}");
+    let text = lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n");
+    assert!(!text.contains("avap-definition-engine"), "a brain name appears in the start-up log: {text}");
+    assert!(text.contains("no definition server is contacted"), "{text}");
+    let curl = lines
+        .iter()
+        .find_map(|l| l["fields"]["message"].as_str().filter(|m| m.starts_with("avap-host listening")))
+        .expect("the listening line");
+    assert!(curl.contains("curl -s http://") && !curl.contains("Authorization"), "{curl}");
+    let _ = stop.send(());
+
+    let (base, lines, stop) =
+        run_binary_like(&["--dev", "--bind", "127.0.0.1", "--port", "0", "--api-tokens", "s3cret-token-7"]).await;
+    let curl = lines
+        .iter()
+        .find_map(|l| l["fields"]["message"].as_str().filter(|m| m.starts_with("avap-host listening")))
+        .expect("the listening line")
+        .to_string();
+    assert!(curl.contains("-H 'Authorization: Bearer <one of AVAP_API_TOKENS>'"), "{curl}");
+    let all = lines.iter().map(|l| l.to_string()).collect::<String>();
+    assert!(!all.contains("s3cret-token-7"), "the token was logged");
+    // The line's command works as printed, with the token in place.
+    let resp = client
+        .post(format!("{base}/api/v1/execute"))
+        .bearer_auth("s3cret-token-7")
+        .json(&json!({"script": "addVar(a, 1)\naddResult(a)"}))
+        .send()
+        .await
+        .expect("execute");
+    assert_eq!(resp.status().as_u16(), 200);
+    let _ = stop.send(());
+}
+
+/// A host whose every catalog is refused says so on `/readyz`, and why,
+/// instead of "no catalog yet".
+#[tokio::test]
+async fn readyz_says_when_the_catalogs_are_refused() {
+    let brain = BrainProc::start(brain_config(None)).await;
+    // Not the brain's key: every entry and manifest fails verification.
+    let (server, _) = host_for(brain.port, |c| c.internal_key = "a different secret of at least 32 bytes".into()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = probe(&server, "/readyz").await;
+        assert_eq!(status, 503, "{body}");
+        if body["reason"].as_str().is_some_and(|r| r.contains("refused")) {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never said refused: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("every catalog the definition server sent was refused: "), "{body}");
+    assert!(!reason.contains("no catalog from the definition server yet"), "{body}");
+    // Without the token, the reason is kept short.
+    let (guarded, _) = host_for(brain.port, |c| {
+        c.internal_key = "a different secret of at least 32 bytes".into();
+        c.api_tokens = vec!["tok".to_string()].into();
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = probe(&guarded, "/readyz").await;
+        let reason = body["reason"].as_str().unwrap_or_default().to_string();
+        if reason.contains("refused") {
+            assert_eq!(
+                reason,
+                "every catalog the definition server sent was refused (the reason is in /health, with a token)"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never said refused: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -153,9 +153,12 @@ pub struct Config {
     #[arg(long, env = "AVAP_MAX_OUTPUT_BYTES", default_value_t = 8 << 20)]
     pub max_output_bytes: usize,
 
-    /// Definition server host.
-    #[arg(long, env = "BRAIN_HOST", default_value = "avap-definition-engine")]
-    pub brain_host: String,
+    /// Definition server host. Unset: `avap-definition-engine` (the name
+    /// the deployments give it), except with --dev, where a host with no
+    /// brain named follows none (standalone): a development host never
+    /// dials a name that whoever answers on the local network could claim.
+    #[arg(long, env = "BRAIN_HOST")]
+    pub brain_host: Option<String>,
 
     /// Definition server gRPC port.
     #[arg(long, env = "BRAIN_PORT", default_value_t = 50051)]
@@ -302,6 +305,11 @@ pub struct Config {
     #[arg(long, env = "AVAP_COMPILE_STORE", default_value = "", hide_env_values = true)]
     pub compile_store: String,
 
+    /// Schema of the compile store's `avap_bytecode` table; it is always
+    /// named with it, never looked up through `search_path`.
+    #[arg(long, env = "AVAP_COMPILE_STORE_SCHEMA", default_value = "public")]
+    pub compile_store_schema: String,
+
     /// Connections in the database pool shared by all executions.
     #[arg(long, env = "AVAP_DB_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
@@ -339,11 +347,36 @@ impl Config {
         SocketAddr::new(self.bind, self.port)
     }
 
+    /// Whether this host follows no definition server: `--standalone`, or
+    /// `--dev` with no `BRAIN_HOST` named.
+    pub fn is_standalone(&self) -> bool {
+        self.standalone || (self.dev && self.brain_host.is_none())
+    }
+
+    /// The definition server's host name or address.
+    pub fn brain_host(&self) -> &str {
+        self.brain_host.as_deref().unwrap_or(DEFAULT_BRAIN_HOST)
+    }
+
+    /// Whether the definition server is on this machine: `BRAIN_HOST` is a
+    /// loopback address or `localhost` (which [`Config::brain_url`] dials as
+    /// 127.0.0.1 itself, asking no resolver). The published keys are
+    /// trusted toward no other (`--dev`).
+    pub fn brain_is_loopback(&self) -> bool {
+        let host = self.brain_host();
+        host.eq_ignore_ascii_case("localhost")
+            || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// `http(s)://host:port` of the definition server (`https` when
-    /// `BRAIN_TLS_CA` is set).
+    /// `BRAIN_TLS_CA` is set). `localhost` is dialled as 127.0.0.1.
     pub fn brain_url(&self) -> String {
         let scheme = if self.brain_tls_ca.is_some() { "https" } else { "http" };
-        format!("{scheme}://{}:{}", self.brain_host, self.brain_port)
+        let host = match self.brain_host() {
+            h if h.eq_ignore_ascii_case("localhost") => "127.0.0.1",
+            h => h,
+        };
+        format!("{scheme}://{host}:{}", self.brain_port)
     }
 
     /// The `http` capability's settings.
@@ -382,6 +415,7 @@ impl Config {
             cors_origins: self.cors_origins.iter().map(|o| o.0.clone()).collect(),
             api_tokens: self.api_tokens.0.clone(),
             drain_timeout: Duration::from_secs(self.drain_secs),
+            loopback_names_only: self.bind.is_loopback(),
         }
     }
 
@@ -404,6 +438,9 @@ impl Config {
 fn defaults_command() -> clap::Command {
     Config::command().mut_args(|arg| arg.env(None))
 }
+
+/// The definition server's name when `BRAIN_HOST` is unset (outside --dev).
+pub const DEFAULT_BRAIN_HOST: &str = "avap-definition-engine";
 
 /// Redirects the `http` capability follows per request (not a flag).
 pub const HTTP_MAX_REDIRECTS: u32 = 5;

@@ -65,8 +65,8 @@ pub async fn serve(
 /// Logging must be set up by the caller ([`telemetry::init`]).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let state = AppState::new(&config).await?;
-    if config.standalone {
-        tracing::info!("standalone: serving the built-in catalog and guest");
+    if config.is_standalone() {
+        tracing::info!("standalone: serving the built-in catalog and guest; no definition server is contacted");
     } else {
         let sync = catalog::sync::SyncConfig::from_config(&config)?;
         catalog::sync::start(state.clone(), sync).await;
@@ -81,9 +81,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         }
         _ => local,
     };
+    // The token itself is never logged: the line names where it comes from.
+    let auth = if state.front.tokens_required() { " -H 'Authorization: Bearer <one of AVAP_API_TOKENS>'" } else { "" };
     tracing::info!(
         %local,
-        "avap-host listening; try: curl -s http://{reach}/api/v1/execute -d '{{\"script\": \"addVar(a, 1)\\naddResult(a)\"}}'"
+        "avap-host listening; try: curl -s{auth} http://{reach}/api/v1/execute -d '{{\"script\": \"addVar(a, 1)\\naddResult(a)\"}}'"
     );
     if !addr.ip().is_loopback() && !state.front.tokens_required() {
         tracing::warn!(

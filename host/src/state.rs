@@ -117,8 +117,9 @@ impl AppState {
         tracing::info!(granted = ?capabilities.granted(), "capabilities");
         if capabilities.db.is_some() && config.db_url.starts_with("sqlite::memory:") {
             tracing::warn!(
-                "the db capability uses an in-memory SQLite database of this process: replicas do not share it \
-                 (set AVAP_DB_URL to a PostgreSQL database for more than one host)"
+                "the db capability gives each execution a scratch in-memory SQLite database of its own, gone when it \
+                 ends: nothing is kept between requests (set AVAP_DB_URL to a PostgreSQL database or sqlite:PATH \
+                 to keep data)"
             );
         }
         let engine = SandboxEngine::with_capabilities(&limits, Arc::new(capabilities))?;
@@ -134,10 +135,16 @@ impl AppState {
         };
         metrics.guest_info(runner.info());
         metrics.catalog_info(&catalog);
-        let compile_store = crate::compile_store::CompileStore::from_url(&config.compile_store)?;
-        if compile_store.is_some() {
-            tracing::info!("compiled packages are also stored in the compile store's avap_bytecode table");
+        let compile_store =
+            crate::compile_store::CompileStore::from_url(&config.compile_store, &config.compile_store_schema)?;
+        if let Some(store) = &compile_store {
+            tracing::info!(
+                schema = %config.compile_store_schema,
+                tls = store.tls(),
+                "compiled packages are also stored in the compile store's avap_bytecode table"
+            );
         }
+        let standalone = config.is_standalone();
         Ok(Arc::new(AppState {
             compile_store,
             gate: Gate::new(limits.max_concurrency, limits.queue_timeout),
@@ -149,11 +156,11 @@ impl AppState {
             trust,
             apply_lock: tokio::sync::Mutex::new(()),
             sync: Mutex::new(SyncStatus {
-                mode: if config.standalone { SyncMode::Standalone } else { SyncMode::Connecting },
-                address: (!config.standalone).then(|| config.brain_url()),
+                mode: if standalone { SyncMode::Standalone } else { SyncMode::Connecting },
+                address: (!standalone).then(|| config.brain_url()),
                 transport: if config.brain_tls_ca.is_some() { "tls" } else { "plaintext" },
                 reachable: false,
-                state: if config.standalone { "standalone" } else { "connecting" },
+                state: if standalone { "standalone" } else { "connecting" },
                 last_message_at: None,
                 guest_hold: None,
                 last_error: None,
@@ -165,7 +172,7 @@ impl AppState {
             canary: Default::default(),
             high_serial: std::sync::atomic::AtomicU64::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
-            ready_without_brain: config.standalone || config.ready_without_brain,
+            ready_without_brain: standalone || config.ready_without_brain,
         }))
     }
 
@@ -178,13 +185,19 @@ impl AppState {
             return Err("draining: the host is shutting down".into());
         }
         if !self.ready_without_brain && self.catalog().source != crate::catalog::CatalogSource::Brain {
-            let why = match self.sync.lock() {
-                Ok(s) => s.last_error.clone(),
-                Err(p) => p.into_inner().last_error.clone(),
+            let (error, refusal) = match self.sync.lock() {
+                Ok(s) => (s.last_error.clone(), s.last_refusal.clone()),
+                Err(p) => {
+                    let s = p.into_inner();
+                    (s.last_error.clone(), s.last_refusal.clone())
+                }
             };
-            return Err(match why {
-                Some(e) => format!("no catalog from the definition server yet: {e}"),
-                None => "no catalog from the definition server yet".into(),
+            // A catalog that arrived and was refused is not one that has
+            // not arrived: say which, and why.
+            return Err(match (refusal, error) {
+                (Some(why), _) => format!("{REFUSED}: {why}"),
+                (None, Some(e)) => format!("{NOT_YET}: {e}"),
+                (None, None) => NOT_YET.into(),
             });
         }
         Ok(())
@@ -194,10 +207,13 @@ impl AppState {
     /// without the token).
     pub fn readiness_brief(&self) -> String {
         if self.draining.load(std::sync::atomic::Ordering::Acquire) {
-            "draining: the host is shutting down".into()
-        } else {
-            "no catalog from the definition server yet".into()
+            return "draining: the host is shutting down".into();
         }
+        let refused = match self.sync.lock() {
+            Ok(s) => s.last_refusal.is_some(),
+            Err(p) => p.into_inner().last_refusal.is_some(),
+        };
+        if refused { format!("{REFUSED} (the reason is in /health, with a token)") } else { NOT_YET.into() }
     }
 
     /// The definition server's address, for log lines.
@@ -262,6 +278,10 @@ impl AppState {
         }
     }
 }
+
+/// `/readyz`'s reasons before the first catalog from the definition server.
+const NOT_YET: &str = "no catalog from the definition server yet";
+const REFUSED: &str = "every catalog the definition server sent was refused";
 
 pub(crate) fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
     match lock.read() {

@@ -83,7 +83,7 @@ impl SyncConfig {
         let tls = match &config.brain_tls_ca {
             None => None,
             Some(ca) => {
-                let domain = config.brain_tls_domain.clone().unwrap_or_else(|| config.brain_host.clone());
+                let domain = config.brain_tls_domain.clone().unwrap_or_else(|| config.brain_host().to_string());
                 let mut tls = ClientTlsConfig::new()
                     .ca_certificate(Certificate::from_pem(read_file(ca, "BRAIN_TLS_CA")?))
                     .domain_name(domain);

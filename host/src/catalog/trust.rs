@@ -11,7 +11,11 @@
 //!   one of `AVAP_GUEST_KEYS`, and the definition server is reached over
 //!   TLS (plaintext only with `AVAP_BRAIN_PLAINTEXT`);
 //! - **dev** (`--dev`): the same checks, but the published default keys,
-//!   the published development guest key and plaintext are allowed;
+//!   the published development guest key and plaintext are allowed, and
+//!   only toward a definition server on this machine (`BRAIN_HOST` a
+//!   loopback address or `localhost`): a dev host with no `BRAIN_HOST`
+//!   follows none, and one that names another machine is held to the
+//!   production rules for it;
 //! - **original-servers** (`--original-servers`): the original AVAP
 //!   servers' scheme: entries signed with the shared secret itself, no
 //!   manifest required (one is still checked when present), the default
@@ -57,9 +61,16 @@ pub enum TrustError {
     #[error("{name} is {len} bytes: at least {min} are needed outside --dev / --original-servers")]
     ShortKey { name: &'static str, len: usize, min: usize },
     #[error(
-        "AVAP_GUEST_KEYS holds the published development key, which anyone can sign with; it is trusted only with --dev"
+        "AVAP_GUEST_KEYS holds the published development key, which anyone can sign with; it is trusted only with --dev, \
+         toward a definition server on this machine"
     )]
     DevGuestKey,
+    #[error(
+        "--dev trusts the published keys only toward a definition server on this machine, and BRAIN_HOST={0} is \
+         not one: {1} is the published default. Set your own (and AVAP_GUEST_KEYS, BRAIN_TLS_CA) to follow that \
+         server, or leave BRAIN_HOST unset (standalone) or point it at 127.0.0.1"
+    )]
+    DevRemoteBrain(String, &'static str),
     #[error("BRAIN_TLS_CLIENT_CERT is set but BRAIN_TLS_CA is not: mutual TLS needs TLS")]
     ClientCertWithoutTls,
 }
@@ -123,13 +134,20 @@ impl Trust {
             TrustMode::Production
         };
         let relaxed = mode != TrustMode::Production;
+        let standalone = config.is_standalone();
+        // --dev relaxes the rules only toward this machine: a brain
+        // elsewhere gets none of the published keys' trust.
+        let remote_dev = mode == TrustMode::Dev && !standalone && !config.brain_is_loopback();
         let mut keys =
             vec![("AVAP_INTERNAL_KEY", &config.internal_key, avap_wire::auth::DEFAULT_INTERNAL_KEY, MIN_SECRET_BYTES)];
-        if !config.standalone {
+        if !standalone {
             keys.push(("API_KEY", &config.api_key, avap_wire::auth::DEFAULT_API_KEY, MIN_API_KEY_BYTES));
         }
         for (name, value, published, min) in keys {
             match weak_key(value, published, min) {
+                Some(WeakKey::Published) if remote_dev => {
+                    return Err(TrustError::DevRemoteBrain(config.brain_host().to_string(), name));
+                }
                 Some(WeakKey::Published) if relaxed => tracing::warn!(
                     "!!! {name} is the published default: anyone can sign what this host accepts; allowed only by --dev / --original-servers !!!"
                 ),
@@ -141,15 +159,22 @@ impl Trust {
         if config.brain_client_cert.is_some() && config.brain_tls_ca.is_none() {
             return Err(TrustError::ClientCertWithoutTls);
         }
-        if !config.standalone && config.brain_tls_ca.is_none() {
-            if !(relaxed || config.brain_plaintext) {
+        if !standalone && config.brain_tls_ca.is_none() {
+            if !((relaxed && !remote_dev) || config.brain_plaintext) {
                 return Err(TrustError::Plaintext(config.brain_url()));
             }
             tracing::warn!(url = %config.brain_url(), "the definition server is reached in plaintext: its identity is not checked and API_KEY travels in the clear");
         }
         match mode {
+            TrustMode::Dev if standalone => tracing::warn!(
+                "--dev: development mode, standalone (no BRAIN_HOST: no definition server is contacted; the published package key is allowed); never for a deployment"
+            ),
+            TrustMode::Dev if remote_dev => tracing::warn!(
+                brain = %config.brain_host(),
+                "--dev: development mode toward a definition server on another machine: its catalogs are held to the production rules (your own keys, AVAP_GUEST_KEYS)"
+            ),
             TrustMode::Dev => tracing::warn!(
-                "--dev: development mode (published keys allowed, the published development guest key trusted, plaintext allowed); never for a deployment"
+                "--dev: development mode (published keys allowed, the published development guest key trusted, plaintext allowed toward this machine's definition server); never for a deployment"
             ),
             TrustMode::OriginalServers => tracing::warn!(
                 "!!! --original-servers: catalog entries are verified with the shared secret itself and catalogs without a signed manifest are accepted, as the original AVAP servers need !!!"
@@ -159,12 +184,12 @@ impl Trust {
         let scheme = if mode == TrustMode::OriginalServers { KeyScheme::Original } else { KeyScheme::Separated };
         let mut guest_keys = config.guest_keys.0.clone();
         let dev_key = dev_signing_key().public();
-        if mode == TrustMode::Dev {
+        if mode == TrustMode::Dev && !remote_dev {
             guest_keys.push(dev_key);
         } else if guest_keys.contains(&dev_key) {
             return Err(TrustError::DevGuestKey);
         }
-        if guest_keys.is_empty() && !config.standalone {
+        if guest_keys.is_empty() && !standalone {
             tracing::warn!(
                 "AVAP_GUEST_KEYS is empty: a catalog that carries a guest module is refused whole; give the release's public key"
             );
@@ -266,6 +291,48 @@ mod tests {
             })
             .contains("do not go together")
         );
+    }
+
+    /// The README's first command (`--dev`, no brain named) follows no
+    /// definition server; a dev host trusts the published keys only toward
+    /// one on this machine.
+    #[test]
+    fn dev_trusts_the_published_keys_only_toward_this_machine() {
+        let parse = |args: &[&str]| {
+            let mut c = Config::defaults();
+            c.dev = true;
+            c.brain_host = args.first().map(|h| h.to_string());
+            c
+        };
+        let alone = parse(&[]);
+        assert!(alone.is_standalone(), "--dev with no BRAIN_HOST is standalone");
+        assert!(!Config::defaults().is_standalone(), "outside --dev the default brain is followed");
+        assert_eq!(Config::defaults().brain_url(), "http://avap-definition-engine:50051");
+        for local in ["127.0.0.1", "localhost", "::1", "[::1]", "127.3.2.1"] {
+            let c = parse(&[local]);
+            assert!(!c.is_standalone() && c.brain_is_loopback(), "{local}");
+            let trust = Trust::from_config(&c).unwrap_or_else(|e| panic!("{local}: {e}"));
+            assert_eq!(trust.guest_keys, [dev_signing_key().public()], "{local}");
+        }
+        assert_eq!(parse(&["localhost"]).brain_url(), "http://127.0.0.1:50051", "localhost is not looked up");
+        for remote in ["avap-definition-engine", "brain.example", "10.0.0.5", "192.168.1.20", "::ffff:10.0.0.5"] {
+            let c = parse(&[remote]);
+            assert!(!c.brain_is_loopback(), "{remote}");
+            let err = Trust::from_config(&c).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("only toward a definition server on this machine"), "{remote}: {err}");
+            // With keys of its own, the remote brain is held to production
+            // rules: no published guest key, no plaintext without the flag.
+            let mut own = c.clone();
+            own.internal_key = "a secret of at least thirty-two bytes".into();
+            own.api_key = "a token of sixteen bytes".into();
+            let err = Trust::from_config(&own).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("plaintext"), "{remote}: {err}");
+            own.brain_plaintext = true;
+            let trust = Trust::from_config(&own).expect("own keys, plaintext by flag");
+            assert!(trust.guest_keys.is_empty(), "{remote}: the development guest key is not trusted");
+            own.guest_keys = vec![dev_signing_key().public()].into();
+            assert!(Trust::from_config(&own).is_err(), "{remote}: nor may it be named");
+        }
     }
 
     #[test]
