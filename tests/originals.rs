@@ -271,7 +271,11 @@ async fn compiled_packages_go_into_the_original_table_with_a_compile_store() {
     use base64::Engine;
     let schema = crate::fixtures::PgSchema::create().await;
     let url = schema.url();
-    let server = crate::Server::start(crate::config(|c| c.compile_store = url.clone())).await;
+    let server = crate::Server::start(crate::config(|c| {
+        c.compile_store = url.clone();
+        c.compile_store_schema = schema.name.clone();
+    }))
+    .await;
     let compile = |script: &str| json!({"name": "test_custom_cmd", "script": script});
     let (status, first, _) =
         server.post("/api/v1/compile", compile("addVar('status', 'compiled')\naddResult('status')")).await;

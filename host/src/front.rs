@@ -16,6 +16,10 @@
 //!   with 403 before its body is read; CORS preflights are answered for the
 //!   allowed origins only. Clients that are not browsers send neither header
 //!   and are not affected, whatever their `Content-Type`.
+//! - **Names**: a host listening on loopback answers only requests whose
+//!   `Host` is a loopback name (`localhost`, `*.localhost`, a loopback
+//!   address), with 421 otherwise: a page whose name a DNS rebinding
+//!   points at 127.0.0.1 cannot read `/health`, `/metrics` or run scripts.
 //! - **Tokens**: with `AVAP_API_TOKENS` set, `execute`, `compile`,
 //!   `/metrics` and the details of `/health` need `Authorization: Bearer
 //!   <token>`; tokens are compared in constant time (as SHA-256 digests, so
@@ -63,6 +67,8 @@ pub struct FrontConfig {
     /// How long shutdown waits for executions in flight (`AVAP_DRAIN_SECS`).
     #[serde(rename = "drain_timeout_ms", serialize_with = "ser_ms")]
     pub drain_timeout: Duration,
+    /// Listening on loopback: only requests for loopback names are answered.
+    pub loopback_names_only: bool,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -107,19 +113,30 @@ impl FrontDoor {
     /// Whether the request carries one of the tokens (always, when none is
     /// configured).
     pub fn authorized(&self, headers: &HeaderMap) -> bool {
+        self.token_digests.is_empty() || self.matching_token(headers).is_some()
+    }
+
+    /// Who the caller is, for what it stores: `token:<first 16 hex digits
+    /// of the SHA-256 of its token>`, or `anonymous` on a host without
+    /// tokens (every caller is then the same principal). `None`: not
+    /// authorized.
+    pub fn principal(&self, headers: &HeaderMap) -> Option<String> {
         if self.token_digests.is_empty() {
-            return true;
+            return Some("anonymous".into());
         }
-        let Some(token) = headers
+        self.matching_token(headers).map(|d| format!("token:{}", hex::encode(&d[..8])))
+    }
+
+    /// The digest of the configured token the request carries.
+    fn matching_token(&self, headers: &HeaderMap) -> Option<[u8; 32]> {
+        let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        else {
-            return false;
-        };
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))?;
         let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
         // Every digest is compared, so the time does not say which matched.
-        self.token_digests.iter().fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(&digest)).into()
+        let hit = self.token_digests.iter().fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(&digest));
+        bool::from(hit).then_some(digest)
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
@@ -194,6 +211,13 @@ impl std::ops::Deref for HeldBody {
 pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let front = &state.front;
     let headers = request.headers();
+    if front.config.loopback_names_only {
+        let host = headers.get(header::HOST).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        if let Some(host) = host.filter(|h| !is_loopback_name(h)) {
+            state.metrics.reject(crate::api::Outcome::MisdirectedHost);
+            return ApiError::misdirected_host(&host).into_response();
+        }
+    }
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
     let cross_site = headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
     let preflight = request.method() == Method::OPTIONS && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
@@ -238,6 +262,30 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
         cors_headers(response.headers_mut(), o);
     }
     response
+}
+
+/// Whether a `Host` header (`name[:port]`) names this machine's loopback:
+/// `localhost`, a name under `.localhost` (which browsers resolve to
+/// loopback themselves), or a loopback address (`127.0.0.1`, `[::1]`). No
+/// resolver is asked: a name is judged by what it is, not by where some
+/// DNS server points it today.
+pub fn is_loopback_name(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`.
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, port)) if port.is_empty() || port.starts_with(':') => v6,
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    let lower = name.to_ascii_lowercase();
+    lower == "localhost"
+        || (lower.ends_with(".localhost") && lower.len() > ".localhost".len())
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn cors_headers(headers: &mut HeaderMap, origin: &str) {
@@ -394,6 +442,37 @@ mod tests {
         }
         assert!(!door.authorized(&HeaderMap::new()));
         assert!(FrontDoor::new(FrontConfig::default()).authorized(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn loopback_names_are_judged_by_what_they_are() {
+        for ok in [
+            "localhost",
+            "LOCALHOST:8888",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "127.9.9.9:1",
+            "[::1]",
+            "[::1]:8888",
+            "app.localhost:3000",
+        ] {
+            assert!(is_loopback_name(ok), "{ok}");
+        }
+        for bad in [
+            "attacker.example",
+            "attacker.example:8888",
+            "localhost.attacker.example",
+            ".localhost",
+            "10.0.0.1:8888",
+            "[::2]:8888",
+            "[::1]x",
+            "127.0.0.1:80:80",
+            "localhost:http",
+            "",
+            "0.0.0.0:8888",
+        ] {
+            assert!(!is_loopback_name(bad), "{bad}");
+        }
     }
 
     #[tokio::test]

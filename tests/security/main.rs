@@ -17,6 +17,7 @@
 mod cases;
 #[path = "../common/mod.rs"]
 mod common;
+mod local_servers;
 mod netns;
 
 use std::alloc::{GlobalAlloc, Layout, System};

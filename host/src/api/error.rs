@@ -49,6 +49,16 @@ impl ApiError {
         ApiError::new(Outcome::CrossOrigin, message)
     }
 
+    pub(crate) fn misdirected_host(host: &str) -> Self {
+        ApiError::new(
+            Outcome::MisdirectedHost,
+            format!(
+                "this host listens on loopback and answers only loopback names (localhost, 127.0.0.1, [::1]), not '{}'",
+                host.chars().take(100).collect::<String>()
+            ),
+        )
+    }
+
     pub(crate) fn unauthorized() -> Self {
         ApiError::new(Outcome::Unauthorized, "this host needs an API token: Authorization: Bearer <token>")
     }

@@ -348,8 +348,15 @@ async fn compile(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
     let stored = match &state.compile_store {
         None => false,
         Some(store) => {
-            store.store(&name, &script, &package).await.map_err(|e| internal("storing the compiled package", e))?;
-            true
+            // The guard let the request in, so it has a principal.
+            let owner = state.front.principal(&headers).ok_or_else(ApiError::unauthorized)?;
+            match store.store(&name, &script, &package, &owner).await {
+                Ok(()) => true,
+                Err(e @ crate::compile_store::StoreError::OwnedByAnother(_)) => {
+                    return Err(ApiError::new(Outcome::Conflict, format!("{e}: compile it under another name")));
+                }
+                Err(e) => return Err(internal("storing the compiled package", e)),
+            }
         }
     };
     let mut response = axum::Json(json!({

@@ -206,8 +206,10 @@ fn get(summary: &str, token: bool, responses: Vec<(&str, utoipa::openapi::Respon
     for (status, response) in responses {
         builder = builder.response(status, response);
     }
-    // Every route: a browser's request from an origin not allowed.
+    // Every route: a browser's request from an origin not allowed, and (on
+    // a host listening on loopback) a request for another name.
     builder = builder.response("403", json_response("kind: cross_origin", schema_ref("Error")));
+    builder = builder.response("421", json_response("kind: misdirected_host", schema_ref("Error")));
     let mut operation = OperationBuilder::new().summary(Some(summary)).responses(builder.build());
     if token {
         operation = operation
@@ -238,8 +240,8 @@ fn any_object(description: &str) -> utoipa::openapi::Response {
 
 /// The document.
 pub fn document() -> OpenApi {
-    let execute_outcomes = failures(&[]);
-    // Only execute opens signed packages.
+    // Only execute opens signed packages; only compile stores them.
+    let execute_outcomes = failures(&[Outcome::Conflict]);
     let compile_outcomes = failures(&[Outcome::Integrity]);
     let text = |description: &str| {
         ResponseBuilder::new()
@@ -366,9 +368,12 @@ mod tests {
             assert_eq!(listed, !matches!(outcome, Outcome::Ok | Outcome::Compiled), "{}", outcome.kind());
         }
         let execute = &doc["paths"]["/api/v1/execute"]["post"]["responses"];
+        let compile = &doc["paths"]["/api/v1/compile"]["post"]["responses"];
         for outcome in Outcome::ALL.iter().filter(|o| !matches!(o, Outcome::Ok | Outcome::Compiled)) {
             let status = outcome.status().as_u16().to_string();
-            assert!(execute.get(&status).is_some(), "execute can answer {status} ({}), undocumented", outcome.kind());
+            let documented = execute.get(&status).is_some() || compile.get(&status).is_some();
+            assert!(documented, "an API route can answer {status} ({}), undocumented", outcome.kind());
         }
+        assert!(compile.get("409").is_some() && execute.get("409").is_none(), "only compile stores packages");
     }
 }

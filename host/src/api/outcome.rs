@@ -28,8 +28,13 @@ pub enum Outcome {
     CrossOrigin,
     /// The host needs an API token and none (or a wrong one) was sent.
     Unauthorized,
+    /// A host listening on loopback got a request for another name (a DNS
+    /// rebinding page): it answers only loopback names.
+    MisdirectedHost,
     /// A signed package failed verification; it was not run.
     Integrity,
+    /// `compile` would replace a package another caller stored.
+    Conflict,
     /// The script does not parse.
     SyntaxError,
     /// The script failed at run time, outside any `try()`.
@@ -53,7 +58,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 19] = [
+    pub const ALL: [Outcome; 21] = [
         Outcome::Ok,
         Outcome::Compiled,
         Outcome::BadRequest,
@@ -62,7 +67,9 @@ impl Outcome {
         Outcome::Busy,
         Outcome::CrossOrigin,
         Outcome::Unauthorized,
+        Outcome::MisdirectedHost,
         Outcome::Integrity,
+        Outcome::Conflict,
         Outcome::SyntaxError,
         Outcome::RuntimeError,
         Outcome::LimitError,
@@ -85,8 +92,10 @@ impl Outcome {
             | Outcome::LimitError
             | Outcome::StackOverflow => StatusCode::BAD_REQUEST,
             Outcome::Unauthorized => StatusCode::UNAUTHORIZED,
+            Outcome::MisdirectedHost => StatusCode::MISDIRECTED_REQUEST,
             Outcome::CrossOrigin | Outcome::Integrity => StatusCode::FORBIDDEN,
             Outcome::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Outcome::Conflict => StatusCode::CONFLICT,
             Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Outcome::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Outcome::GuestCrash => StatusCode::BAD_GATEWAY,
@@ -108,7 +117,9 @@ impl Outcome {
             Outcome::Busy => "busy",
             Outcome::CrossOrigin => "cross_origin",
             Outcome::Unauthorized => "unauthorized",
+            Outcome::MisdirectedHost => "misdirected_host",
             Outcome::Integrity => "integrity",
+            Outcome::Conflict => "conflict",
             Outcome::SyntaxError => "syntax_error",
             Outcome::RuntimeError => "runtime_error",
             Outcome::LimitError => "limit_error",
@@ -132,6 +143,7 @@ impl Outcome {
             Outcome::Busy => Some("busy"),
             Outcome::CrossOrigin => Some("cross_origin"),
             Outcome::Unauthorized => Some("unauthorized"),
+            Outcome::MisdirectedHost => Some("misdirected_host"),
             Outcome::Integrity => Some("integrity"),
             _ => None,
         }

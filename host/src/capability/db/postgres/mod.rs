@@ -132,21 +132,7 @@ impl Postgres {
         };
         pg.options(options);
         pg.connect_timeout(CONNECT_TIMEOUT);
-        // TLS whenever the server is not on this machine; `prefer` (the
-        // default) could fall back to plain text under the cap's feet.
-        let local = pg.get_hosts().iter().all(|h| match h {
-            tokio_postgres::config::Host::Tcp(name) => {
-                name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-            }
-            #[cfg(unix)]
-            tokio_postgres::config::Host::Unix(_) => true,
-        });
-        let tls = match pg.get_ssl_mode() {
-            SslMode::Disable => false,
-            SslMode::Prefer => !local,
-            _ => true,
-        };
-        pg.ssl_mode(if tls { SslMode::Require } else { SslMode::Disable });
+        let tls = tls_rule(&mut pg, "AVAP_DB_URL");
         let manager =
             Manager { config: pg, tls: tls.then(rustls_connector), allow_privileged: config.allow_privileged_role };
         let pool = Pool::builder(manager)
@@ -190,6 +176,41 @@ impl Postgres {
         }
         result
     }
+}
+
+/// The one rule for TLS to PostgreSQL, for every connection the host opens
+/// (the `db` capability's pool and the compile store): TLS, with the
+/// certificate verified against the web PKI roots, whenever a server is not
+/// on this machine, unless the URL says `sslmode=disable` (logged as a
+/// warning); plaintext to loopback and Unix sockets unless the URL asks for
+/// TLS. `prefer` (libpq's default) is never kept as it is: it would fall back
+/// to plaintext, and answer a cleartext password challenge, for whoever
+/// sits on the path. So a password travels in the clear only to this
+/// machine, or where the operator wrote `sslmode=disable`. Sets the mode on
+/// `pg` and returns whether TLS is on. `what` names the setting for the log.
+pub(crate) fn tls_rule(pg: &mut Config, what: &str) -> bool {
+    let local = pg.get_hosts().iter().all(|h| match h {
+        tokio_postgres::config::Host::Tcp(name) => {
+            name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => true,
+    });
+    let tls = match pg.get_ssl_mode() {
+        SslMode::Disable => {
+            if !local {
+                tracing::warn!(
+                    "{what} says sslmode=disable for a database server that is not on this machine: \
+                     statements, rows and the password travel in plaintext"
+                );
+            }
+            false
+        }
+        SslMode::Prefer => !local,
+        _ => true,
+    };
+    pg.ssl_mode(if tls { SslMode::Require } else { SslMode::Disable });
+    tls
 }
 
 pub(crate) fn rustls_connector() -> tokio_postgres_rustls::MakeRustlsConnect {
