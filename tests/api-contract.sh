@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The API contract, checked against a live host: starts avap-host (debug
 # build, standalone, on loopback), and runs schemathesis (PyPI) against its
-# /openapi.json. Fails on any response that breaks the document and on any
-# 5xx. Needs python3 (with venv: Debian's python3-venv) and cargo; no curl.
+# /openapi.json. Fails on any response that breaks the document, on any
+# 5xx, and on a schema looser than what the API accepts (warnings listed in
+# tests/api-contract.toml; tests/api_contract_hooks.py generates valid
+# scripts for the `avap-script` format). Needs python3 (with venv: Debian's python3-venv) and cargo; no curl.
 #
 # The venv lives in target/venv-api, installed once with the versions of
 # tests/api-contract-constraints.txt (reinstalled when that file changes),
@@ -123,7 +125,8 @@ done
 # From target/: schemathesis keeps its cache in the working directory.
 cd target
 status=0
-"venv-api/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+SCHEMATHESIS_HOOKS=../tests/api_contract_hooks.py "venv-api/bin/schemathesis" --config-file ../tests/api-contract.toml \
+    run "http://127.0.0.1:$port/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
     --max-examples "$EXAMPLES" --seed 1 --no-color || status=$?
 if [ "$status" -ne 0 ]; then

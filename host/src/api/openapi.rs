@@ -22,19 +22,51 @@ use utoipa::{PartialSchema, ToSchema};
 
 use super::Outcome;
 
-/// `POST /api/v1/execute`: a script (or a signed package) and the request's
-/// parameters: every other top-level key is one (what `addParam` reads).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ExecuteRequest {
-    /// The AVAP source. Give it or `package`, not both.
-    #[schema(min_length = 1, example = "addParam(name, who)\nmsg = `Hello ${who}`\naddResult(msg)")]
-    script: Option<String>,
-    /// Base64 of a signed package from `/api/v1/compile`.
-    #[schema(min_length = 1)]
-    package: Option<String>,
-    /// Seeds the script's variables.
-    variables: Option<BTreeMap<String, Value>>,
+/// `POST /api/v1/execute`: a script or a signed package (exactly one), and
+/// the request's parameters: every other top-level key is one (what
+/// `addParam` reads). Written by hand: the choice between `script` and
+/// `package` is a `oneOf`, which the derive cannot say.
+fn execute_request_schema() -> Schema {
+    let variables = || {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+            .description(Some("Seeds the script's variables."))
+    };
+    let with_script = ObjectBuilder::new()
+        .property("script", script_property("addParam(name, who)\nmsg = `Hello ${who}`\naddResult(msg)"))
+        .required("script")
+        .property("variables", variables());
+    let with_package = ObjectBuilder::new()
+        .property(
+            "package",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("Base64 of a signed package from `/api/v1/compile`."))
+                .content_encoding("base64")
+                .min_length(Some(4))
+                .pattern(Some("^(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")),
+        )
+        .required("package")
+        .property("variables", variables());
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .description(Some(
+            "A script (`script`) or a signed package (`package`), not both; every other top-level key is a \
+             parameter of the request (what `addParam` reads).",
+        ))
+        .item(with_script)
+        .item(with_package)
+        .into()
+}
+
+/// A script's source: not blank (a blank script is refused as empty).
+fn script_property(example: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("The AVAP source: at least one statement (format `avap-script`: AVAP text that parses)."))
+        .format(Some(utoipa::openapi::schema::SchemaFormat::Custom("avap-script".into())))
+        .min_length(Some(1))
+        .pattern(Some("\\S"))
+        .examples([serde_json::Value::from(example)])
 }
 
 /// A script that ran to its end. The status is 200, or the script's own
@@ -65,14 +97,19 @@ pub struct Usage {
 }
 
 /// `POST /api/v1/compile`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct CompileRequest {
-    #[schema(min_length = 1, example = "function twice(x) {\n  return x * 2\n}\ny = twice(21)\naddResult(y)")]
-    script: String,
-    /// A name for the package (default `script`), at most 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
-    name: Option<String>,
+fn compile_request_schema() -> Schema {
+    ObjectBuilder::new()
+        .property("script", script_property("function twice(x) {\n  return x * 2\n}\ny = twice(21)\naddResult(y)"))
+        .required("script")
+        .property(
+            "name",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .description(Some("A name for the package (default `script`), at most 100 characters."))
+                .min_length(Some(1))
+                .max_length(Some(100)),
+        )
+        .into()
 }
 
 /// A script that parses and validates, signed.
@@ -305,10 +342,10 @@ pub fn document() -> OpenApi {
         )
         .build();
     let components = ComponentsBuilder::new()
-        .schema("ExecuteRequest", ExecuteRequest::schema())
+        .schema("ExecuteRequest", execute_request_schema())
         .schema("ExecuteResponse", ExecuteResponse::schema())
         .schema("Usage", Usage::schema())
-        .schema("CompileRequest", CompileRequest::schema())
+        .schema("CompileRequest", compile_request_schema())
         .schema("CompileResponse", CompileResponse::schema())
         .schema("Readiness", Readiness::schema())
         .schema("Error", error_schema())
