@@ -81,10 +81,14 @@ fn display(path: &Path) -> String {
 pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let commands = match &args.catalog {
         None => Commands::standard(),
+        // A folder with problems is refused whole, as `run --catalog` and a
+        // definition server refuse it: checking against part of it would
+        // report a result for a catalog that exists nowhere (exit 2).
         Some(dir) => {
             let (commands, problems) = Commands::with_catalog(dir).map_err(|e| anyhow::anyhow!("--catalog: {e}"))?;
-            for p in problems {
-                eprintln!("avap: catalog: {p}");
+            if !problems.is_empty() {
+                let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+                bail!("the catalog folder {} has problems:\n{}", dir.display(), lines.join("\n"));
             }
             commands
         }

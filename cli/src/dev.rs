@@ -9,10 +9,27 @@
 //! the answer is the host's, status included. This server is for one
 //! developer's machine: it listens on 127.0.0.1 unless `--bind` says
 //! otherwise, and it has no tokens or front-door caps of its own beyond a
-//! 1 MiB body. Because a web page in the developer's browser can send
-//! requests to loopback, it answers only requests whose `Host` names the
-//! loopback address it listens on (no DNS rebinding) and that carry no
-//! `Origin` but its own (no cross-site request from a page).
+//! 1 MiB body.
+//!
+//! Any web page open in the developer's browser can send requests to
+//! loopback, and a GET from an `<img>` or a link carries no `Origin`. So
+//! before any route runs ([`guard`], on every route), a request is refused
+//! when:
+//! - its `Host` does not name the loopback address it listens on (DNS
+//!   rebinding): 421 `misdirected_host`;
+//! - its `Origin` is not this server's own: 403 `cross_origin`;
+//! - its `Sec-Fetch-Site` is anything but `same-origin` or `none` (the
+//!   browser says another site, `same-site` included, asked for it): 403
+//!   `cross_origin`;
+//! - it has no `Sec-Fetch-Site` but a browser's `User-Agent`: a browser too
+//!   old to send fetch metadata, whose cross-site GET cannot be told from
+//!   the developer's own: 403 `cross_origin`.
+//!
+//! What remains is what the developer sends: curl and other HTTP tools
+//! (which send no fetch metadata), the address bar (`none`) and pages of
+//! this server's own origin. GET still runs scripts, for the address bar
+//! and for scripts that read their parameters from the query string; the
+//! rules above are what make that safe.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,12 +43,13 @@ use avap_lang::diagnostics::{diagnose, render};
 use avap_lang::reference::Commands;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::{Path as UrlPath, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::local::{Grants, Local, execute_body};
+use crate::local::{Grants, Local, capability_hints, execute_body};
 
 #[derive(clap::Args)]
 pub struct DevArgs {
@@ -62,9 +80,9 @@ struct Dev {
 }
 
 impl Dev {
-    /// `Err` (why) for a request a browser page could have sent: a `Host`
-    /// that is not this loopback address, or an `Origin` other than its own.
-    fn guard(&self, headers: &HeaderMap) -> Result<(), &'static str> {
+    /// Why a request is refused before anything runs, if it is: it names
+    /// another server (DNS rebinding) or a page of another site sent it.
+    fn refusal(&self, headers: &HeaderMap) -> Option<Refusal> {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
         if self.loopback {
             let port = self.port;
@@ -72,21 +90,74 @@ impl Dev {
                 .iter()
                 .any(|name| host == *name || host == format!("{name}:{port}"));
             if !allowed {
-                return Err("the Host header does not name this loopback server");
+                let shown: String = host.chars().take(100).collect();
+                return Some(Refusal {
+                    status: StatusCode::MISDIRECTED_REQUEST,
+                    kind: "misdirected_host",
+                    why: format!("this server answers only 127.0.0.1:{port} and localhost:{port}, not Host '{shown}'"),
+                });
             }
         }
+        let cross_site = |why: String| {
+            Some(Refusal {
+                status: StatusCode::FORBIDDEN,
+                kind: "cross_origin",
+                why: format!(
+                    "{why}; web pages cannot run scripts here (use curl or another HTTP tool, or the address bar)"
+                ),
+            })
+        };
         if let Some(origin) = headers.get(header::ORIGIN)
             && origin.to_str().ok() != Some(format!("http://{host}").as_str())
         {
-            return Err("a cross-origin request");
+            let shown: String = String::from_utf8_lossy(origin.as_bytes()).chars().take(100).collect();
+            return cross_site(format!("a request from a page of another origin (Origin: {shown})"));
         }
-        Ok(())
+        match headers.get("sec-fetch-site").map(|v| v.as_bytes().to_ascii_lowercase()) {
+            Some(site) if site == b"same-origin" || site == b"none" => None,
+            Some(site) => {
+                let shown: String = String::from_utf8_lossy(&site).chars().take(40).collect();
+                cross_site(format!("a request from a page of another site (Sec-Fetch-Site: {shown})"))
+            }
+            None if is_browser(headers) => cross_site(
+                "a browser that sends no Sec-Fetch-Site, whose requests cannot be told from those a page of \
+                 another site makes it send (a current browser sends it)"
+                    .into(),
+            ),
+            None => None,
+        }
     }
 
     fn report(&self, name: &str) {
         let commands = self.commands.read().map(|c| c.clone()).unwrap_or_else(|_| Commands::standard());
         report(&self.dir, name, &commands);
     }
+}
+
+/// Whether the request says it comes from a web browser. Every current
+/// browser sends `Sec-Fetch-Site` (Chromium 76, Firefox 90, Safari 16.4);
+/// they all name themselves `Mozilla/5.0 ...`, which HTTP tools do not.
+fn is_browser(headers: &HeaderMap) -> bool {
+    headers.get(header::USER_AGENT).is_some_and(|ua| ua.as_bytes().starts_with(b"Mozilla/"))
+}
+
+/// Refuses what a page in a browser could have sent ([`Dev::refusal`]),
+/// before any route reads a body or runs a script.
+async fn guard(State(dev): State<Arc<Dev>>, request: Request, next: Next) -> Response {
+    match dev.refusal(request.headers()) {
+        Some(Refusal { status, kind, why }) => {
+            eprintln!("avap dev: refused {} {}: {kind}: {why}", request.method(), request.uri().path());
+            problem(status, kind, why)
+        }
+        None => next.run(request).await,
+    }
+}
+
+/// A request turned away before any route: its status, `kind` and reason.
+struct Refusal {
+    status: StatusCode,
+    kind: &'static str,
+    why: String,
 }
 
 /// A script name is a file stem of letters, digits, `_` and `-`: nothing
@@ -123,6 +194,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         .route("/", axum::routing::get(index))
         .route("/{name}", axum::routing::post(run).get(run))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(dev.clone(), guard))
         .with_state(dev.clone());
     if !args.bind.is_loopback() {
         eprintln!("avap dev: warning: listening on {addr}, beyond this machine, with no authentication");
@@ -138,10 +210,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `GET /`: the scripts served.
-async fn index(State(dev): State<Arc<Dev>>, headers: HeaderMap) -> Response {
-    if let Err(why) = dev.guard(&headers) {
-        return problem(StatusCode::FORBIDDEN, "forbidden", why.to_string());
-    }
+async fn index(State(dev): State<Arc<Dev>>) -> Response {
     let names: Vec<String> = scripts(&dev.dir).into_keys().map(|n| format!("/{n}")).collect();
     Json(json!({"scripts": names})).into_response()
 }
@@ -150,12 +219,8 @@ async fn run(
     State(dev): State<Arc<Dev>>,
     UrlPath(name): UrlPath<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(why) = dev.guard(&headers) {
-        return problem(StatusCode::FORBIDDEN, "forbidden", why.to_string());
-    }
     if !valid_name(&name) {
         return problem(StatusCode::NOT_FOUND, "not_found", format!("no script named {name:?}"));
     }
@@ -189,6 +254,9 @@ async fn run(
         Ok((status, value)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             eprintln!("avap dev: {name}: {}", status.as_u16());
+            for hint in capability_hints(&value) {
+                eprintln!("avap dev: {hint}");
+            }
             (status, Json(value)).into_response()
         }
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{e:#}")),

@@ -169,6 +169,34 @@ impl Local {
     }
 }
 
+/// The flags that grant each capability a response says was not granted
+/// (in its `error` or a command log's), once each, in a fixed order: the
+/// host's message names the capability, this tool's flags are its own.
+pub fn capability_hints(response: &Value) -> Vec<&'static str> {
+    let mut texts: Vec<&str> = response.get("error").and_then(Value::as_str).into_iter().collect();
+    if let Some(logs) = response.get("logs").and_then(Value::as_array) {
+        texts.extend(logs.iter().filter_map(|log| log.get("error").and_then(Value::as_str)));
+    }
+    let denied = |name: &str| {
+        let needle = format!("capability '{name}' is not granted");
+        texts.iter().any(|t| t.contains(&needle))
+    };
+    let mut hints = Vec::new();
+    if denied("db") {
+        hints.push(
+            "hint: the database is granted only when asked: add --db URL (--db sqlite::memory: for a \
+             scratch database per execution, --db sqlite:FILE, --db postgres://...; or AVAP_CLI_DB_URL)",
+        );
+    }
+    if denied("http") {
+        hints.push(
+            "hint: HTTP is granted only when asked: add --http (public addresses) or --http-allow \
+             HOST:PORT (that destination, loopback or private included)",
+        );
+    }
+    hints
+}
+
 /// The execute body: `script`, `variables` and the request parameters as
 /// top-level keys (what `addParam` reads after the query string).
 pub fn execute_body(

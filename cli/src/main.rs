@@ -76,6 +76,8 @@ enum Command {
     /// The request's query string and JSON body fields are the script's
     /// parameters, as with `/api/v1/execute`; each request reads the file
     /// as it is on disk, and every change is checked and reported here.
+    /// Requests a web page of another site could send (by `Sec-Fetch-Site`,
+    /// `Origin` and `Host`) are refused before anything runs.
     Dev(dev::DevArgs),
     /// The language server, over stdio (diagnostics, completion, hover,
     /// go-to-definition, symbols, formatting).

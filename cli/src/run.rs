@@ -9,7 +9,7 @@ use anyhow::{Context as _, anyhow, bail};
 use avap_tests::case::{self, Case};
 use serde_json::{Map, Value};
 
-use crate::local::{Grants, Local, execute_body};
+use crate::local::{Grants, Local, capability_hints, execute_body};
 
 /// Largest script or JSON file read (the host's request cap is smaller).
 const MAX_FILE_BYTES: u64 = 16 << 20;
@@ -125,6 +125,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             _ => eprintln!("avap: {name}: failed (HTTP {status})"),
         }
     }
+    if !args.quiet {
+        for hint in capability_hints(&response) {
+            eprintln!("avap: {hint}");
+        }
+    }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -191,9 +196,14 @@ pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
                 let body = case.request_body(args.svc.as_deref());
                 match local.execute(&body, case.request.query.as_deref()).await {
                     Err(e) => Err(format!("cannot run: {e:#}")),
-                    Ok((status, response)) => case
-                        .check(status, &response, args.svc.as_deref())
-                        .map_err(|why| format!("{why}\n{}", diff(&case, status, &response, args.svc.as_deref()))),
+                    Ok((status, response)) => case.check(status, &response, args.svc.as_deref()).map_err(|why| {
+                        let mut text = format!("{why}\n{}", diff(&case, status, &response, args.svc.as_deref()));
+                        for hint in capability_hints(&response) {
+                            text.push_str(hint);
+                            text.push('\n');
+                        }
+                        text
+                    }),
                 }
             }
         };

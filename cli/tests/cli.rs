@@ -145,6 +145,15 @@ fn capabilities_are_denied_unless_granted() {
     let denied = stdout_json(&output);
     assert_eq!(denied["success"], false);
     assert!(denied["error"].as_str().unwrap_or_default().contains("db"), "{denied}");
+    // The host's words say what is missing; the tool says which flag grants it.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("hint:") && stderr.contains("--db URL"), "{stderr}");
+    assert!(!stderr.contains("--http"), "only the capability the script asked for: {stderr}");
+    // Also when the script catches the error and succeeds.
+    let caught = write(dir.path(), "caught.avap", "try()\normDirect(\"SELECT 1\", r)\nexception(e)\nend()\n");
+    let output = avap().arg("run").arg(&caught).output().expect("run");
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--db URL"), "{output:?}");
 
     let output = avap().arg("run").arg(&script).args(["--db", "sqlite::memory:"]).output().expect("run");
     assert!(output.status.success(), "{output:?}");
@@ -182,6 +191,11 @@ fn http_reaches_only_what_is_allowed() {
         let output = avap().arg("run").arg(&script).args(["--var", &var]).args(grant).output().expect("run");
         assert_eq!(output.status.code(), Some(1), "{grant:?}: {output:?}");
     }
+    // Not granted at all: the tool names the flags that grant it.
+    let output = avap().arg("run").arg(&script).args(["--var", &var]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("hint:") && stderr.contains("--http-allow HOST:PORT"), "{stderr}");
+    assert!(!stderr.contains("--db"), "{stderr}");
     let output =
         avap().arg("run").arg(&script).args(["--var", &var, "--http-allow", &authority]).output().expect("run");
     assert!(output.status.success(), "{output:?}");
@@ -291,6 +305,42 @@ fn check_prints_rustc_style_diagnostics() {
 }
 
 #[test]
+fn check_with_a_broken_catalog_exits_2() {
+    // The command cannot do its job: a catalog folder with problems is a
+    // usage error (exit 2, as `run --catalog` says), never "0 errors".
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = write(dir.path(), "s.avap", "m = greet(\"Bo\")\naddResult(m)\n");
+    write(dir.path(), "cat/greet.avap", "function greet(who) {\n    return who\n}\n");
+    write(dir.path(), "cat/broken.avap", "function other(x) {\n}\n");
+    let output = avap().arg("check").arg(&script).arg("--catalog").arg(dir.path().join("cat")).output().expect("check");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broken.avap"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("0 errors"), "{output:?}");
+    for format in ["text", "json"] {
+        avap()
+            .arg("check")
+            .arg(&script)
+            .args(["--format", format, "--catalog"])
+            .arg(dir.path().join("cat"))
+            .assert()
+            .code(2);
+    }
+    // A folder that cannot be read at all: the same.
+    avap().arg("check").arg(&script).arg("--catalog").arg(dir.path().join("missing")).assert().code(2);
+    // Without the broken file the same check passes.
+    std::fs::remove_file(dir.path().join("cat/broken.avap")).expect("rm");
+    avap()
+        .arg("check")
+        .arg(&script)
+        .arg("--catalog")
+        .arg(dir.path().join("cat"))
+        .assert()
+        .success()
+        .stdout("0 errors, 0 warnings in 1 file\n");
+}
+
+#[test]
 fn test_runs_case_folders() {
     let root = repo().join("tests/cases/language");
     let count =
@@ -318,6 +368,26 @@ fn test_runs_case_folders() {
         .arg("test")
         .arg(dir.path())
         .args(["--filter", "good"])
+        .assert()
+        .success()
+        .stdout(predicate::str::ends_with("1 passed, 0 failed\n"));
+
+    // A case that needs the database, run without it: the failure says
+    // which flag grants it.
+    write(dir.path(), "db/script.avap", "ormDirect(\"SELECT 1 AS n\", rows)\naddResult(rows)\n");
+    write(
+        dir.path(),
+        "db/expected.json",
+        r#"{"status": 200, "body": {"success": true, "result": {"rows": [{"n": 1}]}}}"#,
+    );
+    let output = avap().arg("test").arg(dir.path()).args(["--filter", "db"]).output().expect("test");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("FAILED db\n") && text.contains("hint:") && text.contains("--db URL"), "{text}");
+    avap()
+        .arg("test")
+        .arg(dir.path())
+        .args(["--filter", "db", "--db", "sqlite::memory:"])
         .assert()
         .success()
         .stdout(predicate::str::ends_with("1 passed, 0 failed\n"));
@@ -461,12 +531,12 @@ fn dev_serves_a_folder_and_reloads_on_save() {
     let (status, body) = server.get("/");
     assert_eq!((status, body), (200, json!({"scripts": ["/hello"]})));
 
-    // What a page in a browser could send: refused.
+    // What a page in a browser could send: refused, with the host's kinds.
     let port = server.base.rsplit(':').next().unwrap_or_default().to_string();
     let cross = server.post_with("/hello", &json!({}), &[("origin", "http://evil.example")]);
-    assert_eq!((cross.0, cross.1["kind"].as_str()), (403, Some("forbidden")), "{}", cross.1);
+    assert_eq!((cross.0, cross.1["kind"].as_str()), (403, Some("cross_origin")), "{}", cross.1);
     let rebound = server.post_with("/hello", &json!({}), &[("host", &format!("evil.example:{port}"))]);
-    assert_eq!(rebound.0, 403, "{}", rebound.1);
+    assert_eq!((rebound.0, rebound.1["kind"].as_str()), (421, Some("misdirected_host")), "{}", rebound.1);
     let same = server.post_with("/hello", &json!({"name": "Cy"}), &[("origin", &format!("http://127.0.0.1:{port}"))]);
     assert_eq!(same.0, 200, "{}", same.1);
 
@@ -474,6 +544,96 @@ fn dev_serves_a_folder_and_reloads_on_save() {
     write(dir.path(), "div.avap", "x = 1 / 0\n");
     let (status, body) = server.post("/div", &json!({}));
     assert_eq!((status, body["kind"].as_str()), (400, Some("runtime_error")), "{body}");
+
+    // A capability this server was not started with: the terminal says
+    // which flag grants it.
+    write(dir.path(), "db.avap", "ormDirect(\"SELECT 1\", r)\n");
+    let (status, body) = server.post("/db", &json!({}));
+    assert_eq!(status, 400, "{body}");
+    server.wait_for_output("--db URL");
+}
+
+/// A request: method, path and query, headers.
+type Probe<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+/// The issue's attack: a page on another site makes the developer's browser
+/// run a script (an `<img>` or a link is a GET with no `Origin`). Every
+/// request marked cross-site or same-site by the browser is refused before
+/// anything runs, and the script's side effect (a row in the SQLite file)
+/// does not happen.
+#[test]
+fn dev_runs_no_script_for_another_site() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let scripts = dir.path().join("scripts");
+    write(
+        &scripts,
+        "write.avap",
+        "addParam(v, v)\normDirect(\"CREATE TABLE IF NOT EXISTS t (v TEXT)\", r)\normDirect(`INSERT INTO t VALUES ('${v}')`, r)\naddResult(v)\n",
+    );
+    write(&scripts, "rows.avap", "ormDirect(\"SELECT v FROM t ORDER BY v\", rows)\naddResult(rows)\n");
+    let db = format!("sqlite:{}", dir.path().join("dev.db").display());
+    let server = Server::start(&["dev", &scripts.display().to_string(), "--db", &db], &[]);
+    const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
+    // What the developer sends: curl (no fetch metadata), the address bar
+    // (`none`), a page of this server's own origin (`same-origin`).
+    let allowed: [Probe; 4] = [
+        ("POST", "/write?v=curl", &[]),
+        ("GET", "/write?v=bar", &[("sec-fetch-site", "none"), ("sec-fetch-mode", "navigate"), ("user-agent", FIREFOX)]),
+        ("GET", "/write?v=own", &[("sec-fetch-site", "same-origin"), ("user-agent", FIREFOX)]),
+        ("GET", "/write?v=tool", &[("user-agent", "curl/8.5.0")]),
+    ];
+    for (method, path, headers) in allowed {
+        let (status, body) = server.send(method, path, headers);
+        assert_eq!(status, 200, "{method} {path} {headers:?}: {body}");
+    }
+
+    // What another site's page makes the browser send.
+    let refused: [Probe; 6] = [
+        // <img src="http://127.0.0.1:PORT/write?v=img">
+        (
+            "GET",
+            "/write?v=img",
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "image"),
+                ("user-agent", FIREFOX),
+            ],
+        ),
+        // a link followed from another site
+        (
+            "GET",
+            "/write?v=link",
+            &[("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate"), ("user-agent", FIREFOX)],
+        ),
+        // a page on another port of localhost is the same site, not the same origin
+        ("GET", "/write?v=port", &[("sec-fetch-site", "same-site"), ("user-agent", FIREFOX)]),
+        // a form posted from another site, without an Origin
+        ("POST", "/write?v=form", &[("sec-fetch-site", "cross-site")]),
+        // a value the Fetch Metadata standard does not have
+        ("GET", "/write?v=odd", &[("sec-fetch-site", "elsewhere")]),
+        // a browser too old to send fetch metadata: its GET cannot be told from an <img>
+        (
+            "GET",
+            "/write?v=old",
+            &[("user-agent", "Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 Version/15.6 Safari/605.1.15")],
+        ),
+    ];
+    for (method, path, headers) in refused {
+        let (status, body) = server.send(method, path, headers);
+        assert_eq!((status, body["kind"].as_str()), (403, Some("cross_origin")), "{method} {path} {headers:?}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains("Sec-Fetch-Site"), "the reason names the header: {body}");
+    }
+    // The index runs no script, but is guarded the same way.
+    let (status, _) = server.send("GET", "/", &[("sec-fetch-site", "cross-site")]);
+    assert_eq!(status, 403);
+
+    // Only the developer's own requests wrote rows.
+    let (status, body) = server.send("POST", "/rows", &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["rows"], json!([{"v": "bar"}, {"v": "curl"}, {"v": "own"}, {"v": "tool"}]));
 }
 
 /// `avap serve` or `avap dev` on a free loopback port, killed on drop.
@@ -540,6 +700,18 @@ impl Server {
 
     fn post_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
         let mut request = self.client.post(format!("{}{path}", self.base)).json(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    /// `method path` with `headers` and no body.
+    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
