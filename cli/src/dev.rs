@@ -22,8 +22,10 @@
 //!   browser says another site, `same-site` included, asked for it): 403
 //!   `cross_origin`;
 //! - it has no `Sec-Fetch-Site` but a browser's `User-Agent`: a browser too
-//!   old to send fetch metadata, whose cross-site GET cannot be told from
-//!   the developer's own: 403 `cross_origin`.
+//!   old to send fetch metadata, or one talking to a `--bind` address that
+//!   is neither loopback nor HTTPS (browsers send fetch metadata only to
+//!   those), whose cross-site GET cannot be told from the developer's own:
+//!   403 `cross_origin`.
 //!
 //! What remains is what the developer sends: curl and other HTTP tools
 //! (which send no fetch metadata), the address bar (`none`) and pages of
