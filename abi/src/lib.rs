@@ -191,9 +191,9 @@ pub mod import {
     pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
 
     /// WASI preview-1 functions a guest may import, with why each is
-    /// harmless under the empty WASI context the host builds for each
-    /// execution (no preopened directories, no environment, no arguments,
-    /// stdin closed, stdout and stderr into capped in-memory pipes).
+    /// harmless: the host implements exactly these (host/src/runtime/wasi.rs),
+    /// with no preopened directory, no environment, no argument, stdin
+    /// closed, stdout and stderr into capped in-memory buffers.
     pub const WASI: [(&str, &str); 15] = [
         ("args_get", "no arguments are granted: returns an empty list"),
         ("args_sizes_get", "no arguments are granted: returns zero"),

@@ -7,10 +7,10 @@
 //! host links nothing but the WASI preview-1 functions of
 //! [`avap_abi::import::WASI`] and the `avap` capability functions of
 //! [`crate::capability`] (HTTP and database, each granted per deployment).
-//! The WASI context it builds for each execution grants nothing: no
-//! preopened directories, no environment, no arguments, stdin closed,
-//! stdout/stderr into capped in-memory pipes. Clock and randomness are the
-//! host's.
+//! The WASI functions are the host's own ([`super::wasi`]) and grant
+//! nothing: no preopened directories, no environment, no arguments, stdin
+//! closed, stdout/stderr into capped in-memory buffers. Clock and
+//! randomness are the host's.
 
 use avap_abi::{Func, export, import};
 use wasmtime::{ExternType, FuncType, Module, ValType};

@@ -1,18 +1,20 @@
-//! What each store holds besides the instance: the WASI context that grants
-//! nothing, the memory limiter, the capability state.
+//! What each store holds besides the instance: its memory once instantiated,
+//! standard output and error ([`super::wasi`]), the memory limiter, the
+//! capability state.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtime::ResourceLimiter;
-use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::capability::CapState;
 
-/// Per-store state: the WASI context, the memory limiter and the
+/// Per-store state: the guest's memory (set once instantiated, for the WASI
+/// functions), its standard output and error, the memory limiter and the
 /// capability state.
 pub(super) struct StoreState {
-    pub(super) wasi: WasiP1Ctx,
+    pub(super) memory: Option<wasmtime::Memory>,
+    pub(super) stdio: super::wasi::Stdio,
     pub(super) limiter: MemoryLimiter,
     pub(super) caps: CapState,
 }

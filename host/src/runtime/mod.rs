@@ -7,7 +7,8 @@
 //! - an epoch deadline (a wall-clock budget; the ticker thread advances the
 //!   epoch every [`EPOCH_TICK`], and at each tick the guest yields to tokio so
 //!   one long script cannot starve the others),
-//! - a WASI context that grants nothing, with stdout/stderr in capped pipes.
+//! - WASI functions of our own that reach nothing ([`wasi`]), stdout and
+//!   stderr into capped buffers.
 //!
 //! Instances come from the pooling allocator with copy-on-write memory images,
 //! so a fresh instance costs microseconds. A semaphore in front of
@@ -24,8 +25,6 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module, PoolingAllocationConfig,
     Store, Trap, TypedFunc, UpdateDeadline,
 };
-use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use avap_abi::export;
 
@@ -270,9 +269,7 @@ impl SandboxEngine {
         let engine = Engine::new(&config).map_err(anyhow::Error::from).context("building the wasmtime engine")?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut StoreState| &mut s.wasi)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI preview 1")?;
+        wasi::add_to_linker(&mut linker).map_err(anyhow::Error::from).context("linking WASI preview 1")?;
         capability::add_to_linker(&mut linker, cap_state)
             .map_err(anyhow::Error::from)
             .context("linking the capability imports")?;
@@ -401,17 +398,12 @@ impl SandboxEngine {
         };
         // Epoch interruption stops guest code at the deadline; this timeout
         // also bounds instantiation and any time spent in host calls.
-        let (output, fuel_used, run) = match tokio::time::timeout(limits.timeout + HOST_TIMEOUT_GRACE, work).await {
+        let (output, fuel_used, mut run) = match tokio::time::timeout(limits.timeout + HOST_TIMEOUT_GRACE, work).await {
             Ok(result) => result?,
             Err(_) => return Err(SandboxError::Timeout(limits.timeout)),
         };
-        Ok(Execution {
-            output,
-            stdout: run.stdout.contents().to_vec(),
-            stderr: run.stderr.contents().to_vec(),
-            fuel_used,
-            duration: started.elapsed(),
-        })
+        let stdio = std::mem::replace(&mut run.store.data_mut().stdio, wasi::Stdio::new(0));
+        Ok(Execution { output, stdout: stdio.stdout, stderr: stdio.stderr, fuel_used, duration: started.elapsed() })
     }
 
     /// The number of instance slots in the pool.
@@ -494,6 +486,7 @@ mod run;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+pub mod wasi;
 
 pub mod abi;
 

@@ -10,21 +10,17 @@ pub(super) struct Run {
     pub(super) memory: Memory,
     pub(super) memory_hit: Arc<AtomicBool>,
     pub(super) limits: Limits,
-    pub(super) stdout: MemoryOutputPipe,
-    pub(super) stderr: MemoryOutputPipe,
 }
 
 impl Run {
     pub(super) async fn start(engine: &SandboxEngine, guest: &Guest, limits: &Limits) -> Result<Run, SandboxError> {
-        let stdout = MemoryOutputPipe::new(limits.max_stdio_bytes);
-        let stderr = MemoryOutputPipe::new(limits.max_stdio_bytes);
-        // Grants nothing: no args, no env, no preopens, stdin closed.
-        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build_p1();
+        // Stdio into capped buffers; the WASI functions reach nothing else.
+        let stdio = wasi::Stdio::new(limits.max_stdio_bytes);
         let memory_hit = Arc::new(AtomicBool::new(false));
         let limiter = MemoryLimiter { max_bytes: limits.max_memory_bytes, hit: memory_hit.clone() };
         let deadline = Instant::now() + limits.timeout;
         let caps = CapState::new(engine.capabilities.clone(), deadline);
-        let mut store = Store::new(&engine.engine, StoreState { wasi, limiter, caps });
+        let mut store = Store::new(&engine.engine, StoreState { memory: None, stdio, limiter, caps });
         store.limiter(|s| &mut s.limiter);
         store.set_fuel(limits.fuel).map_err(|e| SandboxError::Internal(e.into()))?;
         store.set_epoch_deadline(1);
@@ -36,7 +32,8 @@ impl Run {
             .get_module_export(&mut store, &guest.exports.memory)
             .and_then(|e| e.into_memory())
             .ok_or_else(|| SandboxError::GuestAbi("no exported memory".into()))?;
-        let mut run = Run { store, instance, memory, memory_hit, limits: limits.clone(), stdout, stderr };
+        store.data_mut().memory = Some(memory);
+        let mut run = Run { store, instance, memory, memory_hit, limits: limits.clone() };
         // A snapshot has no `_initialize` any more: it ran before the snapshot.
         if let Some(init) = &guest.exports.initialize {
             let init: TypedFunc<(), ()> = run.export_func(init, export::INITIALIZE.name)?;
@@ -106,8 +103,8 @@ fn classify(err: wasmtime::Error, memory_hit: &AtomicBool, limits: &Limits) -> S
         None => {
             if let Some(abi) = err.downcast_ref::<CapabilityAbiError>() {
                 SandboxError::GuestAbi(abi.to_string())
-            } else if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
-                SandboxError::GuestCrash(format!("guest exited with status {}", exit.0))
+            } else if let Some(exit) = err.downcast_ref::<wasi::GuestExit>() {
+                SandboxError::GuestCrash(exit.to_string())
             } else {
                 SandboxError::GuestCrash(format!("{err:#}"))
             }

@@ -308,3 +308,112 @@ fn the_built_in_guest_speaks_the_abi_by_its_names() {
         assert!(module.get_export(func.name).is_some(), "the built-in guest does not export {}", func.name);
     }
 }
+
+/// Every WASI function on the allow-list is linked, and each reaches only
+/// what runtime/wasi.rs says: stdio into capped buffers, empty arguments and
+/// environment, the clocks, randomness, nothing else (`EBADF` for any other
+/// descriptor, `EFAULT` outside memory).
+#[tokio::test]
+async fn the_wasi_functions_reach_only_stdio_clocks_and_randomness() {
+    let imports: String = avap_abi::import::WASI
+        .iter()
+        .map(|(name, _)| {
+            let sig = match *name {
+                "args_get" | "args_sizes_get" | "environ_get" | "environ_sizes_get" | "clock_res_get"
+                | "random_get" | "fd_prestat_get" | "fd_fdstat_get" => "(param i32 i32) (result i32)",
+                "clock_time_get" => "(param i32 i64 i32) (result i32)",
+                "fd_write" => "(param i32 i32 i32 i32) (result i32)",
+                "fd_close" => "(param i32) (result i32)",
+                "fd_seek" => "(param i32 i64 i32 i32) (result i32)",
+                "fd_prestat_dir_name" => "(param i32 i32 i32) (result i32)",
+                "proc_exit" => "(param i32)",
+                "sched_yield" => "(result i32)",
+                other => panic!("a WASI function the test does not know: {other}"),
+            };
+            format!(r#"(import "wasi_snapshot_preview1" "{name}" (func ${name} {sig}))"#)
+        })
+        .collect();
+    // Each check stores its errno at 200 + 4*i; the output is 100 bytes at 200.
+    let body = r#"
+        ;; iovec at 64: "hi!\n" (at 96), 4 bytes
+        (i32.store (i32.const 64) (i32.const 96)) (i32.store (i32.const 68) (i32.const 4))
+        (i32.store (i32.const 96) (i32.const 0x0a216968))
+        (i32.store (i32.const 200) (call $fd_write (i32.const 1) (i32.const 64) (i32.const 1) (i32.const 80)))
+        (i32.store (i32.const 204) (call $fd_write (i32.const 2) (i32.const 64) (i32.const 1) (i32.const 80)))
+        (i32.store (i32.const 208) (call $fd_write (i32.const 3) (i32.const 64) (i32.const 1) (i32.const 80)))
+        (i32.store (i32.const 212) (call $fd_write (i32.const 1) (i32.const 65530) (i32.const 1) (i32.const 80)))
+        (i32.store (i32.const 216) (call $environ_sizes_get (i32.const 120) (i32.const 124)))
+        (i32.store (i32.const 220) (call $args_sizes_get (i32.const 128) (i32.const 132)))
+        (i32.store (i32.const 224) (call $clock_time_get (i32.const 0) (i64.const 0) (i32.const 136)))
+        (i32.store (i32.const 228) (call $clock_time_get (i32.const 9) (i64.const 0) (i32.const 136)))
+        (i32.store (i32.const 232) (call $random_get (i32.const 144) (i32.const 16)))
+        (i32.store (i32.const 236) (call $random_get (i32.const 65535) (i32.const 16)))
+        (i32.store (i32.const 240) (call $fd_prestat_get (i32.const 3) (i32.const 160)))
+        (i32.store (i32.const 244) (call $fd_seek (i32.const 1) (i64.const 0) (i32.const 0) (i32.const 160)))
+        (i32.store (i32.const 248) (call $fd_fdstat_get (i32.const 1) (i32.const 160)))
+        (i32.store (i32.const 252) (call $fd_fdstat_get (i32.const 5) (i32.const 160)))
+        (i32.store (i32.const 256) (call $sched_yield))
+        (i32.store (i32.const 260) (call $fd_close (i32.const 9)))
+        (i32.store (i32.const 264) (i32.load (i32.const 120)))
+        (i32.store (i32.const 268) (i32.load (i32.const 80)))
+        (i64.store (i32.const 272) (i64.load (i32.const 136)))
+        (i64.store (i32.const 280) (i64.load (i32.const 144)))
+        (i64.store (i32.const 288) (i64.load (i32.const 152)))
+        i64.const 0xc800000064"#;
+    let wat = format!(
+        r#"(module {imports}
+          (memory (export "memory") 1)
+          (data (i32.const 0) "9.9.9")
+          (func (export "avap_abi_version") (result i32) i32.const 1)
+          (func (export "avap_guest_version") (result i64) i64.const 5)
+          (func (export "avap_alloc") (param i32) (result i32) i32.const 4096)
+          (func (export "avap_run") (param i32 i32) (result i64) {body}))"#
+    );
+    let exec = run(&wat, &limits()).await.expect("ran");
+    let word = |i: usize| u32::from_le_bytes(exec.output[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+    let errnos: Vec<u32> = (0..16).map(word).collect();
+    // SUCCESS 0, BADF 8, FAULT 21, INVAL 28, SPIPE 70.
+    assert_eq!(errnos, [0, 0, 8, 21, 0, 0, 0, 28, 0, 21, 8, 70, 0, 8, 0, 8], "errno of each call");
+    assert_eq!((word(16), word(17)), (0, 4), "no environment; 4 bytes written");
+    let now = u64::from_le_bytes(exec.output[72..80].try_into().expect("8 bytes"));
+    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos() as u64;
+    assert!(now > 0 && now <= wall && wall - now < 60_000_000_000, "the wall clock: {now} vs {wall}");
+    assert_ne!(exec.output[80..96], [0u8; 16], "random bytes were written");
+    assert_eq!(exec.stdout, b"hi!\n");
+    assert_eq!(exec.stderr, b"hi!\n");
+}
+
+/// Output past the stdio cap is an I/O error to the guest, not a trap; and
+/// `proc_exit` ends the execution as a crash that names the status.
+#[tokio::test]
+async fn stdio_is_capped_and_proc_exit_ends_the_run() {
+    let wat = |body: &str| {
+        format!(
+            r#"(module
+              (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 0) "9.9.9")
+              (func (export "avap_abi_version") (result i32) i32.const 1)
+              (func (export "avap_guest_version") (result i64) i64.const 5)
+              (func (export "avap_alloc") (param i32) (result i32) i32.const 4096)
+              (func (export "avap_run") (param i32 i32) (result i64) {body}))"#
+        )
+    };
+    // 1000 bytes a write, 100 writes, into a 4 KiB cap: the fifth fails.
+    let body = r#"
+        (i32.store (i32.const 64) (i32.const 1024)) (i32.store (i32.const 68) (i32.const 1000))
+        (local.set 0 (i32.const 0))
+        (block (loop
+          (br_if 1 (i32.ne (call $fd_write (i32.const 1) (i32.const 64) (i32.const 1) (i32.const 80)) (i32.const 0)))
+          (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+          (br_if 0 (i32.lt_u (local.get 0) (i32.const 100)))))
+        (i32.store (i32.const 200) (local.get 0))
+        i64.const 0xc800000004"#;
+    let limits = Limits { max_stdio_bytes: 4096, ..limits() };
+    let exec = run(&wat(body), &limits).await.expect("a full pipe is not a trap");
+    assert_eq!(exec.output, 4u32.to_le_bytes(), "four writes fitted");
+    assert_eq!(exec.stdout.len(), 4000);
+    let err = run(&wat("(call $proc_exit (i32.const 3)) i64.const 0"), &limits).await.expect_err("exited");
+    assert!(matches!(&err, SandboxError::GuestCrash(m) if m.contains("status 3")), "{err:?}");
+}
