@@ -389,7 +389,28 @@ where
         // A subscriber is installed already (a test binary's second server).
         return Telemetry { provider: None, writer: None };
     }
+    EXPORTING.store(provider.is_some(), std::sync::atomic::Ordering::Relaxed);
     Telemetry { provider, writer: None }
+}
+
+/// Whether spans are exported (OTLP): the spans inside a request (queue,
+/// instantiate, run, capability) exist only then. Log lines need only the
+/// request's own span, which carries its id; the finer spans cost a few
+/// microseconds a request that nothing would read.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the spans inside a request are made ([`inner_span!`]).
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// An INFO span inside a request, made only when spans are exported
+/// ([`exporting`]); `tracing::Span::none()` otherwise.
+#[macro_export]
+macro_rules! inner_span {
+    ($($span:tt)*) => {
+        if $crate::telemetry::exporting() { tracing::info_span!($($span)*) } else { tracing::Span::none() }
+    };
 }
 
 /// What a handler tells the access log about its response.

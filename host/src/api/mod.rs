@@ -163,7 +163,7 @@ async fn run_in_sandbox(
     input: &mut GuestInput<'_>,
 ) -> Result<(Execution, String), ApiError> {
     let waited = Instant::now();
-    let permit = state.gate.enter().instrument(tracing::info_span!("queue")).await;
+    let permit = state.gate.enter().instrument(crate::inner_span!("queue")).await;
     state.metrics.observe_queue_wait(waited.elapsed().as_secs_f64());
     let _permit = permit.map_err(|e| sandbox_error(state, e))?;
     let _active = state.metrics.active_guard();

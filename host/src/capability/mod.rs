@@ -234,7 +234,7 @@ async fn call<T: Send>(
     let request = mem.data(&*caller)[r].to_vec();
     let st = state(caller.data_mut());
     let (caps, deadline) = (st.caps.clone(), st.deadline);
-    let span = tracing::info_span!("capability", capability = capability.name());
+    let span = crate::inner_span!("capability", capability = capability.name());
     let started = std::time::Instant::now();
     let result = async {
         match capability {

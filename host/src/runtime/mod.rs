@@ -377,7 +377,7 @@ impl SandboxEngine {
         let started = Instant::now();
         let work = async {
             let start = Run::start(self, guest, limits);
-            let mut run = tracing::Instrument::instrument(start, tracing::info_span!("instantiate")).await?;
+            let mut run = tracing::Instrument::instrument(start, crate::inner_span!("instantiate")).await?;
             let alloc: TypedFunc<i32, i32> = run.export_func(&guest.exports.alloc, export::ALLOC.name)?;
             let run_fn: TypedFunc<(i32, i32), i64> = run.export_func(&guest.exports.run, export::RUN.name)?;
             let len = i32::try_from(input.len())
@@ -391,7 +391,7 @@ impl SandboxEngine {
                 .map_err(|_| SandboxError::GuestAbi("avap_alloc returned a buffer outside guest memory".into()))?;
             let call = finish(&run.memory_hit, &run.limits, run_fn.call_async(&mut run.store, (ptr, len)));
             let packed =
-                tracing::Instrument::instrument(call, tracing::info_span!("run", input_bytes = input.len())).await?;
+                tracing::Instrument::instrument(call, crate::inner_span!("run", input_bytes = input.len())).await?;
             let output = run.read(packed, limits.max_output_bytes)?;
             let fuel_used = limits.fuel.saturating_sub(run.store.get_fuel().unwrap_or(0));
             Ok((output, fuel_used, run))
