@@ -488,3 +488,49 @@ async fn readyz_says_when_the_catalogs_are_refused() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A host keeps its compiled guest and prepared snapshot on disk and a
+/// restart reads them instead of compiling; an artifact altered on disk, or
+/// one made under another host's key, is refused and compiled again.
+#[tokio::test]
+async fn a_restart_reads_its_own_compiled_guests_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cache = dir.path().join("artifacts");
+    let artifacts = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&cache)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "cwasm")))
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    // (guest read from an artifact, snapshot read from an artifact), once
+    // the host keeps both.
+    let start = || {
+        let cache = cache.clone();
+        async move {
+            let state =
+                avap_host::AppState::new(&config(|c| c.cache_dir = cache.display().to_string())).await.expect("state");
+            let server = Server::with_state(state).await;
+            let (_, text) = server.get_text("/health").await;
+            let health: Value = serde_json::from_str(&text).expect("json");
+            server.assert_healthy().await;
+            let guest = &health["guest"];
+            (guest["from_artifact"] == json!(true), guest["snapshot"]["from_artifact"] == json!(true))
+        }
+    };
+    assert_eq!(start().await, (false, false), "the first start compiles");
+    assert_eq!(artifacts().len(), 2, "the guest and its prepared snapshot");
+    assert_eq!(start().await, (true, true), "a restart reads both");
+    // One byte of each altered: both refused, compiled again; still serving.
+    for path in artifacts() {
+        let mut bytes = std::fs::read(&path).expect("read");
+        let at = bytes.len() / 2;
+        bytes[at] ^= 1;
+        std::fs::write(&path, bytes).expect("write");
+    }
+    assert_eq!(start().await, (false, false), "altered artifacts are not read");
+    assert_eq!(start().await, (true, true), "the recompiled ones were kept");
+    // Under another host's key nothing is read.
+    std::fs::write(cache.join("host.key"), [7u8; 32]).expect("another key");
+    assert_eq!(start().await, (false, false), "artifacts under another key are not read");
+}

@@ -235,6 +235,13 @@ pub struct Config {
     #[arg(long, env = "AVAP_BRAIN_IDLE_TIMEOUT_MS", default_value_t = 45_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub brain_idle_timeout_ms: u64,
 
+    /// Directory where compiled guests are kept between starts (so a
+    /// restart does not compile again); each is authenticated under a key
+    /// of this host's own. Empty: `$XDG_CACHE_HOME/avap-host` (or
+    /// `~/.cache/avap-host`); `off`: none.
+    #[arg(long, env = "AVAP_CACHE_DIR", default_value = "")]
+    pub cache_dir: String,
+
     /// Serve the built-in catalog and guest only; never contact a definition server.
     #[arg(long, env = "AVAP_STANDALONE", default_value_t = false)]
     pub standalone: bool,
@@ -351,6 +358,19 @@ impl Config {
     /// `--dev` with no `BRAIN_HOST` named.
     pub fn is_standalone(&self) -> bool {
         self.standalone || (self.dev && self.brain_host.is_none())
+    }
+
+    /// Where compiled guests are kept ([`Config::cache_dir`]), if anywhere.
+    pub fn artifact_dir(&self) -> Option<PathBuf> {
+        match self.cache_dir.trim() {
+            "off" => None,
+            "" => std::env::var_os("XDG_CACHE_HOME")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
+                .map(|d| d.join("avap-host")),
+            dir => Some(PathBuf::from(dir)),
+        }
     }
 
     /// The definition server's host name or address.

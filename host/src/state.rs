@@ -122,7 +122,10 @@ impl AppState {
                  to keep data)"
             );
         }
-        let engine = SandboxEngine::with_capabilities(&limits, Arc::new(capabilities))?;
+        let mut engine = SandboxEngine::with_capabilities(&limits, Arc::new(capabilities))?;
+        if let Some(dir) = config.artifact_dir() {
+            engine.keep_artifacts_in(&dir);
+        }
         let guest = Arc::new(engine.load_guest(crate::GUEST_WASM, "built-in").await?);
         tracing::info!(version = %guest.info().version, digest = %guest.info().digest, "guest module loaded");
         let catalog = Arc::new(LiveCatalog::built_in());

@@ -135,8 +135,11 @@ pub struct GuestInfo {
     pub source: String,
     pub abi_version: i32,
     pub size_bytes: usize,
-    /// How long compiling and probing the module took.
+    /// How long compiling (or reading) and probing the module took.
     pub load_ms: u64,
+    /// Whether the compiled module was read from this host's artifacts
+    /// ([`artifacts`]) rather than compiled.
+    pub from_artifact: bool,
     /// For a prepared guest: the snapshot's size and how long it took to make.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotInfo>,
@@ -147,6 +150,8 @@ pub struct GuestInfo {
 pub struct SnapshotInfo {
     pub size_bytes: usize,
     pub build_ms: u64,
+    /// Whether it was read from this host's artifacts rather than made.
+    pub from_artifact: bool,
     /// Catalog commands written in AVAP the snapshot holds, parsed.
     pub functions: u64,
 }
@@ -216,6 +221,8 @@ pub struct SandboxEngine {
     pool_slots: u32,
     max_memory_bytes: usize,
     capabilities: Arc<Capabilities>,
+    /// Where compiled guests are kept between starts, when there is one.
+    artifacts: Option<Arc<artifacts::ArtifactCache>>,
 }
 
 impl SandboxEngine {
@@ -292,7 +299,46 @@ impl SandboxEngine {
             pool_slots,
             max_memory_bytes: limits.max_memory_bytes,
             capabilities,
+            artifacts: None,
         })
+    }
+
+    /// Keeps compiled guests in `dir` ([`artifacts`]) and takes them from
+    /// there at later starts. A directory that cannot be used is said in the
+    /// log and the engine compiles as before.
+    pub fn keep_artifacts_in(&mut self, dir: &std::path::Path) {
+        match artifacts::ArtifactCache::open(dir, &self.engine) {
+            Ok(cache) => {
+                tracing::info!(dir = %dir.display(), "compiled guests are kept in this directory between starts");
+                self.artifacts = Some(Arc::new(cache));
+            }
+            Err(e) => tracing::warn!(error = %e, "compiled guests are not kept between starts"),
+        }
+    }
+
+    /// Compiles `wasm` (on a blocking thread), or reads what this host
+    /// compiled from the same bytes before (then `true`).
+    async fn compile(&self, wasm: Vec<u8>) -> Result<(Module, bool), LoadError> {
+        if let Some((module, _)) = self.stored(wasm.clone()).await {
+            return Ok((module, true));
+        }
+        let (engine, cache) = (self.engine.clone(), self.artifacts.clone());
+        tokio::task::spawn_blocking(move || {
+            let module = Module::new(&engine, &wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+            if let Some(cache) = &cache {
+                cache.store(&wasm, &module, &[]);
+            }
+            Ok((module, false))
+        })
+        .await
+        .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
+    }
+
+    /// What this host keeps under `key` ([`artifacts`]), read on a blocking
+    /// thread.
+    async fn stored(&self, key: Vec<u8>) -> Option<(Module, Vec<u8>)> {
+        let (engine, cache) = (self.engine.clone(), self.artifacts.clone()?);
+        tokio::task::spawn_blocking(move || cache.load(&engine, &key)).await.ok().flatten()
     }
 
     /// What executions on this engine are granted.
@@ -311,16 +357,19 @@ impl SandboxEngine {
     /// second compile of it; one the tool cannot read runs as it is.
     pub async fn load_guest(&self, wasm: &[u8], source: &str) -> Result<Guest, LoadError> {
         let started = Instant::now();
-        // Compiling takes a CPU for a while: keep it off the async workers.
-        let (engine, bytes) = (self.engine.clone(), wasm.to_vec());
-        let (module, instrumented) = tokio::task::spawn_blocking(move || {
+        // Instrumenting and compiling take a CPU for a while: both off the
+        // async workers.
+        let bytes = wasm.to_vec();
+        let instrumented = tokio::task::spawn_blocking(move || {
             let instrumented = wasmtime_wizer::Wizer::new().instrument(&bytes).ok().map(|(_, wasm)| wasm);
-            let module = Module::new(&engine, instrumented.as_deref().unwrap_or(&bytes));
-            module.map(|m| (m, instrumented.is_some()))
+            (instrumented, bytes)
         })
         .await
-        .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
-        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        .map_err(|e| LoadError::Compile(format!("instrumenting task failed: {e}")))?;
+        let ((module, from_artifact), instrumented) = match instrumented {
+            (Some(instrumented), _) => (self.compile(instrumented).await?, true),
+            (None, bytes) => (self.compile(bytes).await?, false),
+        };
         abi::check_module(&module)?;
         let exports = Exports::of(&module)?;
         let pre = self.linker.instantiate_pre(&module).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
@@ -334,6 +383,7 @@ impl SandboxEngine {
                 abi_version: 0,
                 size_bytes: wasm.len(),
                 load_ms: 0,
+                from_artifact,
                 snapshot: None,
             },
             wasm: wasm.into(),
@@ -489,6 +539,7 @@ mod tests;
 pub mod wasi;
 
 pub mod abi;
+pub mod artifacts;
 
 pub use gate::Gate;
 use limiter::{MemoryLimiter, StoreState, cap_state};

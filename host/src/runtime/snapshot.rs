@@ -24,6 +24,15 @@ impl SandboxEngine {
         }
         let started = Instant::now();
         let fail = |what: &str, e: &dyn std::fmt::Display| LoadError::Prepare(format!("{what}: {e}"));
+        // What determines the prepared guest: the module and the catalog.
+        // (Its bytes do not: the guest's hash seeds come from random_get.)
+        let key =
+            [b"avap prepared guest\0".as_slice(), &Sha256::digest(&*base.wasm), &Sha256::digest(prepare_doc)].concat();
+        if let Some((module, meta)) = self.stored(key.clone()).await
+            && let Ok(meta) = serde_json::from_slice::<PreparedMeta>(&meta)
+        {
+            return self.prepared_guest(base, module, meta, started, true).map(Some);
+        }
         let mut run = Run::start(self, base, limits).await.map_err(|e| fail("instantiating", &e))?;
         let alloc: TypedFunc<i32, i32> = run.func(export::ALLOC.name).map_err(|e| fail("alloc", &e))?;
         let prepare: TypedFunc<(i32, i32), i64> = run.func(export::PREPARE.name).map_err(|e| fail("prepare", &e))?;
@@ -58,7 +67,7 @@ impl SandboxEngine {
         drop(run);
         let snapshot_at = started.elapsed();
         let size = snapshot.len();
-        let engine = self.engine.clone();
+        let (engine, snapshot) = (self.engine.clone(), snapshot);
         let module = tokio::task::spawn_blocking(move || Module::new(&engine, snapshot))
             .await
             .map_err(|e| fail("compiler task", &e))?
@@ -69,27 +78,59 @@ impl SandboxEngine {
             compile_ms = (started.elapsed() - snapshot_at).as_millis() as u64,
             "guest prepared"
         );
+        // What the guest says goes to /health and the log: bounded.
+        let meta = PreparedMeta {
+            size_bytes: size,
+            functions: answer.functions.unwrap_or(0),
+            catalog_errors: answer
+                .catalog_errors
+                .into_iter()
+                .take(MAX_CATALOG_ERRORS)
+                .map(|e| (guest_text(&e.name), guest_text(&e.error)))
+                .collect(),
+        };
+        let prepared = self.prepared_guest(base, module, meta, started, false)?;
+        if let (Some(cache), Ok(meta)) = (&self.artifacts, serde_json::to_vec(&prepared.meta)) {
+            let (cache, module) = (cache.clone(), prepared.guest.pre.module().clone());
+            // Off the async workers; best effort (a failure is logged).
+            let _ = tokio::task::spawn_blocking(move || cache.store(&key, &module, &meta)).await;
+        }
+        Ok(Some(prepared))
+    }
+
+    /// The prepared guest of `base` from its compiled snapshot.
+    fn prepared_guest(
+        &self,
+        base: &Guest,
+        module: Module,
+        meta: PreparedMeta,
+        started: Instant,
+        from_artifact: bool,
+    ) -> Result<Prepared, LoadError> {
         abi::check_module(&module)?;
         let exports = Exports::of(&module)?;
         let pre = self.linker.instantiate_pre(&module).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let mut info = base.info.clone();
         info.snapshot = Some(SnapshotInfo {
-            size_bytes: size,
+            size_bytes: meta.size_bytes,
             build_ms: started.elapsed().as_millis() as u64,
-            functions: answer.functions.unwrap_or(0),
+            functions: meta.functions,
+            from_artifact,
         });
-        // What the guest says goes to /health and the log: bounded.
-        let catalog_errors = answer
-            .catalog_errors
-            .into_iter()
-            .take(MAX_CATALOG_ERRORS)
-            .map(|e| (guest_text(&e.name), guest_text(&e.error)))
-            .collect();
-        Ok(Some(Prepared {
+        Ok(Prepared {
             guest: Guest { pre, exports, info, wasm: base.wasm.clone(), instrumented: false, prepared: true },
-            catalog_errors,
-        }))
+            catalog_errors: meta.catalog_errors.clone(),
+            meta,
+        })
     }
+}
+
+/// What a prepared guest keeps beside its compiled snapshot on disk.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct PreparedMeta {
+    size_bytes: usize,
+    functions: u64,
+    catalog_errors: Vec<(String, String)>,
 }
 
 /// The most catalog errors kept from one `avap_prepare` answer.
@@ -130,6 +171,7 @@ struct NamedError {
 pub struct Prepared {
     pub guest: Guest,
     pub catalog_errors: Vec<(String, String)>,
+    meta: PreparedMeta,
 }
 
 /// The instance state the snapshot reads: its globals and memory by the
