@@ -72,6 +72,9 @@ pub fn config(f: impl FnOnce(&mut Config)) -> Config {
     c.standalone = true;
     // The published keys and plaintext: tests are development.
     c.dev = true;
+    // Compiled guests shared by the test binaries of this target directory
+    // (not the user's cache): one compile per guest for the whole run.
+    c.cache_dir = concat!(env!("CARGO_TARGET_TMPDIR"), "/artifacts").into();
     f(&mut c);
     c
 }
