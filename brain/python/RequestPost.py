@@ -1,6 +1,8 @@
 # AVAP command `RequestPost(url V, querystring V, headers V, body V, o_result T)`, written
 # for the original AVAP Python language server's exec runtime, from docs/COMMANDS.md.
-# Uses the `requests` module of the exec namespace. A dict/list body, or text that parses
+# Uses the `requests` module of the exec namespace, through http_request (_net.py: public
+# destinations only unless AVAP_HTTP_ALLOW, checked at every redirect; a deadline and a
+# size cap). A dict/list body, or text that parses
 # as JSON, is sent as JSON (Content-Type application/json unless the script sets one);
 # other text as it is; empty sends none. The reply is stored whatever its status.
 # (Like RequestGet, querystring/headers also accept Python dict literal text.)
@@ -27,12 +29,8 @@ elif body is not None and not (isinstance(body, str) and body == ''):
         pass
 if is_json and not any(k.lower() == 'content-type' for k in headers):
     headers['Content-Type'] = 'application/json'
-try:
-    resp = requests.post(url, params=query, headers=headers,
-                         data=data.encode('utf-8') if data is not None else None, timeout=10)
-except requests.RequestException as e:
-    raise RuntimeError(f"{CMD}: request to {url} failed: {e}")
-raw = resp.content.decode('utf-8', 'replace')
+_, _, _, content = http_request('POST', url, query, headers, data.encode('utf-8') if data is not None else None)
+raw = content.decode('utf-8', 'replace')
 try:
     value = json.loads(raw)
 except ValueError:

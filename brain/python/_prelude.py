@@ -8,9 +8,13 @@
 # command file defines: P (task['properties']), V (self.conector.variables) and CMD (the
 # command name used in error messages; only seconds, fmt_date, compile_pattern and pairs
 # need it). Names defined here: arg, raw_arg, text, seconds, fmt_date, compile_pattern,
-# pairs, run_step, _ast, _asyncio.
+# regex_call, RegexTimeout, pairs, run_step, _ast, _asyncio, _os, _signal, _threading, _time.
 import ast as _ast
 import asyncio as _asyncio
+import os as _os
+import signal as _signal
+import threading as _threading
+import time as _time
 
 
 # Argument `name` (or position i); a string naming an existing variable gives its value.
@@ -149,6 +153,74 @@ def compile_pattern(pattern):
         return re.compile(''.join(out), re.ASCII)
     except re.error as e:
         raise RuntimeError(f"{CMD}: invalid regular expression '{pattern}': {e}")
+
+
+class RegexTimeout(Exception):
+    pass
+
+
+# Runs fn() (a match over `subject`) within AVAP_REGEX_TIMEOUT_MS (1000). Python's `re`
+# backtracks: a pattern like (a+)+$ takes exponential time, so the text is capped at 1 MiB
+# and the match is cut off at the deadline. On the main thread (where the original server
+# runs commands) a SIGALRM timer interrupts the matcher; elsewhere the match runs in a
+# forked child that is killed at the deadline.
+def regex_call(fn, subject):
+    if len(subject.encode('utf-8')) > 1 << 20:
+        raise RuntimeError(f"{CMD}: the text is longer than 1048576 bytes")
+    try:
+        ms = int(_os.environ.get('AVAP_REGEX_TIMEOUT_MS', '').strip() or 1000)
+    except ValueError:
+        ms = 1000
+    ms = ms if ms > 0 else 1000
+    too_slow = RuntimeError(f"{CMD}: the regular expression took longer than {ms} ms (AVAP_REGEX_TIMEOUT_MS)")
+    if _threading.current_thread() is _threading.main_thread():
+        def _expired(signum, frame):
+            raise RegexTimeout()
+        previous = _signal.signal(_signal.SIGALRM, _expired)
+        outer = _signal.setitimer(_signal.ITIMER_REAL, ms / 1000)
+        try:
+            return fn()
+        except RegexTimeout:
+            raise too_slow from None
+        finally:
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
+            _signal.signal(_signal.SIGALRM, previous)
+            if outer[0] > 0:
+                _signal.setitimer(_signal.ITIMER_REAL, max(outer[0] - ms / 1000, 0.001), outer[1])
+    import pickle as _pickle
+    import select as _select
+    read_end, write_end = _os.pipe()
+    pid = _os.fork()
+    if pid == 0:
+        try:
+            try:
+                out = ('ok', fn())
+            except BaseException as e:
+                out = ('error', str(e))
+            data = _pickle.dumps(out)
+            while data:
+                data = data[_os.write(write_end, data):]
+        finally:
+            _os._exit(0)
+    _os.close(write_end)
+    chunks, deadline = [], _time.monotonic() + ms / 1000
+    try:
+        while True:
+            left = deadline - _time.monotonic()
+            if left <= 0 or not _select.select([read_end], [], [], left)[0]:
+                _os.kill(pid, _signal.SIGKILL)
+                raise too_slow
+            chunk = _os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        _os.close(read_end)
+        _os.waitpid(pid, 0)
+    kind, value = _pickle.loads(b''.join(chunks))
+    if kind != 'ok':
+        raise RuntimeError(f"{CMD}: {value}")
+    return value
 
 
 # querystring/headers: a dict, the JSON text of an object, a Python dict literal, or empty.

@@ -43,7 +43,7 @@ def expand(template, m):
 source = text(arg('SourceVariable', 0))
 regex = compile_pattern(text(arg('rePattern', 1)))
 new_value = text(arg('newValue', 2))
-value = regex.sub(lambda m: expand(new_value, m), source)
+value = regex_call(lambda: regex.sub(lambda m: expand(new_value, m), source), source)
 
 targets = [t.strip() for t in (P.get('TargetVariable', P.get('3')), task.get('context')) if isinstance(t, str) and t.strip()]
 if not targets:

@@ -8,14 +8,29 @@
 //! command cannot work in that runtime the file raises an error that says
 //! so. AVAP hosts never run these: they implement every standard command
 //! natively (the guest), and read only the entry's name and interface.
+//!
+//! That runtime has none of the host's sandbox: the payloads run in the
+//! original server's own process. What can be closed there is closed in
+//! the payloads themselves: `RequestGet`/`RequestPost` reach public
+//! addresses only (unless `AVAP_HTTP_ALLOW` on that server), checked at
+//! every redirect and connected to as checked, within a deadline and a
+//! size cap (`_net.py`); `getRegex`/`replace` cap the text and cut a
+//! backtracking match off at a deadline (`regex_call` in `_prelude.py`).
 
 /// Each payload is `_prelude.py` (the helpers every command shares: how an
-/// argument is read, the text of a value, dates, patterns), a newline, and
-/// the command's own file: the original server runs each entry on its own,
-/// so every payload carries what it needs.
+/// argument is read, the text of a value, dates, patterns with a deadline),
+/// a newline, for `RequestGet` and `RequestPost` `_net.py` (where a request
+/// may go and how much it may take back) and a newline, then the command's
+/// own file: the original server runs each entry on its own, so every
+/// payload carries what it needs.
 macro_rules! sources {
-    ($($name:literal),* $(,)?) => {
-        &[$(($name, concat!(include_str!("../python/_prelude.py"), "\n", include_str!(concat!("../python/", $name, ".py"))))),*]
+    ($($name:literal $(+ $extra:literal)?),* $(,)?) => {
+        &[$(($name, concat!(
+            include_str!("../python/_prelude.py"),
+            "\n",
+            $(include_str!(concat!("../python/", $extra, ".py")), "\n",)?
+            include_str!(concat!("../python/", $name, ".py"))
+        ))),*]
     };
 }
 
@@ -31,8 +46,8 @@ pub static STANDARD: &[(&str, &str)] = sources!(
     "endLoop",
     "try",
     "exception",
-    "RequestGet",
-    "RequestPost",
+    "RequestGet" + "_net",
+    "RequestPost" + "_net",
     "randomString",
     "encodeSHA256",
     "encodeMD5",
