@@ -30,6 +30,11 @@ fn keys() -> Keys {
     Keys::new(SECRET.as_bytes(), KeyScheme::Separated)
 }
 
+/// An expiry an hour from now.
+fn later() -> u64 {
+    avap_wire::manifest::now_ms() + 3_600_000
+}
+
 async fn metrics(server: &Server) -> String {
     server.get_text("/metrics").await.1
 }
@@ -139,7 +144,7 @@ async fn an_empty_or_partial_catalog_is_refused_unless_its_manifest_says_so() {
     // A serial far ahead of the host's clock would lock out every later
     // catalog: refused.
     let signed_empty = |serial: u64| {
-        let manifest = Manifest::describe(serial, "2026-12-01T00:00:00Z".into(), &[], None);
+        let manifest = Manifest::describe(serial, "2026-12-01T00:00:00Z".into(), later(), &[], None);
         CatalogResponse {
             commands: vec![manifest.to_entry(keys().manifest()).expect("manifest")],
             total_count: 1,
@@ -180,7 +185,7 @@ async fn a_compiled_package_never_passes_as_a_catalog_entry() {
     };
     // Under this project's scheme, even inside a valid manifest.
     let entries = vec![forged.clone()];
-    let manifest = Manifest::describe(1, "2026-12-01T00:00:00Z".into(), &entries, None);
+    let manifest = Manifest::describe(1, "2026-12-01T00:00:00Z".into(), later(), &entries, None);
     let mut commands = entries;
     commands.push(manifest.to_entry(keys().manifest()).expect("manifest"));
     let (_served, port, _stop) = stand_in(CatalogResponse { commands, total_count: 2, ..Default::default() }).await;
@@ -552,4 +557,109 @@ async fn once_a_manifest_was_taken_a_catalog_without_one_is_refused() {
     let health = refused(&server, "the unsealed catalog").await;
     assert!(health["brain"]["last_refusal"].as_str().unwrap_or("").contains("cannot replace it"), "{health}");
     assert_eq!(health["catalog"]["commands"], json!(27), "the sealed catalog stays (no guest: no key)");
+}
+
+/// A guest rolled out as the README says (copy `guest-vm.wasm`, then its
+/// `.sig`): the brain never publishes the module with the old signature,
+/// so no host refuses anything, and the new guest is taken once the pair
+/// matches.
+#[tokio::test]
+async fn a_guest_rolled_out_as_documented_is_never_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let release = Arc::new(GuestSigningKey::generate().expect("key"));
+    let (v1, v2) = (guest_with_version("9.9.8"), guest_with_version("9.9.9"));
+    let sig = |module: &[u8]| serde_json::to_string_pretty(&release.sign(module)).expect("json");
+    std::fs::write(dir.path().join("guest-vm.wasm"), &v1).expect("write");
+    std::fs::write(dir.path().join("guest-vm.wasm.sig"), sig(&v1)).expect("write");
+    let brain =
+        BrainProc::start(BrainConfig { guest_signing_key: Some(release.clone()), ..brain_config(Some(dir.path())) })
+            .await;
+    let (server, _) = host_for(brain.port, |c| c.guest_keys = vec![release.public()].into()).await;
+    wait_health(&server, Duration::from_secs(40), "the first guest", |h| h["guest"]["version"] == json!("9.9.8")).await;
+
+    // The module, then (a second later: many rescans) its signature.
+    std::fs::write(dir.path().join("guest-vm.wasm"), &v2).expect("write");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    std::fs::write(dir.path().join("guest-vm.wasm.sig"), sig(&v2)).expect("write");
+    let health =
+        wait_health(&server, Duration::from_secs(40), "the new guest", |h| h["guest"]["version"] == json!("9.9.9"))
+            .await;
+    assert_eq!(health["brain"]["refusals"], json!(0), "{health}");
+    assert!(health["brain"]["last_refusal"].is_null(), "{health}");
+    let m = metrics(&server).await;
+    assert_eq!(metric_value(&m, "avap_catalog_refusals_total{reason=\"guest_signature\"}"), 0.0, "{m}");
+}
+
+/// A refusal is shown until a good catalog applies, then it is history
+/// (`refusals` and the metric keep the count): `/health` does not go on
+/// reporting a problem that is over.
+#[tokio::test]
+async fn a_refusal_leaves_health_once_a_good_catalog_applies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Valid header, garbage after: signed fine (the development key), but
+    // it does not compile, so every host refuses the catalog.
+    let mut broken = b"\0asm\x01\0\0\0".to_vec();
+    broken.extend_from_slice(b"definitely not a module");
+    std::fs::write(dir.path().join("guest-vm.wasm"), broken).expect("write");
+    let brain = BrainProc::start(brain_config(Some(dir.path()))).await;
+    let (server, _) = host_for(brain.port, |_| {}).await;
+    let health = refused(&server, "the refusal").await;
+    assert!(health["brain"]["last_refusal"].as_str().unwrap_or("").contains("guest module refused"), "{health}");
+    assert!(health["brain"]["last_refusal_at"].is_string());
+
+    std::fs::remove_file(dir.path().join("guest-vm.wasm")).expect("remove");
+    let health =
+        wait_health(&server, Duration::from_secs(30), "the good catalog", |h| h["catalog"]["source"] == json!("brain"))
+            .await;
+    let health = if health["brain"]["last_refusal"].is_null() {
+        health
+    } else {
+        wait_health(&server, Duration::from_secs(5), "the refusal cleared", |h| h["brain"]["last_refusal"].is_null())
+            .await
+    };
+    assert!(health["brain"]["last_refusal_at"].is_null(), "{health}");
+    assert!(health["brain"]["refusals"].as_u64() >= Some(1), "the count stays: {health}");
+    let m = metrics(&server).await;
+    assert!(metric_value(&m, "avap_catalog_refusals_total{reason=\"guest_vetting\"}") >= 1.0, "{m}");
+}
+
+/// The commands brain/README.md gives for a CA and certificates, run as
+/// written (the block after `<!-- tls-commands -->`), then a host syncs
+/// from a brain serving those certificates with mutual TLS, connecting to
+/// 127.0.0.1 by address (the certificate's IP name) with no
+/// `BRAIN_TLS_DOMAIN`.
+#[tokio::test]
+async fn the_documented_tls_commands_make_certificates_a_host_syncs_with() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../brain/README.md")).expect("README");
+    let after = readme.split_once("<!-- tls-commands -->").expect("the marked block in brain/README.md").1;
+    let block = after.split_once("```sh\n").expect("a sh block").1.split_once("```").expect("its end").0;
+    let files = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", block])
+        .current_dir(files.path())
+        .output()
+        .expect("bash runs (openssl is on the machine)");
+    assert!(
+        out.status.success(),
+        "the documented commands failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |name: &str| std::fs::read(files.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let tls =
+        TlsConfig { cert_pem: read("brain.pem"), key_pem: read("brain.key"), client_ca_pem: Some(read("ca.pem")) };
+    let brain = BrainProc::start(BrainConfig { tls: Some(tls), ..brain_config(None) }).await;
+    let path = |name: &str| files.path().join(name);
+    let (server, _) = host_for(brain.port, |c| {
+        c.brain_tls_ca = Some(path("ca.pem"));
+        c.brain_client_cert = Some(path("host.pem"));
+        c.brain_client_key = Some(path("host.key"));
+    })
+    .await;
+    let health =
+        wait_health(&server, Duration::from_secs(30), "the TLS sync", |h| h["catalog"]["source"] == json!("brain"))
+            .await;
+    assert_eq!(health["brain"]["transport"], json!("tls"));
+    assert_eq!(health["brain"]["address"], json!(format!("https://127.0.0.1:{}", brain.port)));
+    server.assert_healthy().await;
 }

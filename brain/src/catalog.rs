@@ -14,7 +14,10 @@
 //! no private key), or made with the brain's own signing key. A guest with
 //! neither is not published: a folder's `guest-vm.wasm` without a signature
 //! is an error, and without a key the built-in module is left out (hosts
-//! keep their own).
+//! keep their own). A `.sig` is checked against the module before anything
+//! is published ([`CatalogError::GuestPairMismatch`]): a module copied in
+//! before its signature (or after it) is a pair that does not match yet,
+//! and the previous catalog stays until it does.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -25,7 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use avap_guest_vm::Diagnostic;
 use avap_wire::catalog::{GUEST_VM_ENTRY, TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM, version_hash};
-use avap_wire::guest_sig::{GuestSignature, GuestSigningKey};
+use avap_wire::guest_sig::{GuestSigError, GuestSignature, GuestSigningKey, SignatureFile};
 use avap_wire::keys::Keys;
 use avap_wire::manifest::{GuestPin, Manifest};
 use avap_wire::package::PackageError;
@@ -78,6 +81,14 @@ pub enum CatalogError {
     Unsigned { path: PathBuf },
     #[error("{}: {reason}", path.display())]
     BadFile { path: PathBuf, reason: String },
+    /// The folder's module and its `.sig` do not belong together (yet): a
+    /// roll-out copying one after the other, or a stale signature.
+    #[error(
+        "{}: the signature is not of {GUEST_WASM_FILE} as it is now ({reason}); waiting for the pair to match \
+         (copy the module and its .sig together, or sign the module again)",
+        path.display()
+    )]
+    GuestPairMismatch { path: PathBuf, reason: String },
     #[error("the vendored commands reference is invalid: {0}")]
     Reference(String),
     #[error("cannot sign a catalog entry: {0}")]
@@ -96,9 +107,17 @@ impl CatalogError {
             | CatalogError::Duplicate { path, .. }
             | CatalogError::NotWasm { path }
             | CatalogError::Unsigned { path }
-            | CatalogError::BadFile { path, .. } => Some(path),
+            | CatalogError::BadFile { path, .. }
+            | CatalogError::GuestPairMismatch { path, .. } => Some(path),
             CatalogError::Reference(_) | CatalogError::Package(_) => None,
         }
+    }
+
+    /// Whether this is a state a folder passes through while an operator
+    /// copies files in ([`CatalogError::GuestPairMismatch`]), rather than a
+    /// mistake to report at once.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CatalogError::GuestPairMismatch { .. })
     }
 }
 
@@ -246,8 +265,9 @@ pub struct Built {
     /// [`version_hash`] of `commands`: what tells one build from another.
     pub content_hash: String,
     pub guest: Option<GuestPin>,
-    /// The guest entry's `interface_json` (its signature): a re-signed
-    /// module (key rotation) is a new catalog though its bytes are the same.
+    /// The guest entry's `interface_json` (its signature). Part of
+    /// `content_hash` like every entry's interface: a re-signed module (key
+    /// rotation) is a new catalog though its bytes are the same.
     pub guest_signature: Option<String>,
 }
 
@@ -355,13 +375,35 @@ pub fn build(signer: &Signer<'_>, folder: Option<&Path>) -> Result<Built, Vec<Ca
             }
         }
     }
+    let known: Vec<_> = signer.guest_key.map(GuestSigningKey::public).into_iter().collect();
     let signature = match (&guest, guest_sig, signer.guest_key) {
-        (Some(_), Some((path, text)), _) => match serde_json::from_str::<GuestSignature>(&text) {
-            Ok(sig) => Some(sig),
+        (Some((_, bytes)), Some((path, text)), _) => match serde_json::from_str::<SignatureFile>(&text) {
             Err(e) => {
                 errors.push(CatalogError::BadFile { path, reason: format!("not a guest signature: {e}") });
                 None
             }
+            Ok(file) => match file.check(bytes, &known) {
+                Ok(sig) => Some(sig),
+                Err(GuestSigError::BadSignature(_)) => {
+                    errors.push(CatalogError::GuestPairMismatch { path, reason: "it does not verify".into() });
+                    None
+                }
+                Err(GuestSigError::UnknownKey(key)) => {
+                    errors.push(CatalogError::BadFile {
+                        path,
+                        reason: format!(
+                            "signed by key {key}, and the file carries no public key to check it with: sign the \
+                             module again with this version's `avap-brain sign-guest` (its .sig carries the public \
+                             key), or give the brain that key as --guest-signing-key"
+                        ),
+                    });
+                    None
+                }
+                Err(e) => {
+                    errors.push(CatalogError::BadFile { path, reason: e.to_string() });
+                    None
+                }
+            },
         },
         (Some((_, bytes)), None, Some(key)) => Some(key.sign(bytes)),
         (Some((path, _)), None, None) => {
@@ -392,12 +434,29 @@ pub fn build(signer: &Signer<'_>, folder: Option<&Path>) -> Result<Built, Vec<Ca
     Ok(Built { commands, content_hash, guest: pin, guest_signature })
 }
 
-/// The catalog as served: `built`'s entries plus the manifest signed with
-/// the manifest key under `serial`. Its `version_hash` is the entries'
-/// (the manifest's `version_hash`, what hosts compute and show), so it does
-/// not change when only the serial does.
+/// How long a manifest sealed with [`seal`] is valid.
+pub const DEFAULT_MANIFEST_TTL: Duration = Duration::from_secs(3600);
+
+/// [`seal_until`] with an expiry [`DEFAULT_MANIFEST_TTL`] from now: for a
+/// catalog applied at once (`avap dev`, tests), not one served for long.
 pub fn seal(keys: &Keys, built: &Built, serial: u64, issued_at: String) -> Result<CatalogResponse, CatalogError> {
-    let manifest = Manifest::describe(serial, issued_at, &built.commands, built.guest.clone());
+    let ttl = u64::try_from(DEFAULT_MANIFEST_TTL.as_millis()).unwrap_or(u64::MAX);
+    seal_until(keys, built, serial, issued_at, avap_wire::manifest::now_ms().saturating_add(ttl))
+}
+
+/// The catalog as served: `built`'s entries plus the manifest signed with
+/// the manifest key under `serial`, valid until `expires_at_ms`. Its
+/// `version_hash` is the entries' (the manifest's `version_hash`, what
+/// hosts compute and show), so it does not change when only the serial
+/// does.
+pub fn seal_until(
+    keys: &Keys,
+    built: &Built,
+    serial: u64,
+    issued_at: String,
+    expires_at_ms: u64,
+) -> Result<CatalogResponse, CatalogError> {
+    let manifest = Manifest::describe(serial, issued_at, expires_at_ms, &built.commands, built.guest.clone());
     let mut commands = built.commands.clone();
     commands.push(manifest.to_entry(keys.manifest())?);
     let total_count = i32::try_from(commands.len()).unwrap_or(i32::MAX);

@@ -14,7 +14,13 @@
 //! Every catalog it publishes is sealed with a signed manifest whose serial
 //! only grows (see `avap_wire::manifest`): hosts refuse an older one, so a
 //! recorded catalog cannot be replayed, and a roll-back is a newer catalog
-//! pinning an older guest.
+//! pinning an older guest. A manifest expires ([`BrainConfig::manifest_ttl`]);
+//! the brain seals its catalog again under a new serial every quarter of
+//! that, so a host whose catalog's manifest expired knows it has stopped
+//! hearing from this brain, whatever keepalives reach it.
+//!
+//! Its ports take connections as the host's do ([`avap_serve`], [`net`]):
+//! a cap, a handshake (or header) timeout, no busy accept loop.
 //!
 //! Trust (README "Roll-out"): the brain refuses to start with the published
 //! default keys or without TLS unless told so: `dev` (development: default
@@ -41,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod net;
 pub mod ops;
 pub mod python;
 
@@ -59,7 +66,7 @@ use avap_wire::pb::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -99,7 +106,24 @@ pub struct BrainConfig {
     pub keepalive_interval: Duration,
     /// After shutdown begins, how long connections get to finish.
     pub drain: Duration,
+    /// How long a manifest is valid; the catalog is sealed again (new
+    /// serial, same entries) every quarter of this.
+    pub manifest_ttl: Duration,
+    /// A folder guest and its `.sig` that do not match are a copy in
+    /// progress for this long (logged at info, the previous catalog
+    /// stays); after it, a folder error.
+    pub guest_pair_grace: Duration,
+    /// TLS handshake and HTTP/2 preface (gRPC port), request headers (ops
+    /// port): each connection must get this far within this time.
+    pub header_timeout: Duration,
+    /// gRPC connections open at once.
+    pub max_connections: u32,
 }
+
+/// Connections the ops port holds open at once (probes and a scraper).
+pub const OPS_MAX_CONNECTIONS: u32 = 64;
+/// The longest manifest validity the brain takes.
+pub const MAX_MANIFEST_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The brain's TLS identity (PEM).
 #[derive(Clone)]
@@ -126,6 +150,10 @@ impl Default for BrainConfig {
             allow_plaintext: false,
             keepalive_interval: Duration::from_secs(15),
             drain: Duration::from_secs(30),
+            manifest_ttl: Duration::from_secs(3600),
+            guest_pair_grace: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 4096,
         }
     }
 }
@@ -154,6 +182,9 @@ impl std::fmt::Debug for BrainConfig {
             .field("guest_signing_key", &self.guest_signing_key)
             .field("tls", &self.tls.is_some())
             .field("allow_plaintext", &self.allow_plaintext)
+            .field("manifest_ttl", &self.manifest_ttl)
+            .field("header_timeout", &self.header_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -189,11 +220,16 @@ pub enum BrainError {
     /// The published development guest key without `dev`.
     #[error("the guest signing key is the published development key; it signs only with --dev")]
     DevGuestKey,
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 struct Shared {
     config: BrainConfig,
-    metrics: ops::BrainMetrics,
+    metrics: Arc<ops::BrainMetrics>,
+    /// The TLS identity, when serving TLS.
+    tls: Option<net::Tls>,
     keys: Keys,
     /// What signs guests without a `.sig` file: the configured key, or the
     /// development key with `dev`.
@@ -218,6 +254,16 @@ struct ScanState {
     /// new catalog).
     guest: Option<avap_wire::manifest::GuestPin>,
     guest_signature: Option<String>,
+    /// What is published, to seal again before its manifest expires.
+    built: Option<Arc<Built>>,
+    /// A folder whose only problem is a guest and `.sig` that do not match
+    /// yet: since when, and whether it has been reported as an error.
+    waiting: Option<Waiting>,
+}
+
+struct Waiting {
+    since: std::time::Instant,
+    reported: bool,
 }
 
 /// The next serial: past the last one and at least the current time in
@@ -238,6 +284,11 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// When a manifest sealed now with `ttl` expires (ms since the epoch).
+fn expiry(ttl: Duration) -> u64 {
+    avap_wire::manifest::now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The definition server: a cheap handle (clone it freely) to the live
 /// catalog, which is also the `DefinitionEngine` service implementation.
 #[derive(Clone)]
@@ -249,6 +300,47 @@ fn describe(errors: &[CatalogError]) -> String {
     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
 }
 
+/// Records a catalog folder that did not build (`keeping` says what is
+/// served meanwhile). A guest and `.sig` that do not match, and nothing
+/// else wrong, is a roll-out being copied in: logged once at info as
+/// waiting, not an error, until `guest_pair_grace` has passed.
+fn refuse_folder(
+    state: &mut ScanState,
+    metrics: &ops::BrainMetrics,
+    config: &BrainConfig,
+    dir: &std::path::Path,
+    errors: Vec<CatalogError>,
+    keeping: &str,
+) {
+    let text = describe(&errors);
+    if errors.iter().all(CatalogError::is_transient) {
+        let waiting =
+            state.waiting.get_or_insert_with(|| Waiting { since: std::time::Instant::now(), reported: false });
+        if waiting.since.elapsed() < config.guest_pair_grace {
+            let logged = format!("waiting: {text}");
+            if state.last_logged.as_deref() != Some(logged.as_str()) {
+                tracing::info!(folder = %dir.display(), grace = ?config.guest_pair_grace, "waiting for the guest module and its signature to match, {keeping}:\n{text}");
+                state.last_logged = Some(logged);
+            }
+            metrics.guest_pair_waiting.set(1);
+            // Not an error (yet): the served catalog is the last good one.
+            state.last_error = None;
+            return;
+        }
+        waiting.reported = true;
+    } else if state.waiting.take().is_some() {
+        metrics.guest_pair_waiting.set(0);
+    }
+    if state.last_logged.as_deref() != Some(text.as_str()) {
+        tracing::error!(folder = %dir.display(), "catalog folder rejected, {keeping}:\n{text}");
+        state.last_logged = Some(text);
+    }
+    if state.last_error.is_none() {
+        metrics.refusals.inc();
+    }
+    state.last_error = Some(errors.into());
+}
+
 impl Brain {
     /// Builds the first catalog. If the folder's catalog does not build, the
     /// server starts with the built-in default and reports the error (the
@@ -256,6 +348,8 @@ impl Brain {
     pub fn new(mut config: BrainConfig) -> Result<Brain, BrainError> {
         config.poll_interval = config.poll_interval.max(Duration::from_millis(1));
         config.keepalive_interval = config.keepalive_interval.max(Duration::from_millis(10));
+        config.manifest_ttl = config.manifest_ttl.clamp(Duration::from_millis(100), MAX_MANIFEST_TTL);
+        config.header_timeout = config.header_timeout.max(Duration::from_millis(10));
         if config.dev && config.original_servers {
             return Err(BrainError::TwoModes);
         }
@@ -280,11 +374,31 @@ impl Brain {
         if config.tls.is_none() && !(allowed || config.allow_plaintext) {
             return Err(BrainError::Plaintext);
         }
-        if config.tls.is_none() {
-            tracing::warn!(
-                "serving plaintext gRPC: hosts' API keys and the catalog travel unencrypted and unauthenticated"
-            );
-        }
+        let tls = match &config.tls {
+            None => {
+                tracing::warn!(
+                    "serving plaintext gRPC: hosts' API keys and the catalog travel unencrypted and unauthenticated"
+                );
+                None
+            }
+            Some(t) => {
+                let tls =
+                    net::Tls::from_pem(&t.cert_pem, &t.key_pem, t.client_ca_pem.as_deref()).map_err(BrainError::Tls)?;
+                if tls.names.is_empty() {
+                    tracing::warn!(
+                        "the TLS certificate has no subjectAltName: hosts check the name they connect to against \
+                         the certificate's subjectAltName only, so every host will refuse it"
+                    );
+                }
+                tracing::info!(
+                    names = %tls.names.join(", "),
+                    not_after = %tls.not_after,
+                    client_certificates = if tls.client_certificates { "required (BRAIN_TLS_CLIENT_CA)" } else { "not asked" },
+                    "serving gRPC over TLS; hosts must connect to one of these names (BRAIN_TLS_DOMAIN, else BRAIN_HOST)"
+                );
+                Some(tls)
+            }
+        };
         if config.dev {
             tracing::warn!(
                 "--dev: development mode (published keys, plaintext, the published development guest key); never for a deployment"
@@ -305,6 +419,7 @@ impl Brain {
                 tracing::info!("no guest signing key: only a guest-vm.wasm with its guest-vm.wasm.sig is published")
             }
         }
+        let metrics = Arc::new(ops::BrainMetrics::new());
         let mut state = ScanState::default();
         let signer = Signer { keys: &keys, guest_key: guest_key.as_deref() };
         let first = match config.catalog_dir.as_deref() {
@@ -314,10 +429,7 @@ impl Brain {
                 match catalog::build(&signer, Some(dir)) {
                     Ok(c) => c,
                     Err(errors) => {
-                        let text = describe(&errors);
-                        tracing::error!(folder = %dir.display(), "catalog folder rejected, serving the built-in catalog:\n{text}");
-                        state.last_error = Some(errors.into());
-                        state.last_logged = Some(text);
+                        refuse_folder(&mut state, &metrics, &config, dir, errors, "serving the built-in catalog");
                         catalog::build(&signer, None).map_err(BrainError::BuiltIn)?
                     }
                 }
@@ -327,15 +439,24 @@ impl Brain {
         state.content_hash = first.content_hash.clone();
         state.guest = first.guest.clone();
         state.guest_signature = first.guest_signature.clone();
-        let sealed =
-            catalog::seal(&keys, &first, state.serial, now_rfc3339()).map_err(|e| BrainError::BuiltIn(vec![e]))?;
-        tracing::info!(version_hash = %sealed.version_hash, serial = state.serial, total_count = sealed.total_count, guest = ?first.guest, "catalog ready");
+        let sealed = catalog::seal_until(&keys, &first, state.serial, now_rfc3339(), expiry(config.manifest_ttl))
+            .map_err(|e| BrainError::BuiltIn(vec![e]))?;
+        state.built = Some(Arc::new(first));
+        tracing::info!(version_hash = %sealed.version_hash, serial = state.serial, total_count = sealed.total_count, guest = ?state.guest, "catalog ready");
         let (catalog, _) = watch::channel(Arc::new(sealed));
         let (stopping, _) = watch::channel(false);
-        let metrics = ops::BrainMetrics::new();
         metrics.published(total_count_of(&catalog.borrow()), state.serial);
         Ok(Brain {
-            shared: Arc::new(Shared { config, metrics, keys, guest_key, catalog, stopping, state: Mutex::new(state) }),
+            shared: Arc::new(Shared {
+                config,
+                metrics,
+                tls,
+                keys,
+                guest_key,
+                catalog,
+                stopping,
+                state: Mutex::new(state),
+            }),
         })
     }
 
@@ -380,7 +501,12 @@ impl Brain {
                     }
                 }),
             );
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        let limits = avap_serve::Limits {
+            header_timeout: self.shared.config.header_timeout,
+            max_connections: OPS_MAX_CONNECTIONS,
+            drain_timeout: self.shared.config.drain,
+        };
+        avap_serve::serve_http1(listener, app, &limits, |_| {}, shutdown).await
     }
 
     /// The serial of the catalog being served.
@@ -398,8 +524,15 @@ impl Brain {
         self.shared.catalog.subscribe()
     }
 
+    /// Whether the folder's guest module and its `.sig` do not match yet
+    /// (a roll-out being copied in, within `guest_pair_grace`).
+    pub fn waiting_for_guest_pair(&self) -> bool {
+        self.state().waiting.as_ref().is_some_and(|w| !w.reported)
+    }
+
     /// Why the catalog folder's current contents were rejected; `None` when
-    /// the served catalog reflects the folder.
+    /// the served catalog reflects the folder (or is waiting for a guest
+    /// pair to match).
     pub fn last_error(&self) -> Option<Arc<[CatalogError]>> {
         self.state().last_error.clone()
     }
@@ -419,27 +552,30 @@ impl Brain {
         let mut state = self.state();
         let fingerprint = Fingerprint::of(dir);
         let unchanged = fingerprint.is_some() && fingerprint == state.fingerprint;
-        if unchanged && !fingerprint.as_ref().is_some_and(Fingerprint::unsettled) {
+        // A pair still waiting when its grace ends is looked at again, to
+        // report it.
+        let grace_over = state
+            .waiting
+            .as_ref()
+            .is_some_and(|w| !w.reported && w.since.elapsed() >= self.shared.config.guest_pair_grace);
+        if unchanged && !grace_over && !fingerprint.as_ref().is_some_and(Fingerprint::unsettled) {
             return false;
         }
         state.fingerprint = fingerprint;
         let signer = Signer { keys: &self.shared.keys, guest_key: self.shared.guest_key.as_deref() };
         match catalog::build(&signer, Some(dir)) {
             Err(errors) => {
-                let text = describe(&errors);
-                if state.last_logged.as_deref() != Some(text.as_str()) {
-                    tracing::error!(folder = %dir.display(), "catalog folder rejected, keeping the previous catalog:\n{text}");
-                    state.last_logged = Some(text);
-                }
-                if state.last_error.is_none() {
-                    self.shared.metrics.refusals.inc();
-                }
-                state.last_error = Some(errors.into());
+                let config = &self.shared.config;
+                refuse_folder(&mut state, &self.shared.metrics, config, dir, errors, "keeping the previous catalog");
                 false
             }
             Ok(next) => {
                 if state.last_error.take().is_some() {
                     tracing::info!(folder = %dir.display(), "catalog folder is valid again");
+                }
+                if state.waiting.take().is_some() {
+                    tracing::info!(folder = %dir.display(), "the guest module and its signature match");
+                    self.shared.metrics.guest_pair_waiting.set(0);
                 }
                 state.last_logged = None;
                 if next.content_hash == state.content_hash
@@ -448,15 +584,27 @@ impl Brain {
                 {
                     return false;
                 }
-                self.publish(&mut state, &next)
+                self.publish(&mut state, Arc::new(next), false)
             }
         }
     }
 
-    /// Seals `next` under the next serial and publishes it.
-    fn publish(&self, state: &mut ScanState, next: &Built) -> bool {
+    /// Seals the published catalog again under a new serial and a new
+    /// expiry (same entries): what keeps hosts' manifests from expiring.
+    pub fn reseal(&self) -> bool {
+        let mut state = self.state();
+        match state.built.clone() {
+            Some(built) => self.publish(&mut state, built, true),
+            None => false,
+        }
+    }
+
+    /// Seals `next` under the next serial and publishes it (`again`: the
+    /// same entries, sealed again before the manifest expires).
+    fn publish(&self, state: &mut ScanState, next: Arc<Built>, again: bool) -> bool {
         let serial = next_serial(state.serial);
-        let sealed = match catalog::seal(&self.shared.keys, next, serial, now_rfc3339()) {
+        let expires = expiry(self.shared.config.manifest_ttl);
+        let sealed = match catalog::seal_until(&self.shared.keys, &next, serial, now_rfc3339(), expires) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot seal the catalog; keeping the previous one");
@@ -467,10 +615,31 @@ impl Brain {
         state.content_hash = next.content_hash.clone();
         state.guest = next.guest.clone();
         state.guest_signature = next.guest_signature.clone();
-        tracing::info!(version_hash = %sealed.version_hash, serial, total_count = sealed.total_count, guest = ?next.guest, "new catalog published");
+        if again {
+            tracing::debug!(version_hash = %sealed.version_hash, serial, "catalog sealed again (same entries, new serial and expiry)");
+        } else {
+            tracing::info!(version_hash = %sealed.version_hash, serial, total_count = sealed.total_count, guest = ?next.guest, "new catalog published");
+        }
+        state.built = Some(next);
         self.shared.metrics.published(total_count_of(&sealed), serial);
         self.shared.catalog.send_replace(Arc::new(sealed));
         true
+    }
+
+    /// Seals the catalog again every quarter of the manifest's validity,
+    /// until shutdown.
+    async fn keep_sealed(self) {
+        let mut stopping = self.shared.stopping.subscribe();
+        let every = self.shared.config.manifest_ttl / 4;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stopping.wait_for(|s| *s) => return,
+            }
+            self.reseal();
+        }
     }
 
     async fn poll_folder(self) {
@@ -502,6 +671,7 @@ impl Brain {
         reporter.set_service_status(avap_wire::SERVICE_NAME, tonic_health::ServingStatus::Serving).await;
 
         let poller = self.shared.config.catalog_dir.is_some().then(|| tokio::spawn(self.clone().poll_folder()));
+        let sealer = tokio::spawn(self.clone().keep_sealed());
         let engine = DefinitionEngineServer::new(self.clone()).max_decoding_message_size(MAX_REQUEST_BYTES);
         let engine = InterceptedService::new(engine, auth_interceptor(&self.shared.config.api_key));
         let stopping = self.shared.stopping.clone();
@@ -515,22 +685,22 @@ impl Brain {
             tracing::info!("draining: NOT_SERVING, watch streams end, calls in flight finish");
             stopping.send_replace(true);
         };
-        let mut builder = tonic::transport::Server::builder()
+        // TLS is done below tonic, with the handshake deadline ([`net`]).
+        let incoming = net::incoming(
+            listener,
+            avap_serve::Slots::new(self.shared.config.max_connections),
+            self.shared.config.header_timeout,
+            self.shared.tls.as_ref().map(|t| t.acceptor.clone()),
+            self.shared.metrics.clone(),
+            self.shared.stopping.subscribe(),
+        );
+        let serving = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .timeout(Duration::from_secs(60));
-        if let Some(tls) = &self.shared.config.tls {
-            let mut config = tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-            if let Some(ca) = &tls.client_ca_pem {
-                config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
-            }
-            builder = builder.tls_config(config)?;
-        }
-        let serving = builder
+            .timeout(Duration::from_secs(60))
             .add_service(health)
             .add_service(engine)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+            .serve_with_incoming_shutdown(incoming, signal);
         // tonic waits for every connection to close: bound it by the drain time.
         let mut fired = self.shared.stopping.subscribe();
         let drain = self.shared.config.drain;
@@ -545,6 +715,7 @@ impl Brain {
             }
         };
         self.shared.stopping.send_replace(true);
+        sealer.abort();
         if let Some(poller) = poller {
             poller.abort();
         }

@@ -33,9 +33,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Sign a guest module: writes MODULE.sig, which the brain serves with
-    /// the module (put both in the catalog folder as guest-vm.wasm and
-    /// guest-vm.wasm.sig).
+    /// Sign a guest module: writes MODULE.sig (the signature and the public
+    /// key that checks it), which the brain serves with the module (put both
+    /// in the catalog folder as guest-vm.wasm and guest-vm.wasm.sig).
     SignGuest {
         /// The secret key file (from `keygen`).
         #[arg(long, env = "AVAP_GUEST_SIGNING_KEY_FILE")]
@@ -111,6 +111,19 @@ struct Serve {
     /// Seconds between keepalive messages on an idle watch stream.
     #[arg(long, env = "BRAIN_KEEPALIVE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     keepalive_secs: u64,
+    /// Seconds a catalog's manifest is valid; the catalog is sealed again
+    /// (new serial, same entries) every quarter of this. Hosts refuse an
+    /// expired manifest and show a link that brings none newer as stale.
+    #[arg(long, env = "BRAIN_MANIFEST_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=604_800))]
+    manifest_ttl_secs: u64,
+    /// Milliseconds a connection gets to finish its TLS handshake and send
+    /// the HTTP/2 preface (gRPC port), or its request headers (ops port).
+    #[arg(long, env = "BRAIN_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    header_timeout_ms: u64,
+    /// gRPC connections open at once; at the cap the brain stops accepting
+    /// until one closes.
+    #[arg(long, env = "BRAIN_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -164,7 +177,7 @@ fn sign_guest(key: &Path, module: &Path) -> anyhow::Result<()> {
     let key = signing_key(key)?;
     let bytes = read(module, "the module")?;
     anyhow::ensure!(bytes.starts_with(b"\0asm"), "{} is not a wasm binary module", module.display());
-    let signature = key.sign(&bytes);
+    let signature = key.sign_file(&bytes);
     let mut out = module.as_os_str().to_owned();
     out.push(".sig");
     let out = PathBuf::from(out);
@@ -244,6 +257,10 @@ async fn main() -> anyhow::Result<()> {
         allow_plaintext: serve.allow_plaintext,
         keepalive_interval: Duration::from_secs(serve.keepalive_secs),
         drain: Duration::from_secs(serve.drain_secs),
+        manifest_ttl: Duration::from_secs(serve.manifest_ttl_secs),
+        guest_pair_grace: BrainConfig::default().guest_pair_grace,
+        header_timeout: Duration::from_millis(serve.header_timeout_ms),
+        max_connections: serve.max_connections,
     };
     let brain = Brain::new(config)?;
     let listener = tokio::net::TcpListener::bind(serve.listen)

@@ -1,6 +1,8 @@
 //! What an operator's tools read from the brain, on its own HTTP port
 //! (`BRAIN_HTTP_LISTEN`): `/livez`, `/readyz` (503 from shutdown on) and
-//! `/metrics` (OpenMetrics text). Kubernetes can also probe the gRPC port
+//! `/metrics` (OpenMetrics text). The port takes at most
+//! [`crate::OPS_MAX_CONNECTIONS`] connections, each of which must send its
+//! request headers within the header timeout ([`avap_serve`]). Kubernetes can also probe the gRPC port
 //! itself: the standard health service turns `NOT_SERVING` at shutdown.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +22,9 @@ pub struct BrainMetrics {
     pub(crate) publishes: Counter,
     pub(crate) refusals: Counter,
     pub(crate) calls: Family<[(&'static str, &'static str); 1], Counter>,
+    pub(crate) connections: Gauge,
+    pub(crate) refused_connections: Family<[(&'static str, &'static str); 1], Counter>,
+    pub(crate) guest_pair_waiting: Gauge,
     pub(crate) draining: AtomicBool,
 }
 
@@ -46,6 +51,27 @@ impl BrainMetrics {
         );
         let calls = Family::default();
         registry.register("calls", "DefinitionEngine calls answered, by rpc", calls.clone());
+        let connections = Gauge::default();
+        registry.register(
+            "grpc_connections",
+            "gRPC connections open now (past their TLS handshake and HTTP/2 preface)",
+            connections.clone(),
+        );
+        let refused_connections = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "grpc_connections_refused",
+            "gRPC connections closed before gRPC, by reason: handshake_timeout, tls, not_http2",
+            refused_connections.clone(),
+        );
+        for reason in ["handshake_timeout", "tls", "not_http2"] {
+            drop(refused_connections.get_or_create(&[("reason", reason)]));
+        }
+        let guest_pair_waiting = Gauge::default();
+        registry.register(
+            "guest_pair_waiting",
+            "1 while the folder's guest-vm.wasm and guest-vm.wasm.sig do not match (a copy in progress), else 0",
+            guest_pair_waiting.clone(),
+        );
         BrainMetrics {
             registry,
             entries,
@@ -54,6 +80,9 @@ impl BrainMetrics {
             publishes,
             refusals,
             calls,
+            connections,
+            refused_connections,
+            guest_pair_waiting,
             draining: AtomicBool::new(false),
         }
     }
@@ -66,6 +95,10 @@ impl BrainMetrics {
 
     pub(crate) fn call(&self, rpc: &'static str) {
         self.calls.get_or_create(&[("rpc", rpc)]).inc();
+    }
+
+    pub(crate) fn refused_connection(&self, reason: &'static str) {
+        self.refused_connections.get_or_create(&[("reason", reason)]).inc();
     }
 
     /// The metrics as OpenMetrics text.

@@ -1,5 +1,12 @@
 //! avap-brain over real gRPC on loopback: catalog contents, auth, lookups,
-//! health, and the watched catalog folder.
+//! health, and the watched catalog folder; its ports under idle and
+//! hostile connections ([`ports`]); the Python it serves to the original
+//! servers, run ([`python`]).
+
+#[path = "brain/ports.rs"]
+mod ports;
+#[path = "brain/python.rs"]
+mod python;
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,7 +14,7 @@ use std::time::Duration;
 use avap_brain::{Brain, BrainConfig};
 use avap_wire::auth::{AUTH_METADATA, CLIENT_METADATA, DEFAULT_API_KEY, DEFAULT_INTERNAL_KEY, HOST_CLIENT};
 use avap_wire::catalog::{TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM, entry_hash, version_hash};
-use avap_wire::guest_sig::{GuestSignature, GuestSigningKey, dev_signing_key};
+use avap_wire::guest_sig::{GuestSignature, GuestSigningKey, SignatureFile, dev_signing_key};
 use avap_wire::keys::{KeyScheme, Keys};
 use avap_wire::manifest::{MANIFEST_ENTRY, Manifest};
 use avap_wire::package;
@@ -464,9 +471,10 @@ async fn a_folder_guest_needs_its_signature_file_or_a_key() {
     assert!(find(&brain.sync().await, "avap-guest-vm").is_none(), "the built-in catalog, no guest (no key)");
 
     // What `avap-brain sign-guest` writes, beside the module.
-    let sig = release.sign(TINY_WASM);
-    std::fs::write(dir.path().join("guest-vm.wasm.sig"), serde_json::to_string_pretty(&sig).expect("json"))
+    let file = release.sign_file(TINY_WASM);
+    std::fs::write(dir.path().join("guest-vm.wasm.sig"), serde_json::to_string_pretty(&file).expect("json"))
         .expect("write");
+    let sig = file.signature();
     std::fs::write(dir.path().join("rollout.json"), r#"{"percent": 25}"#).expect("write");
     assert!(eventually(5, || brain.brain.last_error().is_none()).await, "signed: published");
     let catalog = brain.sync().await;
@@ -538,9 +546,11 @@ fn keygen_and_sign_guest_make_a_signature_hosts_verify() {
     std::fs::write(&module, TINY_WASM).expect("write");
     let signed = Command::new(bin).args(["sign-guest", "--key"]).arg(&key).arg(&module).output().expect("sign");
     assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
-    let sig: GuestSignature =
+    let file: SignatureFile =
         serde_json::from_slice(&std::fs::read(dir.path().join("guest-vm.wasm.sig")).expect("the .sig file"))
             .expect("a signature");
+    assert_eq!(file.public.as_deref(), Some(public.to_string().as_str()), "the .sig carries the public key");
+    let sig = file.signature();
     assert_eq!(sig.verify(TINY_WASM, std::slice::from_ref(&public)), Ok(public.id()));
     assert!(sig.verify(b"\0asm\x01\0\0\0\0", &[public]).is_err(), "bound to the module's bytes");
 
@@ -642,4 +652,125 @@ fn every_standard_command_carries_python_that_compiles() {
         .expect("python3 runs (CI installs it)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 27");
+}
+
+/// A manifest expires, and the brain seals its catalog again (same entries,
+/// a newer serial, a later expiry) every quarter of the validity, pushed to
+/// watchers: a host whose manifest expired has stopped hearing from it.
+#[tokio::test]
+async fn the_catalog_is_sealed_again_before_its_manifest_expires() {
+    let config = BrainConfig { manifest_ttl: Duration::from_millis(400), ..BrainConfig::dev() };
+    let brain = Running::start(config).await;
+    let mut watch = brain.watch().await;
+    let first = next_catalog(&mut watch, 5).await;
+    let m1 = manifest(&first, DEFAULT_INTERNAL_KEY);
+    assert_eq!(m1.format, 2);
+    let now = avap_wire::manifest::now_ms();
+    assert!(m1.expires_at_ms > now && m1.expires_at_ms <= now + 400, "{} against {now}", m1.expires_at_ms);
+    let second = next_catalog(&mut watch, 5).await;
+    let m2 = manifest(&second, DEFAULT_INTERNAL_KEY);
+    assert!(m2.serial > m1.serial && m2.expires_at_ms > m1.expires_at_ms);
+    assert_eq!(second.version_hash, first.version_hash, "the same entries");
+    assert_eq!(m2.entries, m1.entries);
+    assert!(m2.expires_at_ms - avap_wire::manifest::now_ms() > 200, "sealed again well before it expires");
+    assert_consistent(&second, DEFAULT_INTERNAL_KEY);
+    brain.stop().await;
+}
+
+/// Every entry's interface is in its manifest entry and in the version
+/// hash: what a host acts on is what the brain signed.
+#[tokio::test]
+async fn manifests_bind_every_entrys_interface() {
+    let brain = Running::start(BrainConfig::dev()).await;
+    let catalog = brain.sync().await;
+    let m = manifest(&catalog, DEFAULT_INTERNAL_KEY);
+    let add_result = find(&catalog, "addResult").expect("addResult");
+    let listed = m.entries.iter().find(|e| e.name == "addResult").expect("listed");
+    assert_eq!(listed.interface, avap_wire::catalog::interface_hash(&add_result.interface_json));
+    let mut altered = catalog.clone();
+    for e in altered.commands.iter_mut().filter(|e| e.name == "addResult") {
+        e.interface_json = e.interface_json.replace("sourceVariable", "sourceVariablf");
+    }
+    let entries: Vec<&CommandResponse> = altered.commands.iter().filter(|c| c.name != MANIFEST_ENTRY).collect();
+    let err = m.check(&entries).expect_err("an altered interface");
+    assert!(err.to_string().contains("`addResult` (function): its interface_json"), "{err}");
+    brain.stop().await;
+}
+
+/// A roll-out copied as documented (the module, then its `.sig`) never
+/// publishes a mismatched pair: while they do not match the brain waits
+/// (no error, the previous catalog stays), then publishes the matching
+/// pair. Past the grace a pair that still does not match is an error.
+#[tokio::test]
+async fn a_guest_copied_before_its_signature_waits_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let release = std::sync::Arc::new(GuestSigningKey::generate().expect("key"));
+    let (v1, v2): (&[u8], &[u8]) = (TINY_WASM, b"\0asm\x01\0\0\0\0\0");
+    let sig_path = dir.path().join("guest-vm.wasm.sig");
+    let write_sig = |module: &[u8]| {
+        // A .sig as older versions of sign-guest wrote it (no public key):
+        // the brain checks it with its own key.
+        let text = serde_json::to_string_pretty(&release.sign(module)).expect("json");
+        std::fs::write(&sig_path, text).expect("write");
+    };
+    std::fs::write(dir.path().join("guest-vm.wasm"), v1).expect("write");
+    write_sig(v1);
+    let config = BrainConfig {
+        guest_signing_key: Some(release.clone()),
+        guest_pair_grace: Duration::from_secs(30),
+        ..folder_config(dir.path())
+    };
+    let brain = Running::start(config).await;
+    let mut published = brain.brain.subscribe();
+    let serial = brain.brain.serial();
+    let collector = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while published.changed().await.is_ok() {
+            seen.push(published.borrow_and_update().clone());
+        }
+        seen
+    });
+
+    // The module first: for a while the pair does not match.
+    std::fs::write(dir.path().join("guest-vm.wasm"), v2).expect("write");
+    assert!(eventually(5, || brain.brain.waiting_for_guest_pair()).await, "waiting");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(brain.brain.last_error().is_none(), "a copy in progress is not an error");
+    assert_eq!(brain.brain.serial(), serial, "nothing published meanwhile");
+    assert!(brain.brain.metrics().encode().contains("avap_brain_guest_pair_waiting 1"));
+    // Then its signature: the pair is published.
+    write_sig(v2);
+    assert!(eventually(5, || brain.brain.serial() > serial).await, "the matching pair is published");
+    assert!(!brain.brain.waiting_for_guest_pair());
+    let catalog = brain.sync().await;
+    assert_eq!(payload(find(&catalog, "avap-guest-vm").expect("guest"), DEFAULT_INTERNAL_KEY), v2);
+    brain.stop().await;
+    for catalog in collector.await.expect("collector") {
+        let guest = find(&catalog, "avap-guest-vm").expect("guest");
+        let sig = GuestSignature::from_interface_json(&guest.interface_json).expect("signed");
+        let module = payload(guest, DEFAULT_INTERNAL_KEY);
+        assert!(sig.verify(module, &[release.public()]).is_ok(), "a mismatched pair was published");
+    }
+}
+
+#[tokio::test]
+async fn a_pair_that_never_matches_is_an_error_after_the_grace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let release = GuestSigningKey::generate().expect("key");
+    std::fs::write(dir.path().join("guest-vm.wasm"), b"\0asm\x01\0\0\0\0\0").expect("write");
+    // sign-guest's .sig for another module: it carries its public key, so
+    // the brain checks it without any key of its own.
+    let sig = serde_json::to_string_pretty(&release.sign_file(TINY_WASM)).expect("json");
+    std::fs::write(dir.path().join("guest-vm.wasm.sig"), sig).expect("write");
+    let config = BrainConfig { guest_pair_grace: Duration::from_millis(300), ..folder_config(dir.path()) };
+    let brain = Running::start(config).await;
+    assert!(brain.brain.waiting_for_guest_pair() || brain.brain.last_error().is_some());
+    assert!(eventually(5, || brain.brain.last_error().is_some()).await, "reported once the grace is over");
+    let text = brain.brain.last_error().expect("error")[0].to_string();
+    assert!(text.contains("guest-vm.wasm.sig") && text.contains("waiting for the pair to match"), "{text}");
+    assert!(!brain.brain.waiting_for_guest_pair());
+    assert!(brain.brain.metrics().encode().contains("avap_brain_folder_refusals_total 1"));
+    let guest = find(&brain.sync().await, "avap-guest-vm").map(|g| payload(g, DEFAULT_INTERNAL_KEY).to_vec());
+    assert_eq!(guest.as_deref(), Some(avap_guest_embed::GUEST_WASM), "the built-in catalog meanwhile");
+    brain.stop().await;
 }

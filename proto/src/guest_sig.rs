@@ -16,6 +16,12 @@
 //! A key id is the first 16 hex digits of SHA-256 of the 32-byte public key;
 //! public keys are written as 64 hex digits, secret keys as the 64 hex digits
 //! of their 32-byte seed.
+//!
+//! The `.sig` file `sign-guest` writes beside a module ([`SignatureFile`])
+//! also carries the signer's public key, so the brain can check that a
+//! module and its `.sig` belong together before it publishes them (a
+//! half-copied pair waits) without holding any key itself. That check is
+//! not trust: hosts still verify against their own `AVAP_GUEST_KEYS`.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -131,6 +137,54 @@ impl GuestSigningKey {
         let sig = self.0.sign(&message(module));
         GuestSignature { alg: ALG.into(), key: self.public().id(), sig: BASE64.encode(sig.to_bytes()) }
     }
+
+    /// Signs `module` for a `.sig` file: the signature and the public key.
+    pub fn sign_file(&self, module: &[u8]) -> SignatureFile {
+        let GuestSignature { alg, key, sig } = self.sign(module);
+        SignatureFile { alg, key, sig, public: Some(self.public().to_string()) }
+    }
+}
+
+/// A `.sig` file as `avap-brain sign-guest` writes it: the signature, and
+/// the public key that verifies it (files written before it was added have
+/// none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureFile {
+    pub alg: String,
+    pub key: String,
+    pub sig: String,
+    /// 64 hex digits: the signer's public key, whose id must be `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<String>,
+}
+
+impl SignatureFile {
+    /// The signature as it travels to hosts (without the public key).
+    pub fn signature(&self) -> GuestSignature {
+        GuestSignature { alg: self.alg.clone(), key: self.key.clone(), sig: self.sig.clone() }
+    }
+
+    /// Checks that this file's signature is of `module`, with its own
+    /// public key or one of `known`. `UnknownKey` when it carries no public
+    /// key and its key is none of `known`: then nothing can be said.
+    pub fn check(&self, module: &[u8], known: &[GuestPublicKey]) -> Result<GuestSignature, GuestSigError> {
+        let mut keys = known.to_vec();
+        if let Some(public) = &self.public {
+            let public: GuestPublicKey = public.parse()?;
+            if !public.id().eq_ignore_ascii_case(&self.key) {
+                return Err(GuestSigError::Malformed(format!(
+                    "the public key's id is {}, the signature names key {}",
+                    public.id(),
+                    self.key
+                )));
+            }
+            keys.push(public);
+        }
+        let signature = self.signature();
+        signature.verify(module, &keys)?;
+        Ok(signature)
+    }
 }
 
 fn message(module: &[u8]) -> Vec<u8> {
@@ -212,6 +266,31 @@ mod tests {
         altered.push(0);
         assert!(matches!(back.verify(&altered, &[release.public()]), Err(GuestSigError::BadSignature(_))));
         assert_eq!(GuestSignature::from_interface_json("[]"), Err(GuestSigError::NotSigned));
+    }
+
+    #[test]
+    fn a_signature_file_checks_itself_with_its_public_key() {
+        let release = GuestSigningKey::generate().expect("key");
+        let module = b"\0asm\x01\0\0\0";
+        let file = release.sign_file(module);
+        let text = serde_json::to_string_pretty(&file).expect("json");
+        assert!(text.contains("\"public\""), "{text}");
+        let back: SignatureFile = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back.check(module, &[]), Ok(release.sign(module)));
+        assert!(matches!(back.check(b"\0asm\x01\0\0\0\0", &[]), Err(GuestSigError::BadSignature(_))));
+        // Another key's public key under this key's id: malformed.
+        let other = GuestSigningKey::generate().expect("key");
+        let swapped = SignatureFile { public: Some(other.public().to_string()), ..file.clone() };
+        assert!(matches!(swapped.check(module, &[]), Err(GuestSigError::Malformed(_))));
+        // A file without a public key is checked only with a key known here.
+        let old: SignatureFile = serde_json::from_str(&serde_json::to_string(&release.sign(module)).expect("json"))
+            .expect("an older .sig parses");
+        assert_eq!(old.public, None);
+        assert!(matches!(old.check(module, &[]), Err(GuestSigError::UnknownKey(_))));
+        assert!(old.check(module, &[release.public()]).is_ok());
+        // What travels to hosts has no public key.
+        assert!(!old.signature().to_interface_json().contains("public"));
+        assert!(!file.signature().to_interface_json().contains("public"));
     }
 
     #[test]

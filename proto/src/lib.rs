@@ -9,15 +9,19 @@
 //! - [`package`]: the signed AVAP package (magic, version, length,
 //!   HMAC-SHA256, payload), [`package::pack`] and [`package::verify`].
 //! - [`auth`]: the `x-avap-auth` metadata token and its constant-time check.
-//! - [`catalog`]: the catalog entry types and the two hashes:
+//! - [`catalog`]: the catalog entry types and the hashes:
 //!   - an entry's `hash` is [`catalog::entry_hash`]: the lowercase hex
 //!     SHA-256 of the entry's `code`, i.e. of the whole signed package bytes
 //!     (header, MAC and payload);
+//!   - its interface hash is [`catalog::interface_hash`]: the lowercase hex
+//!     SHA-256 of its `interface_json`;
 //!   - the catalog's `version_hash` is [`catalog::version_hash`]: the
-//!     lowercase hex SHA-256 of the entries sorted by name (then type, then
-//!     hash), each contributing `name ‖ 0x00 ‖ type ‖ 0x00 ‖ hash ‖ '\n'`.
-//!     It changes exactly when an entry is added, removed, renamed, retyped
-//!     or its package changes; the entry order on the wire does not matter.
+//!     lowercase hex SHA-256 of the entries sorted by name (then type, hash,
+//!     interface hash), each contributing
+//!     `name ‖ 0x00 ‖ type ‖ 0x00 ‖ hash ‖ 0x00 ‖ interface hash ‖ '\n'`.
+//!     It changes exactly when an entry is added, removed, renamed, retyped,
+//!     or its package or interface changes; the entry order on the wire
+//!     does not matter.
 //!
 //! ```
 //! use avap_wire::package;

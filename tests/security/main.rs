@@ -17,6 +17,7 @@
 mod cases;
 #[path = "../common/mod.rs"]
 mod common;
+mod definition_server;
 mod local_servers;
 mod netns;
 

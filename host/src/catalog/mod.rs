@@ -3,9 +3,11 @@
 //!
 //! An update is applied all or nothing ([`verify`], then
 //! `AppState::apply_catalog`): within the caps on entries and module size;
-//! a signed manifest that lists exactly the other entries, whose version
-//! hash the host recomputes and whose serial is newer than the live one
-//! (required unless `--original-servers`, see [`trust`]); every entry's
+//! a signed manifest, not expired, that lists exactly the other entries
+//! (name, type, the hash of the code and of the `interface_json`: all a
+//! host acts on), whose version hash the host recomputes and whose serial
+//! is newer than the live one, or the same serial with the very same
+//! manifest (required unless `--original-servers`, see [`trust`]); every entry's
 //! package verified under the catalog-entry key; every `avap` entry one
 //! valid function definition named like the entry; and a `guest-vm` entry
 //! a wasm binary with an Ed25519 signature by a trusted key that passes
@@ -21,7 +23,7 @@ pub mod trust;
 
 use avap_wire::catalog::{TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM};
 use avap_wire::guest_sig::{GuestSigError, GuestSignature};
-use avap_wire::manifest::{GuestPin, MANIFEST_ENTRY, Manifest, ManifestError, TYPE_MANIFEST};
+use avap_wire::manifest::{GuestPin, MANIFEST_ENTRY, Manifest, ManifestError, TYPE_MANIFEST, now_ms};
 use avap_wire::package::{self, PackageError};
 use avap_wire::pb::{CatalogResponse, CommandResponse};
 
@@ -49,6 +51,12 @@ pub struct LiveCatalog {
     /// The manifest's serial; `None` without one (built-in, or an original
     /// server's catalog).
     pub serial: Option<u64>,
+    /// The manifest entry's hash: the same serial must come with the same
+    /// manifest.
+    pub manifest_hash: Option<String>,
+    /// When the manifest expires: past it, a link that brings no newer
+    /// catalog is shown as stale however many keepalives arrive.
+    pub expires_at: Option<SystemTime>,
     pub entries: usize,
     /// The last successful sync with the definition server, whether or not
     /// it changed anything.
@@ -74,6 +82,8 @@ impl LiveCatalog {
             source: CatalogSource::BuiltIn,
             version_hash: None,
             serial: None,
+            manifest_hash: None,
+            expires_at: None,
             entries: names.len(),
             synced_at: None,
             applied_at: None,
@@ -92,6 +102,10 @@ pub struct VerifiedCatalog {
     pub version_hash: String,
     /// The manifest's serial, if the catalog has one.
     pub serial: Option<u64>,
+    /// The manifest entry's hash, if the catalog has one.
+    pub manifest_hash: Option<String>,
+    /// The manifest's expiry, if the catalog has one.
+    pub expires_at: Option<SystemTime>,
     pub names: Vec<String>,
     /// `function` entries: run by the built-in of that name, if any.
     pub functions: Vec<String>,
@@ -147,8 +161,14 @@ pub enum CatalogError {
     Manifest(#[from] ManifestError),
     #[error("manifest serial {serial} is older than the live catalog's {live}: a replayed or stale catalog")]
     Replay { serial: u64, live: u64 },
-    #[error("manifest serial {serial} is the live one's but the catalog differs")]
+    #[error(
+        "manifest serial {serial} is the live one's but the manifest differs: a serial names one catalog, never two"
+    )]
     SameSerial { serial: u64 },
+    #[error(
+        "manifest refused: {0}; the definition server seals its catalog again well before that, so this one is old (replayed?) or this host's clock is ahead"
+    )]
+    Expired(ManifestError),
     #[error("the live catalog is signed by a manifest; a catalog without one cannot replace it")]
     ManifestDropped,
     #[error(
@@ -182,12 +202,13 @@ impl CatalogError {
             }
             CatalogError::Internal(_) => "internal",
             CatalogError::Replay { .. } | CatalogError::SameSerial { .. } => "replay",
+            CatalogError::Expired(_) => "expired",
             CatalogError::Canary { .. } => "canary",
         }
     }
 
     /// Every label [`CatalogError::reason`] gives.
-    pub const REASONS: [&'static str; 11] = [
+    pub const REASONS: [&'static str; 12] = [
         "integrity",
         "invalid_entry",
         "guest_vetting",
@@ -197,6 +218,7 @@ impl CatalogError {
         "no_manifest",
         "manifest",
         "replay",
+        "expired",
         "canary",
         "internal",
     ];
@@ -217,26 +239,31 @@ pub fn verify(response: &CatalogResponse, trust: &Trust) -> Result<VerifiedCatal
         [] => None,
         [one] => {
             let manifest = Manifest::open(one, trust.keys.manifest())?;
+            manifest.check_fresh(now_ms()).map_err(CatalogError::Expired)?;
             manifest.check(&entries)?;
-            Some(manifest)
+            Some((manifest, avap_wire::catalog::entry_hash(&one.code)))
         }
         more => return Err(CatalogError::SeveralManifests(more.len())),
     };
+    let (manifest, manifest_hash) = match manifest {
+        Some((m, hash)) => (Some(m), Some(hash)),
+        None => (None, None),
+    };
     // The version hash over each entry's own code hash, not the `hash` it
-    // was sent with: a manifest has checked both already; without one, the
-    // code is hashed here.
+    // was sent with, and its interface: a manifest has checked them all
+    // already; without one, they are hashed here.
     let version_hash = match &manifest {
         Some(m) => m.version_hash.clone(),
-        None => {
-            let hashes: Vec<String> = entries.iter().map(|e| avap_wire::catalog::entry_hash(&e.code)).collect();
-            avap_wire::catalog::version_hash_of(
-                entries.iter().zip(&hashes).map(|(e, h)| (e.name.as_str(), e.r#type.as_str(), h.as_str())),
-            )
-        }
+        None => avap_wire::catalog::version_hash_of(entries.iter().map(|e| avap_wire::catalog::EntryKey::computed(e))),
     };
+    let expires_at = manifest
+        .as_ref()
+        .and_then(|m| SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(m.expires_at_ms)));
     let mut out = VerifiedCatalog {
         version_hash,
         serial: manifest.as_ref().map(|m| m.serial),
+        manifest_hash,
+        expires_at,
         names: Vec::with_capacity(entries.len()),
         functions: Vec::new(),
         interface_mismatches: Vec::new(),
@@ -329,6 +356,8 @@ impl VerifiedCatalog {
             source: CatalogSource::Brain,
             version_hash: Some(self.version_hash),
             serial: self.serial,
+            manifest_hash: self.manifest_hash,
+            expires_at: self.expires_at,
             entries: self.names.len(),
             synced_at: Some(now),
             applied_at: Some(now),
@@ -483,7 +512,7 @@ mod tests {
 
     /// `entries` sealed with a manifest of `serial`.
     fn sealed(entries: Vec<CommandResponse>, serial: u64) -> CatalogResponse {
-        let manifest = Manifest::describe(serial, "2026-12-01T00:00:00Z".into(), &entries, None);
+        let manifest = Manifest::describe(serial, "2026-12-01T00:00:00Z".into(), LATER, &entries, None);
         let mut commands = entries;
         commands.push(manifest.to_entry(keys().manifest()).expect("manifest"));
         CatalogResponse {
@@ -495,6 +524,43 @@ mod tests {
     }
 
     const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+    /// An expiry that never comes.
+    const LATER: u64 = u64::MAX;
+
+    /// The interface of every entry is signed: one byte of it changed on
+    /// the way refuses the catalog, though every package verifies.
+    #[test]
+    fn an_altered_interface_refuses_the_catalog() {
+        let mut c =
+            sealed(vec![entry("addVar", TYPE_FUNCTION, b"# py"), entry("addResult", TYPE_FUNCTION, b"# py")], 1);
+        assert!(verify(&c, &trust(|_| {})).is_ok());
+        let add_result = c.commands.iter_mut().find(|e| e.name == "addResult").expect("entry");
+        add_result.interface_json = add_result.interface_json.replacen("sourceVariable", "sourceVariablf", 1);
+        let err = verify(&c, &trust(|_| {})).expect_err("altered");
+        assert!(matches!(err, CatalogError::Manifest(ManifestError::Mismatch(_))), "{err}");
+        assert!(err.to_string().contains("`addResult` (function): its interface_json"), "{err}");
+        assert_eq!(err.reason(), "manifest");
+    }
+
+    #[test]
+    fn an_expired_manifest_refuses_the_catalog() {
+        let entries = vec![entry("addVar", TYPE_FUNCTION, b"# py")];
+        let at = |expires: u64| {
+            let manifest = Manifest::describe(5, "x".into(), expires, &entries, None);
+            let mut commands = entries.clone();
+            commands.push(manifest.to_entry(keys().manifest()).expect("manifest"));
+            CatalogResponse { total_count: 2, version_hash: String::new(), commands, keepalive: false }
+        };
+        let err = verify(&at(now_ms() - 1000), &trust(|_| {})).expect_err("expired");
+        assert_eq!(err.reason(), "expired");
+        assert!(err.to_string().contains("expired at"), "{err}");
+        let fresh = verify(&at(now_ms() + 60_000), &trust(|_| {})).expect("fresh");
+        let expires = fresh.expires_at.expect("an expiry");
+        assert!(expires > SystemTime::now() && fresh.manifest_hash.is_some());
+        // The largest expiry neither overflows nor expires.
+        let far = verify(&at(u64::MAX), &trust(|_| {})).expect("far");
+        assert!(far.expires_at.is_none_or(|t| t > SystemTime::now()));
+    }
 
     #[test]
     fn sorts_entries_by_type() {
@@ -626,7 +692,7 @@ mod tests {
         let pinned = |digest: &str, percent: u8| {
             let entries = vec![guest.clone()];
             let pin = GuestPin { version: String::new(), digest: digest.into(), rollout_percent: percent };
-            let manifest = Manifest::describe(1, "2026-12-01T00:00:00Z".into(), &entries, Some(pin));
+            let manifest = Manifest::describe(1, "2026-12-01T00:00:00Z".into(), LATER, &entries, Some(pin));
             let mut commands = entries;
             commands.push(manifest.to_entry(keys().manifest()).expect("manifest"));
             CatalogResponse { total_count: 2, version_hash: String::new(), commands, keepalive: false }
@@ -640,7 +706,7 @@ mod tests {
         // A pin and no guest entry.
         let pin = GuestPin { version: String::new(), digest, rollout_percent: 100 };
         let entries = vec![entry("addVar", TYPE_FUNCTION, b"")];
-        let manifest = Manifest::describe(1, "x".into(), &entries, Some(pin));
+        let manifest = Manifest::describe(1, "x".into(), LATER, &entries, Some(pin));
         let mut commands = entries;
         commands.push(manifest.to_entry(keys().manifest()).expect("manifest"));
         let c = CatalogResponse { total_count: 2, version_hash: String::new(), commands, keepalive: false };

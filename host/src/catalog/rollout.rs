@@ -50,9 +50,8 @@ impl AppState {
         let high = self.high_serial.load(Ordering::Acquire);
         match verified.serial {
             Some(serial) if serial < high => return Err(CatalogError::Replay { serial, live: high }),
-            Some(serial)
-                if serial == high && live.catalog.version_hash.as_deref() != Some(verified.version_hash.as_str()) =>
-            {
+            // One serial, one manifest: the live one's, byte for byte.
+            Some(serial) if serial == high && live.catalog.manifest_hash != verified.manifest_hash => {
                 return Err(CatalogError::SameSerial { serial });
             }
             Some(serial) if serial > max_serial() => return Err(CatalogError::FutureSerial { serial }),
@@ -76,6 +75,8 @@ impl AppState {
             // this sync, keep the rest.
             let catalog = Arc::new(LiveCatalog {
                 serial: verified.serial,
+                manifest_hash: verified.manifest_hash.clone(),
+                expires_at: verified.expires_at,
                 synced_at: Some(SystemTime::now()),
                 ..LiveCatalog::clone(&live.catalog)
             });
@@ -87,7 +88,7 @@ impl AppState {
             // stay whatever is live now (a canary revert may have swapped
             // them since `live` was read; it does not wait for this lock).
             update(&self.live, |now| Arc::new(Live { guest: now.guest.clone(), catalog, runner: now.runner.clone() }));
-            self.update_sync(|s| s.guest_hold = hold);
+            self.taken(hold);
             return Ok(Applied::Unchanged);
         }
         let signed_by = verified.guest.as_ref().map(|g| g.signed_by.clone());
@@ -150,13 +151,28 @@ impl AppState {
             snapshot = ?prepared.guest.info().snapshot,
             "catalog applied"
         );
-        self.update_sync(|s| s.guest_hold = hold);
+        self.taken(hold);
         self.take_serial(serial);
         self.metrics.guest_info(prepared.guest.info());
         self.metrics.catalog_serial(catalog.serial);
         self.metrics.catalog_info(&catalog);
         write(&self.live, Arc::new(Live { guest, catalog, runner: prepared.guest }));
         Ok(Applied::Updated { guest_swapped_to: swapped_to })
+    }
+
+    /// A catalog was taken (applied, or the live one confirmed): a refusal
+    /// of an earlier one is history now, kept in `refusals` and the
+    /// metrics, no longer shown as the last refusal.
+    fn taken(&self, hold: Option<String>) {
+        let mut cleared = None;
+        self.update_sync(|s| {
+            s.guest_hold = hold;
+            cleared = s.last_refusal.take();
+            s.last_refusal_at = None;
+        });
+        if let Some(refusal) = cleared {
+            tracing::info!(earlier = %refusal, "a catalog was taken after a refusal; the refusal is cleared from /health");
+        }
     }
 
     fn take_serial(&self, serial: Option<u64>) {
@@ -224,15 +240,24 @@ impl AppState {
 
     /// Records a refused update where operators look: the log, `/health`
     /// and `/metrics`.
+    /// The same refusal again (a server that keeps sending the catalog it
+    /// was refused) is logged at debug: it is counted all the same.
     pub fn record_refusal(&self, err: &CatalogError) {
-        tracing::error!(error = %err, reason = err.reason(), "catalog update refused; the previous catalog stays live");
-        self.metrics.catalog_sync(SyncResult::Refused);
-        self.metrics.catalog_refusal(err.reason());
+        let text = err.to_string();
+        let mut again = false;
         self.update_sync(|s| {
+            again = s.last_refusal.as_deref() == Some(text.as_str());
             s.refusals += 1;
-            s.last_refusal = Some(err.to_string());
+            s.last_refusal = Some(text.clone());
             s.last_refusal_at = Some(SystemTime::now());
         });
+        if again {
+            tracing::debug!(error = %err, reason = err.reason(), "catalog update refused again");
+        } else {
+            tracing::error!(error = %err, reason = err.reason(), "catalog update refused; the previous catalog stays live");
+        }
+        self.metrics.catalog_sync(SyncResult::Refused);
+        self.metrics.catalog_refusal(err.reason());
     }
 
     /// Every step a candidate guest must pass before it serves: compile off

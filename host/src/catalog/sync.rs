@@ -15,6 +15,12 @@
 //! which nothing arrives (the brain sends a keepalive message while its
 //! catalog is unchanged) within `AVAP_BRAIN_IDLE_TIMEOUT_MS` is stale:
 //! `/health` says so and the host reconnects.
+//!
+//! Keepalives are not signed, so they cannot vouch for the catalog: a link
+//! counts as `live` only while the live catalog's manifest has not expired.
+//! The brain seals its catalog again well before that; a link on which
+//! only keepalives (or the same old catalog) arrive past the expiry is
+//! shown as `stale`, with why, and `avap_brain_up` is 0.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,6 +180,8 @@ async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) 
                     continue;
                 }
                 apply(state, response).await;
+                // A newer manifest may have ended an expiry.
+                heard(state);
             }
         }
         Err(status) if status.code() == Code::Unimplemented => {
@@ -186,6 +194,7 @@ async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) 
                 heard(state);
                 *backoff = BACKOFF_MIN;
                 apply(state, response).await;
+                heard(state);
                 tokio::time::sleep(config.poll).await;
             }
         }
@@ -193,18 +202,33 @@ async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) 
     }
 }
 
-/// A message (catalog or keepalive) arrived: the link is live.
+/// A message (catalog or keepalive) arrived: the link is live, unless the
+/// live catalog's manifest has expired (then it is `stale`: messages that
+/// bring nothing newer do not keep a host up to date).
 fn heard(state: &AppState) {
-    state.metrics.brain_up(true);
-    let mut recovered = false;
-    state.update_sync(|s| {
-        recovered = s.last_error.is_some();
-        s.reachable = true;
-        s.state = "live";
-        s.last_error = None;
-        s.last_message_at = Some(std::time::SystemTime::now());
+    let now = std::time::SystemTime::now();
+    let expired = state.catalog().expires_at.filter(|at| *at < now).map(|at| {
+        format!(
+            "the live catalog's manifest expired at {} and the definition server has sent none newer (keepalives do \
+             not renew it): it stopped sealing its catalog, or something between it and this host holds its \
+             catalogs back",
+            crate::state::rfc3339(at)
+        )
     });
-    if recovered {
+    state.metrics.brain_up(expired.is_none());
+    let mut recovered = false;
+    let mut newly_expired = false;
+    state.update_sync(|s| {
+        recovered = s.last_error.is_some() && expired.is_none();
+        newly_expired = expired.is_some() && s.last_error != expired;
+        s.reachable = true;
+        s.state = if expired.is_some() { "stale" } else { "live" };
+        s.last_error = expired.clone();
+        s.last_message_at = Some(now);
+    });
+    if newly_expired {
+        tracing::warn!(reason = expired.as_deref().unwrap_or_default(), "definition server link is stale");
+    } else if recovered {
         tracing::info!("definition server reachable again");
     }
 }
