@@ -32,6 +32,12 @@
 //! this server's own origin. GET still runs scripts, for the address bar
 //! and for scripts that read their parameters from the query string; the
 //! rules above are what make that safe.
+//!
+//! On a loopback address, `GET /` from a browser is the console
+//! ([`crate::console`]): a page to edit, check, format and run the scripts
+//! and call them through forms built from `/openapi.json`
+//! ([`crate::openapi`]), updated live as files change. Its API lives under
+//! `/api/console/` behind the same guard.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -51,6 +57,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::console::{self, Console};
 use crate::local::{Grants, Local, capability_hints, execute_body};
 
 #[derive(clap::Args)]
@@ -71,14 +78,20 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 /// How often the folder is looked at for changes.
 const WATCH_EVERY: Duration = Duration::from_millis(300);
 
-struct Dev {
-    dir: PathBuf,
-    local: Local,
+pub struct Dev {
+    pub dir: PathBuf,
+    pub local: Local,
+    /// What the server was started with (the console shows it).
+    pub grants: Grants,
     /// What diagnostics know: the standard commands and the catalog's.
     commands: std::sync::RwLock<Commands>,
     /// The port listened on; `loopback`: whether `Host` must name loopback.
     port: u16,
     loopback: bool,
+    /// The console's events and runs.
+    pub console: Console,
+    /// Held by a save from the console, between its check and its write.
+    pub saving: tokio::sync::Mutex<()>,
 }
 
 impl Dev {
@@ -130,9 +143,13 @@ impl Dev {
         }
     }
 
+    /// The standard commands and the catalog's, as they are now.
+    pub fn known_commands(&self) -> Commands {
+        self.commands.read().map(|c| c.clone()).unwrap_or_else(|_| Commands::standard())
+    }
+
     fn report(&self, name: &str) {
-        let commands = self.commands.read().map(|c| c.clone()).unwrap_or_else(|_| Commands::standard());
-        report(&self.dir, name, &commands);
+        report(&self.dir, name, &self.known_commands());
     }
 }
 
@@ -164,11 +181,11 @@ struct Refusal {
 
 /// A script name is a file stem of letters, digits, `_` and `-`: nothing
 /// else can reach the file system.
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn problem(status: StatusCode, kind: &str, error: String) -> Response {
+pub fn problem(status: StatusCode, kind: &str, error: String) -> Response {
     (status, Json(json!({"success": false, "kind": kind, "error": error}))).into_response()
 }
 
@@ -185,16 +202,26 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
     let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let dev = Arc::new(Dev {
         dir: args.dir.clone(),
         local,
+        grants: args.grants.clone(),
         commands: std::sync::RwLock::new(commands),
         port: addr.port(),
         loopback: args.bind.is_loopback(),
+        console: Console::new(stopped),
+        saving: tokio::sync::Mutex::new(()),
     });
-    let app = axum::Router::new()
+    let mut app = axum::Router::new()
         .route("/", axum::routing::get(index))
-        .route("/{name}", axum::routing::post(run).get(run))
+        .route("/openapi.json", axum::routing::get(openapi))
+        .route("/{name}", axum::routing::post(run).get(run));
+    // The console writes files: only for this machine's own browser.
+    if dev.loopback {
+        app = app.merge(console::router());
+    }
+    let app = app
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(dev.clone(), guard))
         .with_state(dev.clone());
@@ -206,15 +233,38 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         dev.report(name);
     }
     println!("avap dev: serving {} on http://{addr}/ (POST /<name> runs <name>.avap)", dev.dir.display());
+    if dev.loopback {
+        println!("avap dev: console: open http://{addr}/ in a browser");
+    }
     tokio::spawn(watch(dev.clone(), args.grants.catalog.clone(), std::mem::take(&mut seen)));
-    axum::serve(listener, app).with_graceful_shutdown(avap_host::shutdown_signal()).await?;
+    let shutdown = async move {
+        avap_host::shutdown_signal().await;
+        // Pages' event streams end, so the shutdown waits for no one.
+        let _ = stop.send(true);
+    };
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `GET /`: the scripts served.
-async fn index(State(dev): State<Arc<Dev>>) -> Response {
+/// `GET /`: the console for a browser (on loopback); else the scripts
+/// served, as JSON.
+async fn index(State(dev): State<Arc<Dev>>, headers: HeaderMap) -> Response {
+    if dev.loopback && console::wants_page(&headers) {
+        return console::page();
+    }
     let names: Vec<String> = scripts(&dev.dir).into_keys().map(|n| format!("/{n}")).collect();
-    Json(json!({"scripts": names})).into_response()
+    let mut response = Json(json!({"scripts": names})).into_response();
+    response.headers_mut().insert(header::VARY, header::HeaderValue::from_static("accept"));
+    response
+}
+
+/// `GET /openapi.json`: every script as `POST /name` ([`crate::openapi`]).
+async fn openapi(State(dev): State<Arc<Dev>>) -> Response {
+    let dir = dev.dir.clone();
+    match tokio::task::spawn_blocking(move || crate::openapi::of_folder(&dir)).await {
+        Ok(document) => Json(document).into_response(),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("building the document: {e}")),
+    }
 }
 
 async fn run(
@@ -265,10 +315,10 @@ async fn run(
     }
 }
 
-type Stamp = (Option<SystemTime>, u64);
+pub type Stamp = (Option<SystemTime>, u64);
 
 /// Every `name.avap` of `dir` with a valid name, and when it last changed.
-fn scripts(dir: &Path) -> BTreeMap<String, Stamp> {
+pub fn scripts(dir: &Path) -> BTreeMap<String, Stamp> {
     let Ok(entries) = std::fs::read_dir(dir) else { return BTreeMap::new() };
     entries
         .filter_map(Result::ok)
@@ -310,10 +360,15 @@ async fn watch(dev: Arc<Dev>, catalog: Option<PathBuf>, mut seen: BTreeMap<Strin
             if seen.get(name) != Some(stamp) {
                 eprintln!("avap dev: reloaded {name}.avap");
                 dev.report(name);
+                if let Ok(source) = crate::run::read_capped(&dev.dir.join(format!("{name}.avap"))) {
+                    let version = console::version(&source);
+                    dev.console.publish(console::Event::Changed { name: name.clone(), version });
+                }
             }
         }
         for name in seen.keys().filter(|n| !now.contains_key(*n)) {
             eprintln!("avap dev: /{name}: removed");
+            dev.console.publish(console::Event::Removed { name: name.clone() });
         }
         seen = now;
         if let (Some(dir), Some(before)) = (catalog.as_deref(), catalog_seen.as_mut()) {
@@ -327,6 +382,7 @@ async fn watch(dev: Arc<Dev>, catalog: Option<PathBuf>, mut seen: BTreeMap<Strin
                             *known = commands;
                         }
                         eprintln!("avap dev: catalog {} reloaded", dir.display());
+                        dev.console.publish(console::Event::Commands);
                     }
                     Err(e) => eprintln!("avap dev: catalog {} not reloaded: {e:#}", dir.display()),
                 }

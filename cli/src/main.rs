@@ -12,8 +12,10 @@
 #![forbid(unsafe_code)]
 
 mod check;
+mod console;
 mod dev;
 mod local;
+mod openapi;
 mod pack;
 mod run;
 
@@ -77,7 +79,9 @@ enum Command {
     /// parameters, as with `/api/v1/execute`; each request reads the file
     /// as it is on disk, and every change is checked and reported here.
     /// Requests a web page of another site could send (by `Sec-Fetch-Site`,
-    /// `Origin` and `Host`) are refused before anything runs.
+    /// `Origin` and `Host`) are refused before anything runs. On loopback,
+    /// `http://127.0.0.1:PORT/` in a browser is a console to edit, run and
+    /// call the scripts.
     Dev(dev::DevArgs),
     /// The language server, over stdio (diagnostics, completion, hover,
     /// go-to-definition, symbols, formatting).
