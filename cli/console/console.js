@@ -369,6 +369,11 @@ async function openScript(name, { force = false } = {}) {
 
 function setBuffer(name, source, version) {
   const scroll = name === state.name ? src.scrollTop : 0;
+  // Another script: the last run's outcome was not its own.
+  if (name !== state.name) {
+    $('outcome').hidden = true;
+    $('run-state').textContent = '';
+  }
   state.name = name;
   state.version = version;
   state.saved = source;
@@ -520,17 +525,18 @@ async function run() {
     runState.className = 'run-state';
   }
   const { ok, body } = answer;
-  $('outcome').classList.remove('stale');
   if (!ok) {
     runState.textContent = '';
     $('run-input-error').textContent = body && body.error ? body.error : 'the run was refused';
     $('run-input-error').hidden = false;
     return;
   }
+  // A cancelled run leaves the last outcome dimmed: it is not this run's.
   if (body.cancelled) {
     runState.textContent = `cancelled after ${(body.elapsed_ms / 1000).toFixed(1)} s`;
     return;
   }
+  $('outcome').classList.remove('stale');
   runState.textContent = `done in ${body.elapsed_ms.toFixed(0)} ms`;
   showOutcome(body.status, body.response, body.elapsed_ms);
 }
