@@ -79,6 +79,20 @@ impl Running {
     }
 }
 
+/// A CA (its PEM), and a certificate (PEM) and key (PEM) it signed for
+/// `names`.
+fn certificates(names: &[&str]) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "avap test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = rcgen::CertificateParams::new(names).expect("params").signed_by(&key, &ca, &ca_key).expect("cert");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
 /// A call as this project's host makes it: the key, and the client
 /// metadata that asks for the whole catalog.
 fn authed<T>(message: T) -> Request<T> {

@@ -110,24 +110,9 @@ async fn the_grpc_port_closes_connections_that_never_handshake() {
     assert!(metrics.contains("avap_brain_grpc_connections 1"), "{metrics}");
 }
 
-/// A CA and a certificate it signed for `localhost` and 127.0.0.1.
-fn certificates() -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "avap test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("cert");
-    (ca.pem(), cert.pem(), key.serialize_pem())
-}
-
 #[tokio::test]
 async fn the_tls_port_closes_connections_before_their_client_hello() {
-    let (ca, cert, key) = certificates();
+    let (ca, cert, key) = super::certificates(&["localhost", "127.0.0.1"]);
     let tls = TlsConfig { cert_pem: cert.into_bytes(), key_pem: key.into_bytes(), client_ca_pem: None };
     let ports = Ports::start(BrainConfig { tls: Some(tls), ..timeouts(300) }).await;
     let mut silent = TcpStream::connect(ports.grpc).await.expect("connect");
@@ -316,7 +301,7 @@ async fn with_the_default_timeout_both_ports_close_stalled_connections() {
 /// host must connect to.
 #[test]
 fn the_brain_logs_its_certificate_names_at_start() {
-    let (_, cert, key) = certificates();
+    let (_, cert, key) = super::certificates(&["localhost", "127.0.0.1"]);
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("brain.pem"), cert).expect("write");
     std::fs::write(dir.path().join("brain.key"), key).expect("write");

@@ -281,18 +281,8 @@ async fn responses_are_capped_in_size_and_time() {
 #[tokio::test]
 async fn https_is_verified_for_the_name_though_the_address_is_pinned() {
     let py = Python::new();
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "avap test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("cert");
-    let tls = avap_brain::net::Tls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes(), None)
-        .expect("tls identity");
+    let (ca, cert, key) = super::certificates(&["localhost"]);
+    let tls = avap_brain::net::Tls::from_pem(cert.as_bytes(), key.as_bytes(), None).expect("tls identity");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let names = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -320,7 +310,7 @@ async fn https_is_verified_for_the_name_though_the_address_is_pinned() {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle = dir.path().join("ca.pem");
-    std::fs::write(&bundle, ca.pem()).expect("write");
+    std::fs::write(&bundle, ca).expect("write");
     let bundle = bundle.display().to_string();
     let env = [("AVAP_HTTP_ALLOW", format!("localhost:{port}")), ("REQUESTS_CA_BUNDLE", bundle.clone())];
     let url = format!("https://localhost:{port}/");
