@@ -109,6 +109,10 @@ async fn host_syncs_the_catalog_at_start_up() {
     .await;
     assert_eq!(health["catalog"]["version_hash"], json!(catalog.version_hash));
     assert_eq!(health["catalog"]["commands"], json!(28));
+    // The manifest's expiry shows before it comes (RFC 3339, in the future).
+    let expires = health["catalog"]["manifest_expires_at"].as_str().expect("an expiry");
+    let synced = health["catalog"]["last_sync"].as_str().expect("a sync time");
+    assert!(expires.ends_with('Z') && expires > synced, "expires {expires}, synced {synced}");
     assert_eq!(health["brain"]["reachable"], json!(true));
     // Same module as the built-in: no swap.
     assert_eq!(health["guest"]["source"], json!("built-in"));

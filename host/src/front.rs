@@ -26,9 +26,7 @@
 //!   their length does not leak either).
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -37,12 +35,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
 
 use crate::api::ApiError;
@@ -87,7 +81,7 @@ impl Default for FrontConfig {
 }
 
 /// Largest request head (request line and headers) read, in bytes.
-pub const MAX_HEAD_BYTES: usize = 64 << 10;
+pub use avap_serve::MAX_HEAD_BYTES;
 /// The body budget is counted in units of this many bytes.
 const BUDGET_UNIT: usize = 1024;
 
@@ -298,7 +292,9 @@ fn cors_headers(headers: &mut HeaderMap, origin: &str) {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets the open
-/// connections finish their requests.
+/// connections finish their requests: the connection cap, header timeout,
+/// stall limit and bounded drain of [`avap_serve::serve_http1`], which the
+/// brain's ports use too.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
@@ -306,120 +302,21 @@ pub async fn serve(
     open: prometheus_client::metrics::gauge::Gauge,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(config.max_connections.max(1) as usize));
-    let graceful = GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).max_header_size(MAX_HEAD_BYTES);
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of descriptors and the like: wait, do not spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let stream = StallLimit::new(stream, config.header_timeout);
-        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
-        let open = open.clone();
-        open.inc();
-        tokio::spawn(async move {
-            let _ = connection.await;
-            open.dec();
-            drop(permit);
-        });
-    }
-    drop(listener);
-    // In-flight requests finish; idle connections close. Bounded, so a
-    // client that never reads its response cannot hold the exit.
-    if tokio::time::timeout(config.drain_timeout, graceful.shutdown()).await.is_err() {
-        tracing::warn!(drain = ?config.drain_timeout, "connections still open after the drain time; closing them");
-    } else {
-        tracing::info!("drained: every request in flight has finished");
-    }
-    Ok(())
-}
-
-/// A connection whose writes must make progress: a write (or flush) that
-/// stays pending for `limit` fails, and hyper closes the connection. A
-/// client that never reads its responses cannot hold its slot.
-struct StallLimit<S> {
-    inner: S,
-    limit: Duration,
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<S> StallLimit<S> {
-    fn new(inner: S, limit: Duration) -> Self {
-        StallLimit { inner, limit, stalled: None }
-    }
-
-    /// Turns a pending write into an error once it has been pending too long.
-    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
-        match poll {
-            Poll::Ready(r) => {
-                self.stalled = None;
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                let limit = self.limit;
-                let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the client stopped reading its response",
-                    ))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for StallLimit<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for StallLimit<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
-        self.watch(cx, poll)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.watch(cx, poll)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.watch(cx, poll)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.watch(cx, poll)
-    }
+    let limits = avap_serve::Limits {
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
+        drain_timeout: config.drain_timeout,
+    };
+    avap_serve::serve_http1(
+        listener,
+        app,
+        &limits,
+        move |delta| {
+            open.inc_by(delta);
+        },
+        shutdown,
+    )
+    .await
 }
 
 #[cfg(test)]

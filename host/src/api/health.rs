@@ -26,6 +26,7 @@ pub fn detail(state: &AppState) -> Value {
             "source": catalog.source,
             "version_hash": catalog.version_hash,
             "manifest_serial": catalog.serial,
+            "manifest_expires_at": catalog.expires_at.map(rfc3339),
             "commands": catalog.entries,
             "last_sync": catalog.synced_at.map(rfc3339),
             "applied_at": catalog.applied_at.map(rfc3339),
