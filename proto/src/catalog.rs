@@ -13,6 +13,12 @@ pub const TYPE_AVAP: &str = "avap";
 pub const TYPE_GUEST_VM: &str = "guest-vm";
 /// The catalog entry name of the guest module.
 pub const GUEST_VM_ENTRY: &str = "avap-guest-vm";
+/// The guest module precompiled for the hosts' engine: the payload is the
+/// artifact, its `interface_json` the release's signature of it
+/// ([`crate::guest_sig::ArtifactClaim`]).
+pub const TYPE_GUEST_ARTIFACT: &str = "guest-vm-artifact";
+/// The catalog entry name of the precompiled guest.
+pub const GUEST_ARTIFACT_ENTRY: &str = "avap-guest-vm-artifact";
 
 /// An entry's `hash`: lowercase hex SHA-256 of its `code` (the whole signed
 /// package).
