@@ -13,6 +13,12 @@
 //! a wasm binary with an Ed25519 signature by a trusted key that passes
 //! every step of the guest swap. One bad entry and the whole update is
 //! refused; the previous catalog stays.
+//!
+//! A `guest-vm-artifact` entry (at most one, and only beside a guest
+//! module) is the release's precompiled guest: an optimisation, never a
+//! reason to refuse a catalog. It is checked where it would be used
+//! ([`crate::runtime::artifacts::open_signed`]): one that does not verify
+//! for this module and this engine is not used, and the module is compiled.
 
 use std::time::SystemTime;
 
@@ -21,8 +27,8 @@ pub mod rollout;
 pub mod sync;
 pub mod trust;
 
-use avap_wire::catalog::{TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM};
-use avap_wire::guest_sig::{GuestSigError, GuestSignature};
+use avap_wire::catalog::{TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_ARTIFACT, TYPE_GUEST_VM};
+use avap_wire::guest_sig::{ArtifactClaim, ArtifactError, GuestSigError, GuestSignature};
 use avap_wire::manifest::{GuestPin, MANIFEST_ENTRY, Manifest, ManifestError, TYPE_MANIFEST, now_ms};
 use avap_wire::package::{self, PackageError};
 use avap_wire::pb::{CatalogResponse, CommandResponse};
@@ -31,6 +37,8 @@ use avap_guest_vm::builtins::Builtin;
 use serde_json::json;
 use serde_json::value::RawValue;
 pub use trust::Trust;
+
+use crate::runtime::artifacts::SignedArtifact;
 
 /// Where the live catalog came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -128,7 +136,16 @@ pub struct VerifiedGuest {
     pub signed_by: String,
     /// What the manifest pins (its digest is the module's).
     pub pin: Option<GuestPin>,
+    /// The release's precompiled artifact of it, if the catalog carries
+    /// one: not verified yet (that needs the engine and the module as this
+    /// host compiles it).
+    pub artifact: Option<SignedArtifact>,
 }
+
+/// The most a precompiled guest artifact may weigh (the guest's compiled
+/// code is a few times its module; the whole message is capped by
+/// `AVAP_BRAIN_MAX_MESSAGE_BYTES` before this).
+pub const MAX_GUEST_ARTIFACT_BYTES: usize = 64 << 20;
 
 /// Why a catalog update was refused.
 #[derive(Debug, thiserror::Error)]
@@ -271,11 +288,12 @@ pub fn verify(response: &CatalogResponse, trust: &Trust) -> Result<VerifiedCatal
         guest: None,
     };
     let mut guests = 0;
+    let mut artifacts = Vec::new();
     for entry in entries {
         let name = &entry.name;
         let payload = package::verify(trust.keys.catalog_entry(), &entry.code)
             .map_err(|source| CatalogError::Integrity { name: name.clone(), source })?;
-        if !is_identifier(name) && entry.r#type != TYPE_GUEST_VM {
+        if !is_identifier(name) && entry.r#type != TYPE_GUEST_VM && entry.r#type != TYPE_GUEST_ARTIFACT {
             return Err(CatalogError::Invalid { name: name.clone(), reason: "name is not an AVAP identifier".into() });
         }
         match entry.r#type.as_str() {
@@ -312,7 +330,19 @@ pub fn verify(response: &CatalogResponse, trust: &Trust) -> Result<VerifiedCatal
                         pin.digest
                     )));
                 }
-                out.guest = Some(VerifiedGuest { module: payload.to_vec(), digest, signed_by, pin });
+                out.guest = Some(VerifiedGuest { module: payload.to_vec(), digest, signed_by, pin, artifact: None });
+            }
+            TYPE_GUEST_ARTIFACT => {
+                let claim = if payload.len() > MAX_GUEST_ARTIFACT_BYTES {
+                    Err(ArtifactError::Malformed(format!(
+                        "{} bytes, over the {MAX_GUEST_ARTIFACT_BYTES}-byte limit",
+                        payload.len()
+                    )))
+                } else {
+                    ArtifactClaim::from_interface_json(&entry.interface_json)
+                };
+                let bytes = if claim.is_ok() { payload.into() } else { Vec::new().into() };
+                artifacts.push((name.clone(), SignedArtifact { bytes, claim }));
             }
             other => return Err(CatalogError::UnknownType { name: name.clone(), ty: other.to_string() }),
         }
@@ -320,6 +350,19 @@ pub fn verify(response: &CatalogResponse, trust: &Trust) -> Result<VerifiedCatal
     }
     if guests > 1 {
         return Err(CatalogError::SeveralGuests(guests));
+    }
+    match (artifacts.pop(), artifacts.is_empty(), out.guest.as_mut()) {
+        (None, _, _) => {}
+        (Some((name, _)), false, _) => {
+            return Err(CatalogError::Invalid { name, reason: "a second precompiled guest artifact".into() });
+        }
+        (Some((name, _)), true, None) => {
+            return Err(CatalogError::Invalid {
+                name,
+                reason: "a precompiled guest artifact without a guest module".into(),
+            });
+        }
+        (Some((_, artifact)), true, Some(guest)) => guest.artifact = Some(artifact),
     }
     if out.guest.is_none() && manifest.as_ref().is_some_and(|m| m.guest.is_some()) {
         return Err(CatalogError::Manifest(ManifestError::Mismatch(

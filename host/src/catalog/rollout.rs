@@ -1,14 +1,32 @@
 //! How a catalog and a guest module become live: verify the update, vet a
-//! new guest (compile off the request path, ABI checks, probe, no
+//! new guest (its compiled code from the release's signed precompiled
+//! artifact, or compiled off the request path; ABI checks, probe, no
 //! downgrade, self-test), prepare the guest with the catalog (a snapshot,
 //! self-tested), then swap the whole [`Live`] at once. All or nothing: a
 //! refused update leaves what was live, and says why in the log, `/health`
 //! and `/metrics`.
+//!
+//! Preparing is two steps: taking the snapshot (the guest runs
+//! `avap_prepare` with the catalog: milliseconds, and every problem of the
+//! catalog is known then) and compiling it (about half a second, which no
+//! precompiled artifact can save: the snapshot holds the catalog, and the
+//! definition server must not be able to ship code). A **new guest** with a
+//! catalog of at most [`EARLY_CATALOG_BYTES`] is swapped in as soon as its
+//! snapshot is taken and it passed a self-test with the catalog in its
+//! input: it serves unprepared (the catalog in each input, as a guest that
+//! cannot be prepared does) while its snapshot compiles in the background,
+//! and the prepared guest replaces it when ready, if guest and catalog are
+//! still the live ones. Probation counts the executions of both (they are
+//! the same module). If the snapshot then fails to compile or to pass its
+//! self-test, the guest goes on unprepared and the log says why. A
+//! catalog-only update, or a larger catalog, is swapped in prepared, as
+//! before.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use avap_abi::Mode;
@@ -17,7 +35,8 @@ use avap_policy::json::{GuestOutput, decode_output};
 use crate::catalog::{self, CatalogError, LiveCatalog, VerifiedGuest};
 use crate::metrics::SyncResult;
 use crate::runtime::abi::GuestInput;
-use crate::runtime::{Guest, Limits, SandboxEngine};
+use crate::runtime::artifacts::SignedArtifact;
+use crate::runtime::{ArtifactOffer, Guest, Limits, Preparation, SandboxEngine, Snapshot};
 use crate::state::{AppState, Live, update, write};
 
 /// The script every candidate guest must run, and what it must answer.
@@ -34,10 +53,15 @@ pub enum Applied {
 
 impl AppState {
     /// Vets a catalog from the definition server and, if every step passes,
-    /// makes it (and its guest module, if new) live, prepared: the guest is
-    /// snapshotted with the catalog before anything is swapped. All or
+    /// makes it (and its guest module, if new) live: the guest runs
+    /// `avap_prepare` with the catalog before anything is swapped, and is
+    /// swapped in prepared, or, a new guest with a small catalog,
+    /// unprepared until its snapshot is compiled (module docs). All or
     /// nothing, off the request path.
-    pub async fn apply_catalog(&self, response: avap_wire::pb::CatalogResponse) -> Result<Applied, CatalogError> {
+    pub async fn apply_catalog(
+        self: &Arc<Self>,
+        response: avap_wire::pb::CatalogResponse,
+    ) -> Result<Applied, CatalogError> {
         let _one_at_a_time = self.apply_lock.lock().await;
         // MACs and hashes over up to the whole message: off the async workers.
         let trust = self.trust.clone();
@@ -62,6 +86,7 @@ impl AppState {
             Some(g) if g.digest != live.guest.info().digest => self.rollout_decision(g),
             _ => (None, None),
         };
+        let artifact = verified.guest.as_ref().and_then(|g| g.artifact.clone());
         // "Changed" is decided by the entries themselves (the version hash
         // the host recomputed, and what their interfaces allow), never by
         // the `version_hash` the server sent: an original server sends a
@@ -95,7 +120,7 @@ impl AppState {
         let pinned_version = verified.guest.as_ref().and_then(|g| g.pin.as_ref()).map(|p| p.version.clone());
         let candidate = match new_module {
             Some(module) => {
-                let guest = self.vet_guest(&module, verified.serial.is_some()).await?;
+                let guest = self.vet_guest(&module, artifact, verified.serial.is_some()).await?;
                 if let Some(want) = pinned_version.filter(|v| !v.is_empty())
                     && want != guest.info().version
                 {
@@ -113,16 +138,26 @@ impl AppState {
         let avap = verified.avap.clone();
         let serial = verified.serial;
         let catalog = Arc::new(verified.into_live(guest_json));
-        let prepared = prepare_runner(&self.engine, &self.limits, &guest, &catalog).await?;
-        if let Some((name, reason)) = prepared.catalog_errors.into_iter().next() {
+        let preparation = begin_runner(&self.engine, &self.limits, &guest, &catalog).await?;
+        if let Some((name, reason)) = catalog_errors(&preparation).first().cloned() {
             return Err(CatalogError::Invalid { name, reason });
         }
-        if !prepared.guest.is_prepared() {
+        if preparation.is_none() {
             // A guest that cannot be prepared checks each command on its own.
             for (name, source) in &avap {
                 self.check_avap_command(&guest, name, source).await?;
             }
         }
+        let early = candidate.is_some()
+            && matches!(preparation, Some(Preparation::Snapshot(_)))
+            && catalog.guest_json.as_deref().map_or(0, |c| c.get().len()) <= EARLY_CATALOG_BYTES;
+        let (runner, pending) = match preparation {
+            Some(Preparation::Snapshot(snapshot)) if early => {
+                self.self_test_with_catalog(&guest, &catalog).await?;
+                (guest.clone(), Some(snapshot))
+            }
+            begun => (finish_runner(&self.engine, &self.limits, &guest, begun).await?, None),
+        };
         // Everything passed: from here on, nothing can refuse the update.
         let swapped_to = candidate.as_ref().map(|g| g.info().version.clone());
         if let Some(guest) = &candidate {
@@ -130,6 +165,9 @@ impl AppState {
                 version = %guest.info().version,
                 digest = %guest.info().digest,
                 signed_by = ?signed_by,
+                precompiled = guest.info().precompiled,
+                load_ms = guest.info().load_ms,
+                prepared = pending.is_none(),
                 "guest module swapped in"
             );
             self.metrics.guest_swap();
@@ -148,16 +186,82 @@ impl AppState {
         tracing::info!(
             version_hash = ?catalog.version_hash,
             entries = catalog.entries,
-            snapshot = ?prepared.guest.info().snapshot,
+            snapshot = ?runner.info().snapshot,
             "catalog applied"
         );
         self.taken(hold);
         self.take_serial(serial);
-        self.metrics.guest_info(prepared.guest.info());
+        self.metrics.guest_info(runner.info());
         self.metrics.catalog_serial(catalog.serial);
         self.metrics.catalog_info(&catalog);
-        write(&self.live, Arc::new(Live { guest, catalog, runner: prepared.guest }));
+        write(&self.live, Arc::new(Live { guest: guest.clone(), catalog: catalog.clone(), runner }));
+        if let Some(snapshot) = pending {
+            let state = self.clone();
+            tokio::spawn(async move { state.finish_in_background(guest, catalog, snapshot).await });
+        }
         Ok(Applied::Updated { guest_swapped_to: swapped_to })
+    }
+
+    /// Compiles the snapshot of a guest swapped in unprepared, self-tests
+    /// it, and makes it the runner if `guest` and `catalog` are still live
+    /// (one catalog application at a time: after the one that spawned this).
+    async fn finish_in_background(self: Arc<Self>, guest: Arc<Guest>, catalog: Arc<LiveCatalog>, snapshot: Snapshot) {
+        let _one_at_a_time = self.apply_lock.lock().await;
+        let still_live = |live: &Live| {
+            Arc::ptr_eq(&live.guest, &guest)
+                && !live.runner.is_prepared()
+                && live.catalog.guest_json.as_deref().map(RawValue::get)
+                    == catalog.guest_json.as_deref().map(RawValue::get)
+        };
+        if !still_live(&self.live()) {
+            tracing::debug!("a newer catalog or guest is live: its snapshot is not compiled");
+            return;
+        }
+        let prepared = match finish_runner(&self.engine, &self.limits, &guest, Some(Preparation::Snapshot(snapshot)))
+            .await
+        {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    version = %guest.info().version,
+                    "the new guest's snapshot could not be made: it goes on serving unprepared (the catalog in each input)"
+                );
+                return;
+            }
+        };
+        let mut swapped = false;
+        update(&self.live, |now| {
+            if !still_live(now) {
+                return now.clone();
+            }
+            swapped = true;
+            Arc::new(Live { guest: now.guest.clone(), catalog: now.catalog.clone(), runner: prepared.clone() })
+        });
+        if swapped {
+            self.metrics.guest_info(prepared.info());
+            tracing::info!(
+                version = %guest.info().version,
+                snapshot = ?prepared.info().snapshot,
+                "the new guest's snapshot is ready: executions start prepared"
+            );
+        }
+    }
+
+    /// Runs a trivial check of `guest` with `catalog` in its input, as
+    /// every execution of an unprepared guest carries it.
+    async fn self_test_with_catalog(&self, guest: &Guest, catalog: &LiveCatalog) -> Result<(), CatalogError> {
+        let refuse = |reason: String| CatalogError::Guest(reason);
+        let mut input = GuestInput::bare("b = 1 + 41", Some(Mode::Check), self.limits.guest());
+        input.catalog = catalog.guest_json.as_deref();
+        let execution =
+            self.run_guest(guest, &input).await.map_err(|e| refuse(format!("self-test with the catalog: {e}")))?;
+        let output =
+            decode_output(&execution.output).map_err(|e| refuse(format!("self-test with the catalog: output: {e}")))?;
+        if !output.ok {
+            return Err(refuse(format!("the self-test with the catalog failed: {:?}", output.error)));
+        }
+        Ok(())
     }
 
     /// A catalog was taken (applied, or the live one confirmed): a refusal
@@ -260,16 +364,23 @@ impl AppState {
         self.metrics.catalog_refusal(err.reason());
     }
 
-    /// Every step a candidate guest must pass before it serves: compile off
-    /// the request path, import and ABI checks, probe, no downgrade, and a
-    /// self-test execution.
+    /// Every step a candidate guest must pass before it serves: its compiled
+    /// code from the release's precompiled artifact if that verifies, else
+    /// compiled off the request path; import and ABI checks, probe, no
+    /// downgrade, and a self-test execution.
     /// Without a manifest (`ordered: false`, the original servers) a guest
     /// older than the live one is refused unless downgrades are allowed;
     /// with one, the manifest's serial orders catalogs and a roll-back is
     /// the brain's signed act.
-    async fn vet_guest(&self, module: &[u8], ordered: bool) -> Result<Guest, CatalogError> {
+    async fn vet_guest(
+        &self,
+        module: &[u8],
+        artifact: Option<SignedArtifact>,
+        ordered: bool,
+    ) -> Result<Guest, CatalogError> {
         let refuse = |reason: String| CatalogError::Guest(reason);
-        let guest = self.engine.load_guest(module, "brain").await.map_err(|e| refuse(e.to_string()))?;
+        let offer = artifact.map(|artifact| ArtifactOffer { artifact, trusted: self.trust.guest_keys.clone().into() });
+        let guest = self.engine.load_guest_with(module, "brain", offer).await.map_err(|e| refuse(e.to_string()))?;
         let current = self.guest();
         let (new_v, old_v) = (&guest.info().version, &current.info().version);
         if !ordered && catalog::is_older(new_v, old_v) && !self.trust.allow_guest_downgrade {
@@ -315,14 +426,53 @@ pub(crate) async fn prepare_runner(
     guest: &Arc<Guest>,
     catalog: &LiveCatalog,
 ) -> Result<PreparedRunner, CatalogError> {
-    let refuse = |reason: String| CatalogError::Guest(reason);
+    let begun = begin_runner(engine, limits, guest, catalog).await?;
+    let guest = finish_runner(engine, limits, guest, begun).await?;
+    Ok(PreparedRunner { guest })
+}
+
+/// How far [`begin_runner`] got: `None`, the guest cannot be prepared (it
+/// runs as it is).
+type Begun = Option<Preparation>;
+
+/// The catalog commands the guest found invalid when preparing.
+fn catalog_errors(begun: &Begun) -> &[(String, String)] {
+    match begun {
+        None => &[],
+        Some(Preparation::Ready(prepared)) => &prepared.catalog_errors,
+        Some(Preparation::Snapshot(snapshot)) => snapshot.catalog_errors(),
+    }
+}
+
+/// The quick part of preparing `guest` with `catalog`: its snapshot taken,
+/// the catalog's problems known ([`SandboxEngine::begin_prepare`]).
+async fn begin_runner(
+    engine: &SandboxEngine,
+    limits: &Limits,
+    guest: &Guest,
+    catalog: &LiveCatalog,
+) -> Result<Begun, CatalogError> {
     let doc = format!("{{\"catalog\":{}}}", catalog.guest_json.as_deref().map_or("{}", |c| c.get()));
     // Preparing parses the whole catalog: more time and fuel than a script.
     let prepare_limits = Limits { timeout: PREPARE_TIMEOUT, fuel: limits.fuel.saturating_mul(10), ..limits.clone() };
-    let Some(prepared) =
-        engine.prepare(guest, doc.as_bytes(), &prepare_limits).await.map_err(|e| refuse(e.to_string()))?
-    else {
-        return Ok(PreparedRunner { guest: guest.clone(), catalog_errors: Vec::new() });
+    engine.begin_prepare(guest, doc.as_bytes(), &prepare_limits).await.map_err(|e| CatalogError::Guest(e.to_string()))
+}
+
+/// The rest: the snapshot compiled if need be, and self-tested; `guest`
+/// itself when it cannot be prepared.
+async fn finish_runner(
+    engine: &SandboxEngine,
+    limits: &Limits,
+    guest: &Arc<Guest>,
+    begun: Begun,
+) -> Result<Arc<Guest>, CatalogError> {
+    let refuse = |reason: String| CatalogError::Guest(reason);
+    let prepared = match begun {
+        None => return Ok(guest.clone()),
+        Some(Preparation::Ready(prepared)) => *prepared,
+        Some(Preparation::Snapshot(snapshot)) => {
+            engine.finish_prepare(guest, snapshot).await.map_err(|e| refuse(e.to_string()))?
+        }
     };
     let runner = Arc::new(prepared.guest);
     // The snapshot must run: a check of a trivial script, whatever the
@@ -335,8 +485,14 @@ pub(crate) async fn prepare_runner(
     if !output.ok {
         return Err(refuse(format!("the snapshot failed its self-test: {:?}", output.error)));
     }
-    Ok(PreparedRunner { guest: runner, catalog_errors: prepared.catalog_errors })
+    Ok(runner)
 }
+
+/// The largest catalog (its JSON as the guest reads it) with which a new
+/// guest serves unprepared while its snapshot compiles: each execution
+/// then parses it. The default catalog is about 1 KB; a few hundred
+/// commands written in AVAP fit.
+pub const EARLY_CATALOG_BYTES: usize = 64 << 10;
 
 /// The largest serial taken now: the brain's serials are the time in
 /// milliseconds, so one more than ten minutes ahead of this host's clock is
@@ -355,5 +511,4 @@ const PREPARE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(crate) struct PreparedRunner {
     pub(crate) guest: Arc<Guest>,
-    catalog_errors: Vec<(String, String)>,
 }

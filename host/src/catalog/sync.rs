@@ -156,7 +156,7 @@ pub async fn follow(state: Arc<AppState>, config: SyncConfig) {
 }
 
 /// One connection: watch if offered, poll otherwise, until it fails.
-async fn session(state: &AppState, config: &SyncConfig, backoff: &mut Duration) -> Result<(), SyncError> {
+async fn session(state: &Arc<AppState>, config: &SyncConfig, backoff: &mut Duration) -> Result<(), SyncError> {
     // The TLS and HTTP/2 handshakes and the stream's response headers have
     // a deadline too: a peer that accepts and then stalls is not live.
     let opened = tokio::time::timeout(CALL_TIMEOUT, async {
@@ -250,7 +250,7 @@ async fn connect(config: &SyncConfig) -> Result<Client, SyncError> {
     Ok(DefinitionEngineClient::with_interceptor(channel, Auth(key)).max_decoding_message_size(config.max_message_bytes))
 }
 
-async fn apply(state: &AppState, response: CatalogResponse) {
+async fn apply(state: &Arc<AppState>, response: CatalogResponse) {
     match state.apply_catalog(response).await {
         Ok(Applied::Unchanged) => state.metrics.catalog_sync(SyncResult::Unchanged),
         Ok(Applied::Updated { .. }) => state.metrics.catalog_sync(SyncResult::Applied),

@@ -1,17 +1,28 @@
-//! The host's own compiled guests, kept on disk so that a restart does not
-//! compile again: Cranelift takes about half a second for the guest and as
-//! much again for each prepared snapshot, and a start waits for both.
+//! Compiled guests this host did not compile just now: its own, kept on
+//! disk so that a restart does not compile again (Cranelift takes about
+//! half a second for the guest and as much again for each prepared
+//! snapshot, and a start waits for both), and a release's precompiled
+//! guest, shipped beside the module by the definition server.
 //!
 //! `wasmtime::Module::deserialize` trusts its input completely (it maps the
 //! bytes as machine code), so the one rule here is: **nothing is
-//! deserialized that this host did not produce**. Every artifact is
-//! authenticated with HMAC-SHA256 under a key of this host's own (32 random
-//! bytes, made on first use, in `host.key` beside the artifacts); the MAC
-//! covers the digest of the module it was compiled from and the engine's
-//! compatibility hash as well as the bytes, so an artifact is taken only
-//! for the same module and the same engine settings. wasmtime checks its
-//! own version and settings again when it reads one. Anything that does
-//! not verify is ignored (and compiled again), never an error.
+//! deserialized that this host did not produce or verify** ([`deserialize`]
+//! takes only a [`Vouched`], and only two paths make one):
+//!
+//! - **its own** ([`ArtifactCache`]): every artifact is authenticated with
+//!   HMAC-SHA256 under a key of this host's own (32 random bytes, made on
+//!   first use, in `host.key` beside the artifacts); the MAC covers the
+//!   digest of the module it was compiled from and the engine's identity
+//!   as well as the bytes, so an artifact is taken only for the same module
+//!   and the same engine settings;
+//! - **a release's** ([`open_signed`]): an Ed25519 signature by one of the
+//!   host's `AVAP_GUEST_KEYS` over the artifact's digest, the published
+//!   module's, the digest of exactly what this host would compile (the
+//!   module as the snapshot tool instruments it) and this engine's identity
+//!   ([`avap_wire::guest_sig::ArtifactStatement`]), all four computed here.
+//!
+//! wasmtime checks its own version and settings again when it reads one.
+//! Anything that does not verify is ignored (and compiled), never an error.
 //!
 //! The directory is made private to this user (0700, files 0600), and a
 //! directory that others may write or that belongs to another user is not
@@ -19,10 +30,11 @@
 //! could replace anyway.
 
 use std::fs;
-use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use avap_wire::guest_sig::{ArtifactClaim, ArtifactError, ArtifactStatement, GuestPublicKey};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
@@ -30,7 +42,7 @@ use wasmtime::{Engine, Module};
 /// What an artifact file starts with; the version is in it.
 const MAGIC: &[u8; 8] = b"AVAPART1";
 /// The MAC's domain, so the host key signs nothing else by accident.
-const DOMAIN: &[u8] = b"avap-host compiled artifact v1\0";
+const DOMAIN: &[u8] = b"avap-host compiled artifact v2\0";
 const KEY_FILE: &str = "host.key";
 /// Artifacts kept at most; the oldest go first beyond it (two per guest and
 /// catalog: a directory of a long-lived host stays small).
@@ -49,8 +61,9 @@ pub enum CacheError {
 pub struct ArtifactCache {
     dir: PathBuf,
     key: [u8; 32],
-    /// The engine's compatibility hash, folded to 64 bits.
-    engine_hash: u64,
+    /// The engine's identity ([`super::engine_id`]) and this host's version:
+    /// a new release compiles again (its snapshot tool may differ).
+    engine_tag: [u8; 32],
 }
 
 impl std::fmt::Debug for ArtifactCache {
@@ -67,17 +80,16 @@ impl ArtifactCache {
         create_private_dir(dir).map_err(io)?;
         check_private(dir, &name)?;
         let key = host_key(&dir.join(KEY_FILE)).map_err(io)?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        env!("CARGO_PKG_VERSION").hash(&mut hasher);
-        Ok(ArtifactCache { dir: dir.to_path_buf(), key, engine_hash: hasher.finish() })
+        let engine_tag =
+            Sha256::new().chain_update(super::engine_id(engine)).chain_update(env!("CARGO_PKG_VERSION")).finalize();
+        Ok(ArtifactCache { dir: dir.to_path_buf(), key, engine_tag: engine_tag.into() })
     }
 
     /// The file of the artifact named by `key`: what it was compiled from
     /// (a module's bytes, or what determines a prepared guest).
     fn path(&self, key: &[u8]) -> PathBuf {
         let digest = Sha256::digest(key);
-        self.dir.join(format!("{}-{:016x}.cwasm", hex::encode(&digest[..16]), self.engine_hash))
+        self.dir.join(format!("{}-{}.cwasm", hex::encode(&digest[..16]), hex::encode(&self.engine_tag[..8])))
     }
 
     fn mac(&self, key: &[u8], meta: &[u8], payload: &[u8]) -> Hmac<Sha256> {
@@ -85,7 +97,7 @@ impl ArtifactCache {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
         mac.update(DOMAIN);
         mac.update(&Sha256::digest(key));
-        mac.update(&self.engine_hash.to_le_bytes());
+        mac.update(&self.engine_tag);
         mac.update(&(meta.len() as u64).to_le_bytes());
         mac.update(meta);
         mac.update(payload);
@@ -106,7 +118,7 @@ impl ArtifactCache {
             tracing::warn!(path = %path.display(), "a compiled artifact failed authentication: compiling again");
             return None;
         }
-        deserialize(engine, payload)
+        deserialize(engine, Vouched(payload))
             .inspect_err(|e| tracing::warn!(error = %e, "a compiled artifact did not load: compiling again"))
             .ok()
             .map(|module| (module, meta.to_vec()))
@@ -156,21 +168,72 @@ impl ArtifactCache {
     }
 }
 
+/// A release's precompiled guest as the definition server ships it: the
+/// artifact, and its signature and claim (`Err` when its `interface_json`
+/// did not even parse).
+#[derive(Debug, Clone)]
+pub struct SignedArtifact {
+    pub bytes: Arc<[u8]>,
+    pub claim: Result<ArtifactClaim, ArtifactError>,
+}
+
+/// Takes the compiled module from `artifact` if one of `trusted` signed it
+/// as the artifact of `module` (the guest module as published) compiled
+/// from `compiled` (what this host compiles for it) on this engine
+/// (`engine_id`); else says why not. Every digest in the signed statement
+/// is computed here from the bytes at hand, the claim's own are only
+/// compared to give the reason.
+pub fn open_signed(
+    engine: &Engine,
+    engine_id: &[u8; 32],
+    artifact: &SignedArtifact,
+    module: &[u8],
+    compiled: &[u8],
+    trusted: &[GuestPublicKey],
+) -> Result<(Module, String), String> {
+    let claim = artifact.claim.as_ref().map_err(ToString::to_string)?;
+    let actual = ArtifactStatement {
+        artifact: Sha256::digest(&*artifact.bytes).into(),
+        module: Sha256::digest(module).into(),
+        compiled: Sha256::digest(compiled).into(),
+        engine: *engine_id,
+    };
+    let signed_by = claim.verify(&actual, trusted).map_err(|e| e.to_string())?;
+    let module = deserialize(engine, Vouched(&artifact.bytes)).map_err(|e| format!("it did not load: {e}"))?;
+    Ok((module, signed_by))
+}
+
+/// Bytes vouched for as a module compiled by an engine of these settings:
+/// made only by [`ArtifactCache::load`] (this host's MAC verified) and
+/// [`open_signed`] (a trusted signature verified).
+struct Vouched<'a>(&'a [u8]);
+
 /// Reads a compiled module.
 ///
 /// SAFETY: `Module::deserialize` is `unsafe` because it takes the bytes as
 /// machine code without being able to check them. It is sound here because
-/// its only caller, [`ArtifactCache::load`], passes bytes that carry a valid
-/// HMAC under this host's private key over exactly these bytes, the digest
-/// of the module they came from and this engine's compatibility hash: they
-/// are what [`ArtifactCache::store`] wrote from `Module::serialize` of a
-/// module this process compiled with an engine of the same settings.
+/// it takes only [`Vouched`] bytes, which this module makes in two places,
+/// each after checking where the bytes came from:
+/// - [`ArtifactCache::load`]: a valid HMAC under this host's private key
+///   over exactly these bytes, the digest of the module they came from and
+///   this engine's identity: they are what [`ArtifactCache::store`] wrote
+///   from `Module::serialize` of a module this process compiled with an
+///   engine of the same settings;
+/// - [`open_signed`]: a valid Ed25519 signature, by a key the operator put
+///   in `AVAP_GUEST_KEYS`, over the SHA-256 of exactly these bytes, of the
+///   module this host compiles and of this engine's identity: the release
+///   vouches they are what `avap precompile` wrote from `Module::serialize`
+///   of that very module on an engine of the same settings. That makes the
+///   release key as powerful as the host's own binary, which is why only
+///   the release holds it (README, "Trust and roll-out").
+///
 /// wasmtime also refuses bytes from another version or settings itself.
 /// This is the only `unsafe` in the host.
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, payload: &[u8]) -> wasmtime::Result<Module> {
-    // SAFETY: see above: authenticated, produced by this host for this engine.
-    unsafe { Module::deserialize(engine, payload) }
+fn deserialize(engine: &Engine, bytes: Vouched<'_>) -> wasmtime::Result<Module> {
+    // SAFETY: see above: authenticated by this host, or signed by a trusted
+    // release, for this module and this engine.
+    unsafe { Module::deserialize(engine, bytes.0) }
 }
 
 /// The host key: read, or made (32 random bytes, 0600) on first use.
@@ -299,6 +362,93 @@ mod tests {
         // The key persists: a second open of the directory reads the artifact.
         let again = ArtifactCache::open(dir.path(), &engine).expect("cache");
         assert!(again.load(&engine, &wasm).is_some());
+    }
+
+    /// What `avap precompile` does, for `compiled` on `engine`, signed by
+    /// `key`: the artifact and its claim for the host.
+    fn precompiled(
+        engine: &Engine,
+        compiled: &[u8],
+        module: &[u8],
+        claimed_engine: [u8; 32],
+        key: &avap_wire::guest_sig::GuestSigningKey,
+    ) -> SignedArtifact {
+        let bytes = engine.precompile_module(compiled).expect("precompile");
+        let statement = ArtifactStatement {
+            artifact: Sha256::digest(&bytes).into(),
+            module: Sha256::digest(module).into(),
+            compiled: Sha256::digest(compiled).into(),
+            engine: claimed_engine,
+        };
+        SignedArtifact { bytes: bytes.into(), claim: Ok(key.sign_artifact(&statement).claim()) }
+    }
+
+    #[test]
+    fn a_signed_artifact_is_taken_only_for_this_module_and_this_engine() {
+        use avap_wire::guest_sig::GuestSigningKey;
+        let engine = fuel_engine(true);
+        let id = super::super::engine_id(&engine);
+        let compiled = wat::parse_str(WAT).expect("wat");
+        let module = b"the module as published";
+        let release = GuestSigningKey::generate().expect("key");
+        let trusted = [release.public()];
+        let open = |artifact: &SignedArtifact, module: &[u8], compiled: &[u8], trusted: &[GuestPublicKey]| {
+            open_signed(&engine, &id, artifact, module, compiled, trusted).map(|(m, _)| m)
+        };
+
+        let good = precompiled(&engine, &compiled, module, id, &release);
+        let (loaded, signed_by) = open_signed(&engine, &id, &good, module, &compiled, &trusted).expect("taken");
+        assert_eq!(answer(&engine, &loaded), 42);
+        assert_eq!(signed_by, release.public().id());
+
+        let refused = |result: Result<Module, String>, what: &str, says: &str| match result {
+            Ok(_) => panic!("{what}: taken"),
+            Err(why) => assert!(why.contains(says), "{what}: {why}"),
+        };
+        let stranger = GuestSigningKey::generate().expect("key");
+        refused(open(&good, module, &compiled, &[stranger.public()]), "an untrusted key", "does not trust");
+        let wrongly_signed = precompiled(&engine, &compiled, module, id, &stranger);
+        refused(open(&wrongly_signed, module, &compiled, &trusted), "signed by a stranger", "does not trust");
+        let mut unsigned = good.clone();
+        unsigned.claim = unsigned.claim.map(|c| ArtifactClaim { signature: None, ..c });
+        refused(open(&unsigned, module, &compiled, &trusted), "unsigned", "not signed");
+        for at in [0, good.bytes.len() / 2, good.bytes.len() - 1] {
+            let mut bytes = good.bytes.to_vec();
+            bytes[at] ^= 0x01;
+            let altered = SignedArtifact { bytes: bytes.into(), claim: good.claim.clone() };
+            refused(open(&altered, module, &compiled, &trusted), "altered", "does not verify");
+        }
+        refused(open(&good, b"another module", &compiled, &trusted), "another module's", "is of module");
+        let other_form = wat::parse_str(r#"(module (func (export "answer") (result i32) i32.const 41))"#).expect("wat");
+        refused(open(&good, module, &other_form, &trusted), "another compiled form", "compiled from");
+        let malformed = SignedArtifact {
+            bytes: good.bytes.clone(),
+            claim: ArtifactClaim::from_interface_json("{\"signature\": 1}"),
+        };
+        refused(open(&malformed, module, &compiled, &trusted), "malformed", "malformed");
+
+        // Compiled for another engine (no fuel), and said so: refused
+        // without reading it.
+        let foreign = fuel_engine(false);
+        let foreign_id = super::super::engine_id(&foreign);
+        assert_ne!(foreign_id, id, "fuel is part of the engine's identity");
+        let honest = precompiled(&foreign, &compiled, module, foreign_id, &release);
+        refused(open(&honest, module, &compiled, &trusted), "another engine's", &hex::encode(foreign_id));
+        // A release that signs another engine's code as this engine's:
+        // wasmtime's own check refuses it.
+        let lying = precompiled(&foreign, &compiled, module, id, &release);
+        refused(open(&lying, module, &compiled, &trusted), "another engine's, claimed as this one's", "did not load");
+    }
+
+    #[test]
+    fn the_engine_identity_is_the_settings_not_the_limits() {
+        use super::super::{Limits, SandboxEngine};
+        let small = SandboxEngine::new(&Limits { max_concurrency: 1, max_memory_bytes: 16 << 20, ..Limits::default() });
+        let large = SandboxEngine::new(&Limits { max_concurrency: 64, ..Limits::default() });
+        let (small, large) = (small.expect("engine"), large.expect("engine"));
+        assert_eq!(small.id(), large.id(), "the pool's sizes do not change compiled code");
+        assert_eq!(small.id(), super::super::engine_id(small.engine()), "computed once, the same");
+        assert_ne!(small.id(), super::super::engine_id(&fuel_engine(true)), "other settings, another identity");
     }
 
     #[cfg(unix)]

@@ -124,6 +124,62 @@ pub fn module_digest(wasm: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(wasm)))
 }
 
+/// The identity of `engine`'s compiled code: SHA-256 over wasmtime's
+/// precompile compatibility hash (the compiler's target, its flags and the
+/// CPU features it uses, the settings compiled code depends on, the
+/// WebAssembly features and wasmtime's version). Two engines with the same
+/// identity take each other's compiled modules; a precompiled guest is
+/// signed for one identity ([`artifacts::open_signed`]). The same on every
+/// machine with the same CPU features running the same release.
+pub fn engine_id(engine: &Engine) -> [u8; 32] {
+    use std::hash::Hash as _;
+    /// A `Hasher` that feeds SHA-256 (`finish` is never used by `Hash`
+    /// implementations, which only write).
+    struct Feed(Sha256);
+    impl std::hash::Hasher for Feed {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            0
+        }
+    }
+    let mut feed = Feed(Sha256::new_with_prefix(b"avap engine id v1\0"));
+    engine.precompile_compatibility_hash().hash(&mut feed);
+    feed.0.finalize().into()
+}
+
+/// What this host compiles for a guest module: the module as the snapshot
+/// tool instruments it (its globals and memory also exported, so that it
+/// can later be prepared without a second compile), or the module as it is
+/// when the tool cannot read it (`false`). CPU-bound (a few milliseconds
+/// for the guest): call it off the async workers.
+pub fn compile_form(wasm: &[u8]) -> (Vec<u8>, bool) {
+    match wasmtime_wizer::Wizer::new().instrument(wasm) {
+        Ok((_, instrumented)) => (instrumented, true),
+        Err(_) => (wasm.to_vec(), false),
+    }
+}
+
+/// A release's precompiled artifact offered with a guest module
+/// ([`SandboxEngine::load_guest_with`]), and the keys that may have
+/// signed it.
+#[derive(Debug, Clone)]
+pub struct ArtifactOffer {
+    pub artifact: artifacts::SignedArtifact,
+    pub trusted: Arc<[avap_wire::guest_sig::GuestPublicKey]>,
+}
+
+/// A guest module compiled ahead of time for this engine
+/// ([`SandboxEngine::precompile`]), and what a signature of it states.
+pub struct PrecompiledGuest {
+    /// `Module::serialize` of the module as this host compiles it.
+    pub artifact: Vec<u8>,
+    pub statement: avap_wire::guest_sig::ArtifactStatement,
+    /// The guest as loaded (version, ABI) to compile it.
+    pub info: GuestInfo,
+}
+
 /// Identity of a loaded guest module, shown in `/health`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GuestInfo {
@@ -140,6 +196,13 @@ pub struct GuestInfo {
     /// Whether the compiled module was read from this host's artifacts
     /// ([`artifacts`]) rather than compiled.
     pub from_artifact: bool,
+    /// Whether the compiled module was the release's precompiled artifact
+    /// (signed, [`artifacts::open_signed`]) rather than compiled here.
+    pub precompiled: bool,
+    /// Why a precompiled artifact that came with the module was not taken
+    /// (the module was compiled instead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_refused: Option<String>,
     /// For a prepared guest: the snapshot's size and how long it took to make.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotInfo>,
@@ -176,6 +239,16 @@ pub struct Guest {
     instrumented: bool,
     /// Whether this guest is a snapshot holding the live catalog.
     prepared: bool,
+}
+
+/// Where a guest's compiled module came from.
+enum Compiled {
+    /// Compiled here, now (and why an offered artifact was not taken).
+    Here { refused: Option<String> },
+    /// This host's own, from an earlier start.
+    HostCache,
+    /// The release's precompiled artifact.
+    Precompiled,
 }
 
 /// The exports every execution uses, looked up once per module rather than
@@ -223,6 +296,8 @@ pub struct SandboxEngine {
     capabilities: Arc<Capabilities>,
     /// Where compiled guests are kept between starts, when there is one.
     artifacts: Option<Arc<artifacts::ArtifactCache>>,
+    /// [`engine_id`] of `engine`.
+    id: [u8; 32],
 }
 
 impl SandboxEngine {
@@ -294,6 +369,7 @@ impl SandboxEngine {
             .context("starting the epoch ticker")?;
 
         Ok(SandboxEngine {
+            id: engine_id(&engine),
             engine,
             linker: Arc::new(linker),
             pool_slots,
@@ -316,19 +392,39 @@ impl SandboxEngine {
         }
     }
 
-    /// Compiles `wasm` (on a blocking thread), or reads what this host
-    /// compiled from the same bytes before (then `true`).
-    async fn compile(&self, wasm: Vec<u8>) -> Result<(Module, bool), LoadError> {
-        if let Some((module, _)) = self.stored(wasm.clone()).await {
-            return Ok((module, true));
+    /// The compiled module of `compiled` (what this host compiles for the
+    /// guest module `module`): what this host compiled from the same bytes
+    /// before, else the release's precompiled artifact if `offer` holds one
+    /// that verifies, else compiled now (on a blocking thread).
+    async fn compile(
+        &self,
+        module: &Arc<[u8]>,
+        compiled: Vec<u8>,
+        offer: Option<ArtifactOffer>,
+    ) -> Result<(Module, Compiled), LoadError> {
+        if let Some((stored, _)) = self.stored(compiled.clone()).await {
+            return Ok((stored, Compiled::HostCache));
         }
-        let (engine, cache) = (self.engine.clone(), self.artifacts.clone());
+        let (engine, cache, id, module) = (self.engine.clone(), self.artifacts.clone(), self.id, module.clone());
         tokio::task::spawn_blocking(move || {
-            let module = Module::new(&engine, &wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-            if let Some(cache) = &cache {
-                cache.store(&wasm, &module, &[]);
+            let mut refused = None;
+            if let Some(offer) = offer {
+                match artifacts::open_signed(&engine, &id, &offer.artifact, &module, &compiled, &offer.trusted) {
+                    Ok((precompiled, signed_by)) => {
+                        tracing::info!(%signed_by, "the guest's precompiled artifact verified: loaded without compiling");
+                        return Ok((precompiled, Compiled::Precompiled));
+                    }
+                    Err(why) => {
+                        tracing::warn!(reason = %why, "the guest's precompiled artifact was refused: compiling the module");
+                        refused = Some(why);
+                    }
+                }
             }
-            Ok((module, false))
+            let module = Module::new(&engine, &compiled).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+            if let Some(cache) = &cache {
+                cache.store(&compiled, &module, &[]);
+            }
+            Ok((module, Compiled::Here { refused }))
         })
         .await
         .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))?
@@ -350,26 +446,41 @@ impl SandboxEngine {
         &self.engine
     }
 
+    /// [`engine_id`] of this engine: what a precompiled guest must be
+    /// signed for.
+    pub fn id(&self) -> [u8; 32] {
+        self.id
+    }
+
     /// Compiles and vets a guest module: imports against the allow-list,
     /// exports against the ABI, then a probe instance that must report the
     /// right ABI version and a version string. A binary module is compiled
-    /// as the snapshot tool instruments it, so that [`Self::prepare`] needs no
-    /// second compile of it; one the tool cannot read runs as it is.
+    /// as the snapshot tool instruments it ([`compile_form`]), so that
+    /// [`Self::prepare`] needs no second compile of it; one the tool cannot
+    /// read runs as it is.
     pub async fn load_guest(&self, wasm: &[u8], source: &str) -> Result<Guest, LoadError> {
+        self.load_guest_with(wasm, source, None).await
+    }
+
+    /// [`Self::load_guest`], taking the compiled module from `offer` (a
+    /// release's precompiled artifact) when its signature verifies for this
+    /// module and this engine; otherwise compiling as usual, and saying why
+    /// in [`GuestInfo::artifact_refused`].
+    pub async fn load_guest_with(
+        &self,
+        wasm: &[u8],
+        source: &str,
+        offer: Option<ArtifactOffer>,
+    ) -> Result<Guest, LoadError> {
         let started = Instant::now();
+        let wasm: Arc<[u8]> = wasm.into();
         // Instrumenting and compiling take a CPU for a while: both off the
         // async workers.
-        let bytes = wasm.to_vec();
-        let instrumented = tokio::task::spawn_blocking(move || {
-            let instrumented = wasmtime_wizer::Wizer::new().instrument(&bytes).ok().map(|(_, wasm)| wasm);
-            (instrumented, bytes)
-        })
-        .await
-        .map_err(|e| LoadError::Compile(format!("instrumenting task failed: {e}")))?;
-        let ((module, from_artifact), instrumented) = match instrumented {
-            (Some(instrumented), _) => (self.compile(instrumented).await?, true),
-            (None, bytes) => (self.compile(bytes).await?, false),
-        };
+        let bytes = wasm.clone();
+        let (compiled, instrumented) = tokio::task::spawn_blocking(move || compile_form(&bytes))
+            .await
+            .map_err(|e| LoadError::Compile(format!("instrumenting task failed: {e}")))?;
+        let (module, how) = self.compile(&wasm, compiled, offer).await?;
         abi::check_module(&module)?;
         let exports = Exports::of(&module)?;
         let pre = self.linker.instantiate_pre(&module).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
@@ -378,15 +489,20 @@ impl SandboxEngine {
             exports,
             info: GuestInfo {
                 version: String::new(),
-                digest: module_digest(wasm),
+                digest: module_digest(&wasm),
                 source: source.to_string(),
                 abi_version: 0,
                 size_bytes: wasm.len(),
                 load_ms: 0,
-                from_artifact,
+                from_artifact: matches!(how, Compiled::HostCache),
+                precompiled: matches!(how, Compiled::Precompiled),
+                artifact_refused: match how {
+                    Compiled::Here { refused } => refused,
+                    _ => None,
+                },
                 snapshot: None,
             },
-            wasm: wasm.into(),
+            wasm,
             instrumented,
             prepared: false,
         };
@@ -399,6 +515,29 @@ impl SandboxEngine {
         guest.info.version = version;
         guest.info.load_ms = started.elapsed().as_millis() as u64;
         Ok(guest)
+    }
+
+    /// Compiles `wasm` ahead of time for engines of this one's settings
+    /// (`avap precompile`): loaded and probed like any guest (so a module
+    /// off the ABI is refused here, not on the fleet), then serialized, with
+    /// the statement a release signs ([`avap_wire::guest_sig`]).
+    pub async fn precompile(&self, wasm: &[u8]) -> Result<PrecompiledGuest, LoadError> {
+        let guest = self.load_guest(wasm, "precompile").await?;
+        let module = guest.pre.module().clone();
+        let bytes = guest.wasm.clone();
+        let (artifact, compiled) = tokio::task::spawn_blocking(move || {
+            let artifact = module.serialize().map_err(|e| LoadError::Compile(format!("serializing: {e:#}")))?;
+            Ok::<_, LoadError>((artifact, compile_form(&bytes).0))
+        })
+        .await
+        .map_err(|e| LoadError::Compile(format!("compiler task failed: {e}")))??;
+        let statement = avap_wire::guest_sig::ArtifactStatement {
+            artifact: Sha256::digest(&artifact).into(),
+            module: Sha256::digest(wasm).into(),
+            compiled: Sha256::digest(&compiled).into(),
+            engine: self.id,
+        };
+        Ok(PrecompiledGuest { artifact, statement, info: guest.info })
     }
 
     /// Reads `avap_abi_version` and `avap_guest_version` from a throwaway instance.
@@ -544,4 +683,4 @@ pub mod artifacts;
 pub use gate::Gate;
 use limiter::{MemoryLimiter, StoreState, cap_state};
 use run::{Run, finish};
-pub use snapshot::Prepared;
+pub use snapshot::{Preparation, Prepared, Snapshot};

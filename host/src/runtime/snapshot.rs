@@ -12,13 +12,31 @@ impl SandboxEngine {
     /// path; within `limits` (memory, fuel, deadline) like any execution.
     /// `Ok(None)`: the guest cannot be prepared (no `avap_prepare`, or a module
     /// the snapshot tool cannot read); it then runs as it is, the catalog in
-    /// each input.
+    /// each input. [`Self::begin_prepare`] then [`Self::finish_prepare`].
     pub async fn prepare(
         &self,
         base: &Guest,
         prepare_doc: &[u8],
         limits: &Limits,
     ) -> Result<Option<Prepared>, LoadError> {
+        match self.begin_prepare(base, prepare_doc, limits).await? {
+            None => Ok(None),
+            Some(Preparation::Ready(prepared)) => Ok(Some(*prepared)),
+            Some(Preparation::Snapshot(snapshot)) => self.finish_prepare(base, snapshot).await.map(Some),
+        }
+    }
+
+    /// The quick part of [`Self::prepare`] (milliseconds): the instance runs
+    /// `avap_prepare` (so the catalog's problems are known) and its state is
+    /// taken as a module. What is left is compiling that module, about as
+    /// long as compiling the guest ([`Self::finish_prepare`]), unless this
+    /// host compiled the very same snapshot before ([`Preparation::Ready`]).
+    pub async fn begin_prepare(
+        &self,
+        base: &Guest,
+        prepare_doc: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<Preparation>, LoadError> {
         if !base.instrumented || base.pre.module().get_export(export::PREPARE.name).is_none() {
             return Ok(None);
         }
@@ -31,7 +49,9 @@ impl SandboxEngine {
         if let Some((module, meta)) = self.stored(key.clone()).await
             && let Ok(meta) = serde_json::from_slice::<PreparedMeta>(&meta)
         {
-            return self.prepared_guest(base, module, meta, started, true).map(Some);
+            return self
+                .prepared_guest(base, module, meta, started, true)
+                .map(|p| Some(Preparation::Ready(Box::new(p))));
         }
         let mut run = Run::start(self, base, limits).await.map_err(|e| fail("instantiating", &e))?;
         let alloc: TypedFunc<i32, i32> = run.func(export::ALLOC.name).map_err(|e| fail("alloc", &e))?;
@@ -57,30 +77,21 @@ impl SandboxEngine {
         }
         let prepared_at = started.elapsed();
         // The snapshot: the instance's globals and memory as they are now.
-        let wasm = base.wasm.clone();
         let wizer = wasmtime_wizer::Wizer::new();
-        let (cx, _) = wizer.instrument(&wasm).map_err(|e| fail("instrumenting", &e))?;
-        let snapshot = wizer
+        let (cx, _) = wizer.instrument(&base.wasm).map_err(|e| fail("instrumenting", &e))?;
+        let bytes = wizer
             .snapshot(&cx, &mut SnapshotState { store: &mut run.store, instance: run.instance })
             .await
             .map_err(|e| fail("snapshot", &e))?;
         drop(run);
-        let snapshot_at = started.elapsed();
-        let size = snapshot.len();
-        let (engine, snapshot) = (self.engine.clone(), snapshot);
-        let module = tokio::task::spawn_blocking(move || Module::new(&engine, snapshot))
-            .await
-            .map_err(|e| fail("compiler task", &e))?
-            .map_err(|e| fail("compiling the snapshot", &e))?;
         tracing::debug!(
             prepare_ms = prepared_at.as_millis() as u64,
-            snapshot_ms = (snapshot_at - prepared_at).as_millis() as u64,
-            compile_ms = (started.elapsed() - snapshot_at).as_millis() as u64,
-            "guest prepared"
+            snapshot_ms = (started.elapsed() - prepared_at).as_millis() as u64,
+            "guest snapshot taken"
         );
         // What the guest says goes to /health and the log: bounded.
         let meta = PreparedMeta {
-            size_bytes: size,
+            size_bytes: bytes.len(),
             functions: answer.functions.unwrap_or(0),
             catalog_errors: answer
                 .catalog_errors
@@ -89,13 +100,29 @@ impl SandboxEngine {
                 .map(|e| (guest_text(&e.name), guest_text(&e.error)))
                 .collect(),
         };
+        Ok(Some(Preparation::Snapshot(Snapshot { bytes, key, meta, started })))
+    }
+
+    /// Compiles a snapshot [`Self::begin_prepare`] took of `base` (on a
+    /// blocking thread) into the prepared guest, and keeps it in this
+    /// host's artifacts for later starts.
+    pub async fn finish_prepare(&self, base: &Guest, snapshot: Snapshot) -> Result<Prepared, LoadError> {
+        let Snapshot { bytes, key, meta, started } = snapshot;
+        let fail = |what: &str, e: &dyn std::fmt::Display| LoadError::Prepare(format!("{what}: {e}"));
+        let compiling = Instant::now();
+        let engine = self.engine.clone();
+        let module = tokio::task::spawn_blocking(move || Module::new(&engine, bytes))
+            .await
+            .map_err(|e| fail("compiler task", &e))?
+            .map_err(|e| fail("compiling the snapshot", &e))?;
+        tracing::debug!(compile_ms = compiling.elapsed().as_millis() as u64, "guest snapshot compiled");
         let prepared = self.prepared_guest(base, module, meta, started, false)?;
         if let (Some(cache), Ok(meta)) = (&self.artifacts, serde_json::to_vec(&prepared.meta)) {
             let (cache, module) = (cache.clone(), prepared.guest.pre.module().clone());
             // Off the async workers; best effort (a failure is logged).
             let _ = tokio::task::spawn_blocking(move || cache.store(&key, &module, &meta)).await;
         }
-        Ok(Some(prepared))
+        Ok(prepared)
     }
 
     /// The prepared guest of `base` from its compiled snapshot.
@@ -164,6 +191,30 @@ struct PrepareAnswer<'a> {
 struct NamedError {
     name: String,
     error: String,
+}
+
+/// What [`SandboxEngine::begin_prepare`] gives.
+pub enum Preparation {
+    /// The prepared guest: this host had compiled this very snapshot before.
+    Ready(Box<Prepared>),
+    /// The snapshot, taken, to be compiled ([`SandboxEngine::finish_prepare`]).
+    Snapshot(Snapshot),
+}
+
+/// A prepared guest's state, taken, not compiled yet.
+pub struct Snapshot {
+    bytes: Vec<u8>,
+    /// Its key in this host's artifacts.
+    key: Vec<u8>,
+    meta: PreparedMeta,
+    started: Instant,
+}
+
+impl Snapshot {
+    /// The catalog commands the guest found invalid (by name, with why).
+    pub fn catalog_errors(&self) -> &[(String, String)] {
+        &self.meta.catalog_errors
+    }
 }
 
 /// A prepared guest, and the catalog commands it found invalid (by name,
