@@ -18,6 +18,15 @@
 //! is published ([`CatalogError::GuestPairMismatch`]): a module copied in
 //! before its signature (or after it) is a pair that does not match yet,
 //! and the previous catalog stays until it does.
+//!
+//! Beside the module, the folder may hold the release's precompiled guest:
+//! `guest-vm.cwasm` and its `guest-vm.cwasm.sig`, as `avap precompile`
+//! writes them (the brain cannot compile: it has no wasmtime, and must not
+//! be able to ship code of its own). It is published as one more entry,
+//! `avap-guest-vm-artifact`, its signature in the `interface_json`, sealed
+//! by the manifest like every entry. The same pair rule holds: an artifact
+//! without its `.sig`, a `.sig` without its artifact, or a pair that is not
+//! of the module being published waits, and the previous catalog stays.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -27,8 +36,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use avap_guest_vm::Diagnostic;
-use avap_wire::catalog::{GUEST_VM_ENTRY, TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM, version_hash};
-use avap_wire::guest_sig::{GuestSigError, GuestSignature, GuestSigningKey, SignatureFile};
+use avap_wire::catalog::{
+    GUEST_ARTIFACT_ENTRY, GUEST_VM_ENTRY, TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_ARTIFACT, TYPE_GUEST_VM, version_hash,
+};
+use avap_wire::guest_sig::{
+    ArtifactError, ArtifactSignatureFile, GuestSigError, GuestSignature, GuestSigningKey, SignatureFile,
+};
 use avap_wire::keys::Keys;
 use avap_wire::manifest::{GuestPin, Manifest};
 use avap_wire::package::PackageError;
@@ -51,6 +64,14 @@ pub const MAX_SOURCE_BYTES: u64 = 1 << 20;
 pub const MAX_WASM_BYTES: u64 = 16 << 20;
 /// The signature of `guest-vm.wasm`, as `avap-brain sign-guest` writes it.
 pub const GUEST_SIG_FILE: &str = "guest-vm.wasm.sig";
+/// The guest module precompiled for the hosts' engine (`avap precompile`).
+pub const GUEST_ARTIFACT_FILE: &str = "guest-vm.cwasm";
+/// Its signature, as `avap precompile` writes it.
+pub const GUEST_ARTIFACT_SIG_FILE: &str = "guest-vm.cwasm.sig";
+/// Largest `guest-vm.cwasm` the folder may hold (the guest's compiled code
+/// is a few times its module; hosts cap the whole catalog message at
+/// `AVAP_BRAIN_MAX_MESSAGE_BYTES`, 32 MiB by default).
+pub const MAX_ARTIFACT_BYTES: u64 = 64 << 20;
 /// The staged roll-out of the folder's guest: `{"percent": 0..=100}`.
 pub const ROLLOUT_FILE: &str = "rollout.json";
 /// Largest `.sig` or `rollout.json` file.
@@ -89,6 +110,14 @@ pub enum CatalogError {
         path.display()
     )]
     GuestPairMismatch { path: PathBuf, reason: String },
+    /// The folder's precompiled guest is not (yet) of the module being
+    /// published, or half of its pair is missing: a roll-out copying files.
+    #[error(
+        "{}: {reason}; waiting for the precompiled guest to match the module (copy guest-vm.cwasm and its .sig \
+         with the module, or run avap precompile on the module again)",
+        path.display()
+    )]
+    ArtifactPairMismatch { path: PathBuf, reason: String },
     #[error("the vendored commands reference is invalid: {0}")]
     Reference(String),
     #[error("cannot sign a catalog entry: {0}")]
@@ -108,16 +137,18 @@ impl CatalogError {
             | CatalogError::NotWasm { path }
             | CatalogError::Unsigned { path }
             | CatalogError::BadFile { path, .. }
-            | CatalogError::GuestPairMismatch { path, .. } => Some(path),
+            | CatalogError::GuestPairMismatch { path, .. }
+            | CatalogError::ArtifactPairMismatch { path, .. } => Some(path),
             CatalogError::Reference(_) | CatalogError::Package(_) => None,
         }
     }
 
     /// Whether this is a state a folder passes through while an operator
-    /// copies files in ([`CatalogError::GuestPairMismatch`]), rather than a
-    /// mistake to report at once.
+    /// copies files in ([`CatalogError::GuestPairMismatch`],
+    /// [`CatalogError::ArtifactPairMismatch`]), rather than a mistake to
+    /// report at once.
     pub fn is_transient(&self) -> bool {
-        matches!(self, CatalogError::GuestPairMismatch { .. })
+        matches!(self, CatalogError::GuestPairMismatch { .. } | CatalogError::ArtifactPairMismatch { .. })
     }
 }
 
@@ -238,6 +269,8 @@ fn folder_files(folder: &Path) -> Result<Vec<(OsString, PathBuf, fs::Metadata)>,
         let name = dirent.file_name();
         let relevant = name == GUEST_WASM_FILE
             || name == GUEST_SIG_FILE
+            || name == GUEST_ARTIFACT_FILE
+            || name == GUEST_ARTIFACT_SIG_FILE
             || name == ROLLOUT_FILE
             || path.extension().is_some_and(|e| e == AVAP_EXTENSION);
         if !relevant {
@@ -332,6 +365,8 @@ pub fn build(signer: &Signer<'_>, folder: Option<&Path>) -> Result<Built, Vec<Ca
     let mut errors = Vec::new();
     let mut guest: Option<(PathBuf, Vec<u8>)> = None;
     let mut guest_sig: Option<(PathBuf, String)> = None;
+    let mut artifact: Option<(PathBuf, Vec<u8>)> = None;
+    let mut artifact_sig: Option<(PathBuf, String)> = None;
     let mut percent = 100;
     if let Some(folder) = folder {
         let files = folder_files(folder).map_err(|e| vec![e])?;
@@ -346,6 +381,20 @@ pub fn build(signer: &Signer<'_>, folder: Option<&Path>) -> Result<Built, Vec<Ca
             if name == GUEST_SIG_FILE {
                 match small_file(&path) {
                     Ok(text) => guest_sig = Some((path, text)),
+                    Err(e) => errors.push(e),
+                }
+                continue;
+            }
+            if name == GUEST_ARTIFACT_FILE {
+                match read_capped(&path, MAX_ARTIFACT_BYTES) {
+                    Ok(bytes) => artifact = Some((path, bytes)),
+                    Err(e) => errors.push(e),
+                }
+                continue;
+            }
+            if name == GUEST_ARTIFACT_SIG_FILE {
+                match small_file(&path) {
+                    Ok(text) => artifact_sig = Some((path, text)),
                     Err(e) => errors.push(e),
                 }
                 continue;
@@ -426,12 +475,56 @@ pub fn build(signer: &Signer<'_>, folder: Option<&Path>) -> Result<Built, Vec<Ca
             digest: format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes))),
             rollout_percent: percent,
         });
+        match artifact_entry(keys, bytes, artifact.take(), artifact_sig.take()) {
+            Ok(Some(e)) => commands.push(e),
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    // An artifact with no module to publish it beside.
+    if let Some((path, _)) = artifact.or(artifact_sig.map(|(path, _)| (path, Vec::new()))) {
+        errors.push(CatalogError::BadFile {
+            path,
+            reason: "a precompiled guest, and no guest module is published (add guest-vm.wasm and its .sig)".into(),
+        });
     }
     if !errors.is_empty() {
         return Err(errors);
     }
     let content_hash = version_hash(&commands);
     Ok(Built { commands, content_hash, guest: pin, guest_signature })
+}
+
+/// The precompiled guest's entry, if the folder holds one: `guest-vm.cwasm`
+/// and its `.sig`, which must be of `module` (the module being published).
+fn artifact_entry(
+    keys: &Keys,
+    module: &[u8],
+    artifact: Option<(PathBuf, Vec<u8>)>,
+    sig: Option<(PathBuf, String)>,
+) -> Result<Option<CommandResponse>, CatalogError> {
+    let waiting = |path: PathBuf, reason: &str| CatalogError::ArtifactPairMismatch { path, reason: reason.to_string() };
+    let ((_, bytes), (sig_path, text)) = match (artifact, sig) {
+        (None, None) => return Ok(None),
+        (Some((path, _)), None) => return Err(waiting(path, "there is no guest-vm.cwasm.sig beside it")),
+        (None, Some((path, _))) => return Err(waiting(path, "there is no guest-vm.cwasm beside it")),
+        (Some(artifact), Some(sig)) => (artifact, sig),
+    };
+    let file: ArtifactSignatureFile = serde_json::from_str(&text).map_err(|e| CatalogError::BadFile {
+        path: sig_path.clone(),
+        reason: format!("not a precompiled guest's signature (avap precompile): {e}"),
+    })?;
+    let claim = match file.check(&bytes, module) {
+        Ok(claim) => claim,
+        Err(ArtifactError::OtherModule { .. }) => {
+            return Err(waiting(sig_path, "the precompiled guest is of another module"));
+        }
+        Err(ArtifactError::Signature(GuestSigError::BadSignature(_))) => {
+            return Err(waiting(sig_path, "the signature does not verify for guest-vm.cwasm as it is now"));
+        }
+        Err(e) => return Err(CatalogError::BadFile { path: sig_path, reason: e.to_string() }),
+    };
+    entry(keys, GUEST_ARTIFACT_ENTRY, TYPE_GUEST_ARTIFACT, claim.to_interface_json(), &bytes).map(Some)
 }
 
 /// How long a manifest sealed with [`seal`] is valid.

@@ -13,8 +13,12 @@ use std::time::Duration;
 
 use avap_brain::{Brain, BrainConfig};
 use avap_wire::auth::{AUTH_METADATA, CLIENT_METADATA, DEFAULT_API_KEY, DEFAULT_INTERNAL_KEY, HOST_CLIENT};
-use avap_wire::catalog::{TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_VM, entry_hash, version_hash};
-use avap_wire::guest_sig::{GuestSignature, GuestSigningKey, SignatureFile, dev_signing_key};
+use avap_wire::catalog::{
+    GUEST_ARTIFACT_ENTRY, TYPE_AVAP, TYPE_FUNCTION, TYPE_GUEST_ARTIFACT, TYPE_GUEST_VM, entry_hash, version_hash,
+};
+use avap_wire::guest_sig::{
+    ArtifactClaim, ArtifactStatement, GuestSignature, GuestSigningKey, SignatureFile, dev_signing_key,
+};
 use avap_wire::keys::{KeyScheme, Keys};
 use avap_wire::manifest::{MANIFEST_ENTRY, Manifest};
 use avap_wire::package;
@@ -140,7 +144,8 @@ fn assert_consistent(catalog: &CatalogResponse, secret: &str) {
         payload(entry, secret);
         assert_eq!(entry.hash, entry_hash(&entry.code), "{}", entry.name);
         let interface: serde_json::Value = serde_json::from_str(&entry.interface_json).expect("interface is JSON");
-        assert_eq!(interface.is_array(), entry.r#type != TYPE_GUEST_VM, "{}", entry.name);
+        let signed = [TYPE_GUEST_VM, TYPE_GUEST_ARTIFACT].contains(&entry.r#type.as_str());
+        assert_eq!(interface.is_array(), !signed, "{}", entry.name);
     }
 }
 
@@ -786,5 +791,104 @@ async fn a_pair_that_never_matches_is_an_error_after_the_grace() {
     assert!(brain.brain.metrics().encode().contains("avap_brain_folder_refusals_total 1"));
     let guest = find(&brain.sync().await, "avap-guest-vm").map(|g| payload(g, DEFAULT_INTERNAL_KEY).to_vec());
     assert_eq!(guest.as_deref(), Some(avap_guest_embed::GUEST_WASM), "the built-in catalog meanwhile");
+    brain.stop().await;
+}
+
+/// What `avap precompile` writes for `module` (the brain cannot tell
+/// machine code from any other bytes, nor check the engine: hosts do).
+fn precompiled(dir: &Path, key: &GuestSigningKey, artifact: &[u8], module: &[u8]) -> ArtifactStatement {
+    use sha2::Digest as _;
+    let statement = ArtifactStatement {
+        artifact: sha2::Sha256::digest(artifact).into(),
+        module: sha2::Sha256::digest(module).into(),
+        compiled: sha2::Sha256::digest(b"the module as hosts compile it").into(),
+        engine: [9; 32],
+    };
+    std::fs::write(dir.join("guest-vm.cwasm"), artifact).expect("write");
+    let sig = serde_json::to_string_pretty(&key.sign_artifact(&statement)).expect("json");
+    std::fs::write(dir.join("guest-vm.cwasm.sig"), sig).expect("write");
+    statement
+}
+
+/// The precompiled guest is published beside its module as one more
+/// sealed entry, only with its signature and only for the module being
+/// published: a pair half copied, or of another module, waits (no error,
+/// nothing published meanwhile); past the grace it is a folder error.
+#[tokio::test]
+async fn a_precompiled_guest_is_published_beside_its_module_and_waits_for_its_pair() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let release = GuestSigningKey::generate().expect("key");
+    let (v1, v2): (&[u8], &[u8]) = (TINY_WASM, b"\0asm\x01\0\0\0\0\0");
+    let write_module = |module: &[u8]| {
+        std::fs::write(dir.path().join("guest-vm.wasm"), module).expect("write");
+        let sig = serde_json::to_string_pretty(&release.sign_file(module)).expect("json");
+        std::fs::write(dir.path().join("guest-vm.wasm.sig"), sig).expect("write");
+    };
+    write_module(v1);
+    let statement = precompiled(dir.path(), &release, b"machine code of v1", v1);
+    let config = BrainConfig { guest_pair_grace: Duration::from_secs(30), ..folder_config(dir.path()) };
+    let brain = Running::start(config).await;
+    assert!(brain.brain.last_error().is_none(), "{:?}", brain.brain.last_error());
+    let catalog = brain.sync().await;
+    assert_consistent(&catalog, DEFAULT_INTERNAL_KEY);
+    let entry = find(&catalog, GUEST_ARTIFACT_ENTRY).expect("the artifact entry");
+    assert_eq!(entry.r#type, TYPE_GUEST_ARTIFACT);
+    assert_eq!(payload(entry, DEFAULT_INTERNAL_KEY), b"machine code of v1");
+    let claim = ArtifactClaim::from_interface_json(&entry.interface_json).expect("a claim");
+    assert!(!entry.interface_json.contains("public"), "{}", entry.interface_json);
+    assert_eq!(claim.verify(&statement, &[release.public()]), Ok(release.public().id()), "the release's signature");
+    assert!(
+        manifest(&catalog, DEFAULT_INTERNAL_KEY).entries.iter().any(|e| e.name == GUEST_ARTIFACT_ENTRY),
+        "sealed like every entry"
+    );
+    // Never to the original servers.
+    let original = brain.client().sync_catalog(with_key(Empty {}, DEFAULT_API_KEY)).await.expect("sync").into_inner();
+    assert!(find(&original, GUEST_ARTIFACT_ENTRY).is_none());
+
+    // A new module: the old artifact is of another module, so the brain
+    // waits for the new one rather than publishing a mismatched pair.
+    let serial = brain.brain.serial();
+    write_module(v2);
+    assert!(eventually(5, || brain.brain.waiting_for_guest_pair()).await, "waiting");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(brain.brain.last_error().is_none(), "a copy in progress is not an error");
+    assert_eq!(brain.brain.serial(), serial, "nothing published meanwhile");
+    // The artifact copied, its .sig not yet: still waiting.
+    std::fs::write(dir.path().join("guest-vm.cwasm"), b"machine code of v2").expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(brain.brain.serial(), serial, "an artifact whose .sig is of the old one is not published");
+    let statement = precompiled(dir.path(), &release, b"machine code of v2", v2);
+    assert!(eventually(5, || brain.brain.serial() > serial).await, "the matching pair is published");
+    let catalog = brain.sync().await;
+    assert_consistent(&catalog, DEFAULT_INTERNAL_KEY);
+    let entry = find(&catalog, GUEST_ARTIFACT_ENTRY).expect("the artifact entry");
+    assert_eq!(payload(entry, DEFAULT_INTERNAL_KEY), b"machine code of v2");
+    let claim = ArtifactClaim::from_interface_json(&entry.interface_json).expect("a claim");
+    assert!(claim.verify(&statement, &[release.public()]).is_ok());
+
+    // The artifact's .sig removed: past the grace, a folder error naming it.
+    brain.stop().await;
+    std::fs::remove_file(dir.path().join("guest-vm.cwasm.sig")).expect("remove");
+    let config = BrainConfig { guest_pair_grace: Duration::from_millis(200), ..folder_config(dir.path()) };
+    let brain = Running::start(config).await;
+    assert!(eventually(5, || brain.brain.last_error().is_some()).await, "reported once the grace is over");
+    let text = brain.brain.last_error().expect("error")[0].to_string();
+    assert!(text.contains("guest-vm.cwasm") && text.contains("no guest-vm.cwasm.sig"), "{text}");
+    brain.stop().await;
+
+    // An artifact and no module to publish it with (no guest-vm.wasm, no key).
+    let lone = tempfile::tempdir().expect("tempdir");
+    precompiled(lone.path(), &release, b"machine code", TINY_WASM);
+    let config = BrainConfig {
+        dev: false,
+        allow_plaintext: true,
+        internal_key: "k".into(),
+        api_key: DEFAULT_API_KEY.into(),
+        original_servers: true,
+        ..folder_config(lone.path())
+    };
+    let brain = Running::start(config).await;
+    let errors = brain.brain.last_error().expect("an artifact without a module is an error");
+    assert!(errors[0].to_string().contains("no guest module is published"), "{}", errors[0]);
     brain.stop().await;
 }
