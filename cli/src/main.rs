@@ -17,6 +17,7 @@ mod dev;
 mod local;
 mod openapi;
 mod pack;
+mod precompile;
 mod run;
 
 use std::path::PathBuf;
@@ -63,6 +64,14 @@ enum Command {
     Pack(pack::PackArgs),
     /// Check a package's signature offline, and show its script.
     Verify(pack::VerifyArgs),
+    /// Compile a guest module for the hosts' engine and sign it with the
+    /// release key: writes MODULE.cwasm and MODULE.cwasm.sig, which the
+    /// brain serves beside the module so hosts need not compile it.
+    ///
+    /// Run it with the `avap` of the hosts' release on a machine with the
+    /// hosts' CPU features: a host takes the artifact only for its own
+    /// engine (and compiles the module otherwise).
+    Precompile(precompile::PrecompileArgs),
     /// Start the host: the same server as `avap-host`, with its flags.
     ///
     /// Everything after `serve` is the host's own command line (`avap serve
@@ -102,6 +111,7 @@ fn main() -> ExitCode {
         Command::Fmt(args) => check::fmt(args),
         Command::Pack(args) => pack::pack(args),
         Command::Verify(args) => pack::verify(args),
+        Command::Precompile(args) => runtime().and_then(|rt| rt.block_on(precompile::precompile(args))),
         Command::Serve { args } => serve(args),
         Command::Dev(args) => runtime().and_then(|rt| rt.block_on(dev::dev(args))),
         // The protocol's rule: 0 after shutdown and exit, 1 otherwise.

@@ -50,7 +50,7 @@ fn repo() -> PathBuf {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["run", "check", "test", "fmt", "pack", "verify", "serve", "dev", "lsp"] {
+    for sub in ["run", "check", "test", "fmt", "pack", "verify", "precompile", "serve", "dev", "lsp"] {
         let assert = avap().args([sub, "--help"]).assert().success();
         let text = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
         assert!(text.contains("Usage:"), "{sub} --help: {text}");
@@ -746,4 +746,73 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `avap precompile` writes the artifact and its signature beside the
+/// module, and a host engine (this test's, in another binary) takes it:
+/// the statement verifies with the release key for the module, the form
+/// hosts compile and this engine; the module then runs.
+#[test]
+fn precompile_writes_an_artifact_a_host_takes() {
+    use avap_host::runtime::artifacts::{SignedArtifact, open_signed};
+    use avap_host::runtime::{Limits, SandboxEngine, compile_form};
+    use avap_wire::guest_sig::{ArtifactSignatureFile, GuestSigningKey};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let release = GuestSigningKey::generate().expect("key");
+    let key = write(dir.path(), "release.key", &format!("{}\n", release.to_hex()));
+    let module = dir.path().join("guest-vm.wasm");
+    std::fs::write(&module, avap_host::GUEST_WASM).expect("write");
+
+    let output = avap().arg("precompile").arg("--key").arg(&key).arg(&module).output().expect("precompile");
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&release.public().id()) && stderr.contains("guest-vm.cwasm"), "{stderr}");
+    let artifact = std::fs::read(dir.path().join("guest-vm.cwasm")).expect("the artifact");
+    let sig = std::fs::read_to_string(dir.path().join("guest-vm.cwasm.sig")).expect("its signature");
+    let file: ArtifactSignatureFile = serde_json::from_str(&sig).expect("a signature file");
+    assert_eq!(file.public, release.public().to_string());
+    let claim = file.check(&artifact, avap_host::GUEST_WASM).expect("what the brain checks");
+
+    let engine = SandboxEngine::new(&Limits { max_concurrency: 1, ..Limits::default() }).expect("engine");
+    assert_eq!(file.engine, engine.id().iter().map(|b| format!("{b:02x}")).collect::<String>(), "this engine's");
+    let offered = SignedArtifact { bytes: artifact.into(), claim: Ok(claim) };
+    let (compiled, _) = compile_form(avap_host::GUEST_WASM);
+    let (loaded, signed_by) =
+        open_signed(engine.engine(), &engine.id(), &offered, avap_host::GUEST_WASM, &compiled, &[release.public()])
+            .expect("a host takes it");
+    assert_eq!(signed_by, release.public().id());
+    assert!(loaded.get_export("avap_run").is_some());
+
+    // --out, and --dev: the published development key, said loudly.
+    let out = dir.path().join("elsewhere.cwasm");
+    let output = avap().args(["precompile", "--dev", "--out"]).arg(&out).arg(&module).output().expect("precompile");
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("development key"));
+    let file: ArtifactSignatureFile =
+        serde_json::from_slice(&std::fs::read(dir.path().join("elsewhere.cwasm.sig")).expect("sig")).expect("json");
+    assert_eq!(file.key, avap_wire::guest_sig::dev_signing_key().public().id());
+
+    // No key; not a module; a module off the ABI: exit 2, nothing written.
+    avap().arg("precompile").arg(&module).assert().failure().code(2).stderr(predicate::str::contains("--key"));
+    let text = write(dir.path(), "notes.wasm", "not wasm");
+    avap()
+        .arg("precompile")
+        .arg("--dev")
+        .arg(&text)
+        .assert()
+        .failure()
+        .code(2)
+        .stderr(predicate::str::contains("not a wasm binary"));
+    let empty = dir.path().join("empty.wasm");
+    std::fs::write(&empty, b"\0asm\x01\0\0\0").expect("write");
+    avap()
+        .arg("precompile")
+        .arg("--dev")
+        .arg(&empty)
+        .assert()
+        .failure()
+        .code(2)
+        .stderr(predicate::str::contains("cannot be loaded as a guest"));
+    assert!(!dir.path().join("empty.cwasm").exists());
 }
