@@ -96,6 +96,36 @@ pub(crate) fn guest_with_version(version: &str) -> Vec<u8> {
     patched
 }
 
+/// What `avap precompile` writes beside a guest module, made the same way
+/// (`SandboxEngine::precompile`: the host's engine settings, the module as
+/// hosts compile it): `guest-vm.cwasm` and `guest-vm.cwasm.sig` in `dir`,
+/// signed by `key`. `engine`: claim another engine's identity than the one
+/// it was compiled for. Returns the signed statement.
+pub(crate) async fn precompile_into(
+    dir: &Path,
+    module: &[u8],
+    key: &avap_wire::guest_sig::GuestSigningKey,
+    engine: Option<[u8; 32]>,
+) -> avap_wire::guest_sig::ArtifactStatement {
+    let limits = avap_host::runtime::Limits { max_concurrency: 1, ..avap_host::runtime::Limits::default() };
+    let sandbox = avap_host::runtime::SandboxEngine::new(&limits).expect("engine");
+    let precompiled = sandbox.precompile(module).await.expect("precompiles");
+    let statement = avap_wire::guest_sig::ArtifactStatement {
+        engine: engine.unwrap_or(precompiled.statement.engine),
+        ..precompiled.statement
+    };
+    std::fs::write(dir.join("guest-vm.cwasm"), &precompiled.artifact).expect("write");
+    let sig = serde_json::to_string_pretty(&key.sign_artifact(&statement)).expect("json");
+    std::fs::write(dir.join("guest-vm.cwasm.sig"), sig).expect("write");
+    statement
+}
+
+/// A compile cache of a host's own, empty: what it finds there (a module
+/// compiled by an earlier test) would hide whether it took the artifact.
+pub(crate) fn empty_cache(c: &mut Config, dir: &tempfile::TempDir) {
+    c.cache_dir = dir.path().join("cache").display().to_string();
+}
+
 #[tokio::test]
 async fn host_syncs_the_catalog_at_start_up() {
     let brain = BrainProc::start(brain_config(None)).await;
@@ -347,6 +377,79 @@ async fn a_new_guest_is_swapped_in_under_load_with_no_failed_request() {
     let health: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(health["guest"]["source"], json!("brain"));
     assert_eq!(health["guest"]["digest"], json!(avap_host::runtime::module_digest(&guest_with_version(new_version))));
+}
+
+/// With the release's precompiled artifact beside it, a new guest is
+/// loaded without compiling and serves at once, unprepared (the catalog in
+/// each input) while its snapshot compiles; then it runs prepared. Under
+/// load, no request fails, and no client goes back to the old guest.
+#[tokio::test]
+async fn a_precompiled_guest_serves_at_once_and_runs_prepared_once_its_snapshot_is_compiled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brain = BrainProc::start(brain_config(Some(dir.path()))).await;
+    let (server, _) = host_for(brain.port, |c| empty_cache(c, &dir)).await;
+    wait_health(&server, Duration::from_secs(30), "the first sync", |h| h["catalog"]["source"] == json!("brain")).await;
+    let (old_version, new_version) = (avap_guest_vm::GUEST_VERSION, "9.9.4");
+    let module = guest_with_version(new_version);
+    let artifact = tempfile::tempdir().expect("tempdir");
+    precompile_into(artifact.path(), &module, &avap_wire::guest_sig::dev_signing_key(), None).await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (client, url, stop) = (server.client.clone(), format!("{}/api/v1/execute", server.base), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut seen: Vec<(u16, String)> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let resp = client
+                    .post(&url)
+                    .json(&json!({"script": "addVar(a, 20)\nb = a * 2 + 2\naddResult(b)"}))
+                    .send()
+                    .await
+                    .expect("request");
+                let version =
+                    resp.headers().get("x-avap-guest-version").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                let status = resp.status().as_u16();
+                let body: Value = resp.json().await.expect("json");
+                seen.push((if body["result"] == json!({"b": 42}) { status } else { 0 }, version));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The artifact and its .sig, then the module (the brain waits for the
+    // whole set to match).
+    for name in ["guest-vm.cwasm", "guest-vm.cwasm.sig"] {
+        std::fs::copy(artifact.path().join(name), dir.path().join(name)).expect("copy");
+    }
+    std::fs::write(dir.path().join("guest-vm.wasm"), &module).expect("write");
+    let first =
+        wait_health(&server, Duration::from_secs(30), "the swap", |h| h["guest"]["version"] == json!(new_version))
+            .await;
+    assert_eq!(first["guest"]["precompiled"], json!(true), "{first}");
+    assert_eq!(first["guest"]["from_artifact"], json!(false), "not this host's own: {first}");
+    assert!(first["guest"]["artifact_refused"].is_null(), "{first}");
+    assert!(first["guest"]["snapshot"].is_null(), "serving unprepared while the snapshot compiles: {first}");
+    let prepared =
+        wait_health(&server, Duration::from_secs(60), "the snapshot", |h| h["guest"]["snapshot"].is_object()).await;
+    assert_eq!(prepared["guest"]["version"], json!(new_version));
+    assert_eq!(prepared["guest"]["precompiled"], json!(true), "the snapshot is of the precompiled guest: {prepared}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut total = 0;
+    for c in clients {
+        let seen = c.await.expect("client");
+        let first_new = seen.iter().position(|(_, v)| v == new_version).expect("saw the new guest");
+        assert!(seen[first_new..].iter().all(|(_, v)| v == new_version), "went back to the old guest");
+        assert!(seen[..first_new].iter().all(|(_, v)| v == old_version));
+        let failed: Vec<_> = seen.iter().filter(|(status, _)| *status != 200).collect();
+        assert!(failed.is_empty(), "requests failed during the swap: {failed:?}");
+        total += seen.len();
+    }
+    eprintln!("precompiled guest swap: {total} requests, none failed");
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metrics.contains(&format!("avap_guest_info{{version=\"{new_version}\"")), "{metrics}");
 }
 
 /// Without a manifest (the original servers) nothing orders two guests but

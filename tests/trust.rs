@@ -19,8 +19,8 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
 use crate::catalog_sync::{
-    BrainProc, brain_config, guest_with_version, host_for, original_servers, signed, start_legacy, wait_health,
-    with_version,
+    BrainProc, brain_config, empty_cache, guest_with_version, host_for, original_servers, precompile_into, signed,
+    start_legacy, wait_health, with_version,
 };
 use crate::common::Server;
 
@@ -661,5 +661,153 @@ async fn the_documented_tls_commands_make_certificates_a_host_syncs_with() {
             .await;
     assert_eq!(health["brain"]["transport"], json!("tls"));
     assert_eq!(health["brain"]["address"], json!(format!("https://127.0.0.1:{}", brain.port)));
+    server.assert_healthy().await;
+}
+
+/// The folder of a release as an operator copies it in: the module and its
+/// `.sig`, its precompiled artifact and that artifact's `.sig`, the
+/// artifact first (the brain waits for the whole set to match).
+async fn release_files(
+    dir: &std::path::Path,
+    version: &str,
+    module_key: &GuestSigningKey,
+    artifact_key: &GuestSigningKey,
+    engine: Option<[u8; 32]>,
+) -> Vec<u8> {
+    let module = guest_with_version(version);
+    precompile_into(dir, &module, artifact_key, engine).await;
+    let sig = serde_json::to_string_pretty(&module_key.sign_file(&module)).expect("json");
+    std::fs::write(dir.join("guest-vm.wasm.sig"), sig).expect("write");
+    std::fs::write(dir.join("guest-vm.wasm"), &module).expect("write");
+    module
+}
+
+/// `/health` once `version` is live, and a script run on it.
+async fn swapped_to(server: &Server, version: &str) -> Value {
+    let health =
+        wait_health(server, Duration::from_secs(60), version, |h| h["guest"]["version"] == json!(version)).await;
+    let (status, body) = server.run("addVar(a, 20)\nb = a * 2 + 2\naddResult(b)").await;
+    assert_eq!((status, &body["result"]), (200, &json!({"b": 42})), "{body}");
+    assert_eq!(health["brain"]["refusals"], json!(0), "an artifact never refuses a catalog: {health}");
+    health
+}
+
+/// The release's precompiled guest, through the real brain, gRPC and a
+/// host: taken (loaded without compiling) when the release key signed it
+/// for this module and this engine; refused, and the module compiled, when
+/// another key signed it or it was built for another engine.
+#[tokio::test]
+async fn a_precompiled_guest_is_loaded_only_when_the_release_signed_it_for_this_engine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let release = GuestSigningKey::generate().expect("key");
+    let stranger = GuestSigningKey::generate().expect("key");
+    let module = release_files(dir.path(), "9.9.5", &release, &release, None).await;
+    let brain = BrainProc::start(brain_config(Some(dir.path()))).await;
+    let (server, _) = host_for(brain.port, |c| {
+        c.guest_keys = vec![release.public()].into();
+        empty_cache(c, &cache);
+    })
+    .await;
+    let health = swapped_to(&server, "9.9.5").await;
+    assert_eq!(health["guest"]["precompiled"], json!(true), "{health}");
+    assert!(health["guest"]["artifact_refused"].is_null(), "{health}");
+    assert_eq!(health["guest"]["digest"], json!(avap_host::runtime::module_digest(&module)));
+
+    // Signed by a key the host does not hold: compiled instead.
+    release_files(dir.path(), "9.9.6", &release, &stranger, None).await;
+    let health = swapped_to(&server, "9.9.6").await;
+    assert_eq!(health["guest"]["precompiled"], json!(false), "{health}");
+    let why = health["guest"]["artifact_refused"].as_str().unwrap_or("");
+    assert!(why.contains("does not trust") && why.contains(&stranger.public().id()), "{health}");
+
+    // Built (so its signature says) for another engine: never read.
+    let foreign = [0xee; 32];
+    release_files(dir.path(), "9.9.7", &release, &release, Some(foreign)).await;
+    let health = swapped_to(&server, "9.9.7").await;
+    assert_eq!(health["guest"]["precompiled"], json!(false), "{health}");
+    let why = health["guest"]["artifact_refused"].as_str().unwrap_or("");
+    assert!(why.contains("compiled for engine") && why.contains(&hex_of(&foreign)), "{health}");
+    server.assert_healthy().await;
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Artifacts the real brain never publishes (it checks each pair first),
+/// as a broken or compromised brain could send them, sealed: an unsigned
+/// one, one altered after signing, one of another module. The host refuses
+/// each, compiles the module, and takes the catalog.
+#[tokio::test]
+async fn a_precompiled_guest_the_brain_would_not_publish_is_refused_by_the_host() {
+    use avap_brain::catalog::{Signer, build, seal_until};
+    use avap_wire::catalog::{GUEST_ARTIFACT_ENTRY, TYPE_GUEST_ARTIFACT};
+    use avap_wire::guest_sig::ArtifactClaim;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let release = GuestSigningKey::generate().expect("key");
+    let keys = keys();
+    let mut serial = avap_wire::manifest::now_ms();
+    // The folder's catalog, built as the brain builds it, with its artifact
+    // entry changed by `tamper`, then sealed.
+    let mut sealed = |tamper: &dyn Fn(&mut CommandResponse)| {
+        let mut built = build(&Signer { keys: &keys, guest_key: None }, Some(dir.path())).expect("builds");
+        let entry = built.commands.iter_mut().find(|e| e.name == GUEST_ARTIFACT_ENTRY).expect("an artifact entry");
+        tamper(entry);
+        entry.hash = avap_wire::catalog::entry_hash(&entry.code);
+        serial += 1;
+        seal_until(&keys, &built, serial, "2026-12-01T00:00:00Z".into(), later()).expect("seal")
+    };
+    let repack = |entry: &mut CommandResponse, f: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = avap_wire::package::verify(keys.catalog_entry(), &entry.code).expect("verifies").to_vec();
+        f(&mut bytes);
+        entry.code = avap_wire::package::pack(keys.catalog_entry(), &bytes).expect("pack");
+    };
+
+    // Unsigned: the claim without its signature.
+    release_files(dir.path(), "9.9.2", &release, &release, None).await;
+    let unsigned = sealed(&|entry| {
+        let claim = ArtifactClaim::from_interface_json(&entry.interface_json).expect("claim");
+        entry.interface_json = ArtifactClaim { signature: None, ..claim }.to_interface_json();
+    });
+    assert!(unsigned.commands.iter().any(|e| e.r#type == TYPE_GUEST_ARTIFACT));
+    let (served, port, _stop) = stand_in(unsigned).await;
+    let (server, _) = host_for(port, |c| {
+        c.guest_keys = vec![release.public()].into();
+        empty_cache(c, &cache);
+    })
+    .await;
+    let health = swapped_to(&server, "9.9.2").await;
+    assert_eq!(health["guest"]["precompiled"], json!(false), "{health}");
+    assert!(health["guest"]["artifact_refused"].as_str().unwrap_or("").contains("not signed"), "{health}");
+
+    // Altered after signing: one byte of its machine code.
+    release_files(dir.path(), "9.9.3", &release, &release, None).await;
+    *served.lock().expect("lock") = sealed(&|entry| {
+        repack(entry, &|bytes| {
+            let at = bytes.len() / 2;
+            bytes[at] ^= 0x01;
+        })
+    });
+    let health = swapped_to(&server, "9.9.3").await;
+    assert_eq!(health["guest"]["precompiled"], json!(false), "{health}");
+    assert!(health["guest"]["artifact_refused"].as_str().unwrap_or("").contains("does not verify"), "{health}");
+
+    // Another module's (9.9.3's artifact, signed, beside 9.9.4).
+    let other = build(&Signer { keys: &keys, guest_key: None }, Some(dir.path())).expect("builds");
+    let other = other.commands.into_iter().find(|e| e.name == GUEST_ARTIFACT_ENTRY).expect("entry");
+    let module = guest_with_version("9.9.4");
+    std::fs::write(
+        dir.path().join("guest-vm.wasm.sig"),
+        serde_json::to_string(&release.sign_file(&module)).expect("json"),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("guest-vm.wasm"), &module).expect("write");
+    precompile_into(dir.path(), &module, &release, None).await;
+    *served.lock().expect("lock") = sealed(&|entry| *entry = other.clone());
+    let health = swapped_to(&server, "9.9.4").await;
+    assert_eq!(health["guest"]["precompiled"], json!(false), "{health}");
+    assert!(health["guest"]["artifact_refused"].as_str().unwrap_or("").contains("is of module"), "{health}");
     server.assert_healthy().await;
 }
